@@ -1,0 +1,59 @@
+# The front door for people and CI alike. `make synth` sets everything up on a fresh machine.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAGE ?= dev
+# jsii and the CDK CLI run on the pinned Node.js from package.json, not the machine's.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
+CDK := node_modules/.bin/cdk
+
+.PHONY: setup synth test lint format bench tables model lock clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## Synthesize every stack of STAGE (default: dev) offline; nag packs run on every synth.
+synth: setup
+	$(CDK) synth --all --no-lookups --quiet -c stage=$(STAGE)
+	@echo "synthesized stage $(STAGE) into cdk.out/"
+
+## The whole test suite (offline).
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+## Synth time against an empty CDK app (the jsii floor), and the test-suite time: medians.
+bench: setup
+	$(PY) scripts/bench.py
+
+## Regenerate the committed image and instance-type tables from the SDK / botocore.
+tables: setup
+	$(PY) scripts/generate_tables.py
+
+## Retrain and repackage the sample model (byte-for-byte reproducible).
+model: setup
+	$(PY) scripts/train_model.py
+
+lock: setup
+	{ echo "# Every Python package of the dev environment, pinned (pip install -c). Regenerate with 'make lock'."; \
+	  $(VENV)/bin/pip freeze --exclude-editable | sort; } > constraints.txt
+
+clean:
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

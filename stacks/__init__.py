@@ -1,0 +1,1 @@
+"""The kit's stacks, constructs and settings."""

@@ -1,0 +1,94 @@
+"""Checks a model artifact before synth turns it into an asset, so a broken one never deploys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ArtifactError(ValueError):
+    """The artifact or its manifest cannot be served; the message says why."""
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """A checked ``model.tar.gz`` and the manifest written beside it by ``scripts/train_model.py``."""
+
+    path: Path
+    model_file: str
+    xgboost_version: str
+    feature_count: int
+    sha256: str
+
+
+def manifest_path(artifact: Path) -> Path:
+    """``model.tar.gz`` -> ``model-manifest.json``."""
+    stem = artifact.name.removesuffix(".gz").removesuffix(".tar")
+    return artifact.with_name(f"{stem}-manifest.json")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _first_model_file(path: Path) -> str:
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            members = archive.getmembers()
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise ArtifactError(f"is not a gzip-compressed tar archive ({error})") from error
+    for member in members:
+        name = member.name
+        if name.startswith("/") or ".." in Path(name).parts:
+            raise ArtifactError(f"holds an unsafe path {name!r}")
+        if not (member.isfile() or member.isdir()):
+            raise ArtifactError(f"holds {name!r}, which is not a regular file")
+    files = [member for member in members if member.isfile()]
+    if not files:
+        raise ArtifactError("holds no model file")
+    # The built-in XGBoost container loads the first file it finds at the archive root.
+    first = files[0]
+    if "/" in first.name.strip("./") or first.size == 0:
+        raise ArtifactError(f"must start with a non-empty model file at its root, not {first.name!r}")
+    return first.name
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ArtifactError(
+            f"has no manifest {path.name} beside it (scripts/train_model.py writes one; it records "
+            "the XGBoost version the model was saved with)"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ArtifactError(f"has a manifest {path.name} that is not valid JSON ({error})") from error
+    missing = [key for key in ("sha256", "xgboost_version", "features") if key not in manifest]
+    if missing:
+        raise ArtifactError(f"has a manifest {path.name} without {', '.join(missing)}")
+    return dict(manifest)
+
+
+def inspect_artifact(path: Path) -> ModelArtifact:
+    """Open the archive and its manifest; raise ArtifactError if the container could not serve it."""
+    if not path.is_file():
+        raise ArtifactError("does not exist (run: python scripts/train_model.py)")
+    model_file = _first_model_file(path)
+    manifest = _read_manifest(manifest_path(path))
+    digest = _sha256(path)
+    if manifest["sha256"] != digest:
+        raise ArtifactError(
+            f"does not match its manifest (sha256 {digest[:12]}..., manifest says "
+            f"{str(manifest['sha256'])[:12]}...); rebuild both with scripts/train_model.py"
+        )
+    return ModelArtifact(
+        path=path,
+        model_file=model_file,
+        xgboost_version=str(manifest["xgboost_version"]),
+        feature_count=len(manifest["features"]),
+        sha256=digest,
+    )

@@ -1,0 +1,67 @@
+"""One stage's deployable unit: network, runtime endpoint, model endpoint and autoscaling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Environment, Fn, Stack
+from constructs import Construct
+
+from stacks.autoscaling import VariantAutoscaling
+from stacks.encryption import EncryptionKey
+from stacks.model_endpoint import XgboostEndpoint
+from stacks.network import InferenceNetwork
+from stacks.runtime_endpoint import RuntimeVpcEndpoint
+from stacks.settings import StageSettings
+
+
+class InferenceStack(Stack):
+    """Private, low-latency SageMaker real-time inference for one stage. Only wires constructs."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: StageSettings, **kwargs: Any) -> None:
+        self._client_azs = list(settings.client_azs)
+        super().__init__(
+            scope,
+            construct_id,
+            env=Environment(account=settings.account, region=settings.region),
+            description=f"RTB inference kit: private real-time XGBoost endpoint ({settings.name})",
+            **kwargs,
+        )
+        key = EncryptionKey(self, "Encryption").key
+        network = InferenceNetwork(self, "Network", settings=settings, encryption_key=key)
+        runtime = RuntimeVpcEndpoint(
+            self, "RuntimeEndpoint", vpc=network.vpc, subnets=network.subnets, client_cidrs=settings.client_cidrs
+        )
+        inference = XgboostEndpoint(
+            self, "Inference", settings=settings, vpc=network.vpc, subnets=network.subnets, encryption_key=key
+        )
+        network.allow_s3_object_reads([inference.artifact_arn])
+        if settings.autoscaling.enabled:
+            VariantAutoscaling(
+                self,
+                "Autoscaling",
+                endpoint=inference.endpoint,
+                variant_name=inference.variant_name,
+                settings=settings.autoscaling,
+            )
+
+        CfnOutput(self, "EndpointName", value=inference.endpoint.attr_endpoint_name)
+        CfnOutput(self, "RuntimeVpcEndpointId", value=runtime.endpoint.vpc_endpoint_id)
+        # Entries are "hosted-zone-id:dns-name"; the first is the regional name, then one per AZ.
+        CfnOutput(
+            self,
+            "RuntimeVpcEndpointDnsName",
+            value=Fn.select(1, Fn.split(":", Fn.select(0, runtime.endpoint.vpc_endpoint_dns_entries))),
+        )
+        CfnOutput(self, "RuntimeVpcEndpointDnsEntries", value=Fn.join(",", runtime.endpoint.vpc_endpoint_dns_entries))
+        CfnOutput(
+            self,
+            "ClientSecurityGroupId",
+            value=runtime.client_security_group.security_group_id,
+            export_name=f"{self.stack_name}-ClientSecurityGroupId",
+        )
+
+    @property
+    def availability_zones(self) -> list[str]:
+        """The client AZs, known at synth: no AZ lookup, so synth needs no credentials."""
+        return self._client_azs or super().availability_zones

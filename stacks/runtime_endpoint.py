@@ -1,0 +1,68 @@
+"""The PrivateLink path from the clients to SageMaker Runtime, and who may use it."""
+
+from __future__ import annotations
+
+from aws_cdk import Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+HTTPS = ec2.Port.tcp(443)
+
+
+class RuntimeVpcEndpoint(Construct):
+    """Interface endpoint for SageMaker Runtime with private DNS, reachable on 443 from clients only."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        client_cidrs: tuple[str, ...],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # Ad servers join this group; it is the only group the endpoint admits.
+        self.client_security_group = ec2.SecurityGroup(
+            self,
+            "ClientSecurityGroup",
+            vpc=vpc,
+            description="Clients of the SageMaker Runtime endpoint (attach to ad servers)",
+            allow_all_outbound=False,
+        )
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=vpc,
+            description="SageMaker Runtime interface endpoint: HTTPS from clients only",
+            allow_all_outbound=False,
+        )
+        self.security_group.add_ingress_rule(self.client_security_group, HTTPS, "HTTPS from the client group")
+        self.client_security_group.add_egress_rule(self.security_group, HTTPS, "HTTPS to SageMaker Runtime")
+        for cidr in client_cidrs:
+            peer = ec2.Peer.ipv6(cidr) if ":" in cidr else ec2.Peer.ipv4(cidr)
+            self.security_group.add_ingress_rule(peer, HTTPS, f"HTTPS from client network {cidr}")
+
+        self.endpoint = ec2.InterfaceVpcEndpoint(
+            self,
+            "Endpoint",
+            vpc=vpc,
+            service=ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_RUNTIME,
+            subnets=subnets,
+            private_dns_enabled=True,
+            security_groups=[self.security_group],
+            # open=True would admit the whole VPC CIDR; only the client group and networks may call.
+            open=False,
+        )
+        stack = Stack.of(self)
+        # Through this endpoint, only this account's SageMaker endpoints can be invoked.
+        self.endpoint.add_to_policy(
+            iam.PolicyStatement(
+                sid="InvokeThisAccountsEndpoints",
+                principals=[iam.AnyPrincipal()],
+                actions=["sagemaker:InvokeEndpoint"],
+                resources=[stack.format_arn(service="sagemaker", resource="endpoint", resource_name="*")],
+                conditions={"StringEquals": {"aws:PrincipalAccount": stack.account}},
+            )
+        )

@@ -1,0 +1,58 @@
+"""The stages this app deploys: one validated StageSettings per stage, picked with ``-c stage=NAME``.
+
+Each stage is a function so that a mistake in one stage's settings does not stop the others from
+synthesizing. Add a stage by adding a function and an entry in STAGES.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from stacks.settings import AutoscalingSettings, SettingsError, StageSettings
+
+DEFAULT_STAGE = "dev"
+
+
+def dev() -> StageSettings:
+    """The default: a new private VPC in two us-east-1 AZs; no account needed to synthesize."""
+    return StageSettings(
+        name="dev",
+        region="us-east-1",
+        client_azs=("us-east-1a", "us-east-1b"),
+        autoscaling=AutoscalingSettings(min_capacity=2, max_capacity=4, max_rps_per_instance=1000),
+    )
+
+
+def shared_vpc() -> StageSettings:
+    """An existing VPC, looked up once and committed in cdk.context.json (example account and VPC)."""
+    return StageSettings(
+        name="shared-vpc",
+        account="123456789012",
+        region="us-east-1",
+        vpc_id="vpc-0a1b2c3d4e5f67890",
+        client_azs=("us-east-1a", "us-east-1b"),
+        client_cidrs=("10.100.0.0/16",),
+        autoscaling=AutoscalingSettings(min_capacity=2, max_capacity=8, max_rps_per_instance=1000),
+    )
+
+
+def portable() -> StageSettings:
+    """Environment-agnostic: one template for any region; the image resolves through a mapping."""
+    return StageSettings(name="portable", region=None)
+
+
+STAGES: dict[str, Callable[[], StageSettings]] = {
+    "dev": dev,
+    "shared-vpc": shared_vpc,
+    "portable": portable,
+}
+
+
+def load_stage(name: str) -> StageSettings:
+    """The validated settings of stage ``name``; SettingsError if it is unknown or invalid."""
+    factory = STAGES.get(name)
+    if factory is None:
+        raise SettingsError(
+            name, [f"stage={name!r} is not defined; allowed: one of {sorted(STAGES)} (stacks/stages.py)"]
+        )
+    return factory()
