@@ -28,7 +28,7 @@ synth: setup
 
 ## The whole test suite (offline).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

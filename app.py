@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
 """CDK entry point: ``cdk synth -c stage=NAME`` (default: dev). The only place that reads the context."""
 
+import sys
+
 from aws_cdk import App
 
 from stacks.compliance import add_compliance_checks
 from stacks.inference_stack import InferenceStack
+from stacks.settings import SettingsError
 from stacks.stages import DEFAULT_STAGE, load_stage
 
 
 def main() -> None:
     app = App()
-    settings = load_stage(str(app.node.try_get_context("stage") or DEFAULT_STAGE))
+    try:
+        settings = load_stage(str(app.node.try_get_context("stage") or DEFAULT_STAGE))
+    except SettingsError as error:
+        sys.exit(f"error: {error}")
     InferenceStack(app, settings.stack_name, settings=settings)
     add_compliance_checks(app)
     app.synth()

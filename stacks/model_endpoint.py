@@ -83,6 +83,18 @@ class XgboostEndpoint(Construct):
             ],
             kms_key_id=encryption_key.key_arn if settings.kms_encryption else None,
         )
+        if not settings.kms_encryption:
+            # Settings allow this only for instance types with local NVMe storage.
+            reason = (
+                f"{settings.instance_type} keeps the model on local NVMe instance storage, which the instance "
+                "encrypts in hardware; SageMaker rejects KmsKeyId for such types (CreateEndpointConfig API)"
+            )
+            Validations.of(self.endpoint_config).acknowledge(
+                *(
+                    Acknowledgment(id=f"{pack}::{pack}-SageMakerEndpointConfigurationKMSKeyConfigured", reason=reason)
+                    for pack in ("NIST.800.53.R5", "HIPAA.Security")
+                )
+            )
         self.endpoint = sagemaker.CfnEndpoint(
             self,
             "Endpoint",

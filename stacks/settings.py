@@ -199,7 +199,7 @@ def _network_problems(s: StageSettings) -> Iterator[str]:
                 "an environment-agnostic stage (region=None) uses the first two AZs of the deploy region; "
                 "allowed: () or set region",
             )
-    else:
+    elif _REGION.match(s.region):
         if len(s.client_azs) < 2:
             yield _problem("client_azs", s.client_azs, "allowed: at least 2 Availability Zones (high availability)")
         if len(set(s.client_azs)) != len(s.client_azs):
@@ -265,6 +265,13 @@ def _instance_problems(s: StageSettings) -> Iterator[str]:
             s.instance_type,
             "burstable (ml.t*) instances cannot be autoscaled; "
             "allowed: a non-burstable type, or autoscaling.enabled=False",
+        )
+    if not instance.has_local_nvme and not s.kms_encryption:
+        yield _problem(
+            "kms_encryption",
+            s.kms_encryption,
+            f"{s.instance_type} stores the model on an EBS volume, which must be encrypted with the stack's "
+            "customer-managed key; allowed: True",
         )
     if instance.has_local_nvme and s.kms_encryption:
         yield _problem(

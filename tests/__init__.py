@@ -1,0 +1,1 @@
+"""Offline tests: synth assertions, snapshots, nag, cfn-lint, moto rehearsal, model checks."""

@@ -1,0 +1,109 @@
+"""Shared fixtures: each stage is synthesized once per session, with the same context as `cdk synth`."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App
+from aws_cdk.assertions import Template
+
+from stacks.compliance import add_compliance_checks
+from stacks.inference_stack import InferenceStack
+from stacks.settings import StageSettings
+from stacks.stages import load_stage
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# jsii prints a banner per process on Node 20; the Makefile pins Node 22 but tests may run outside it.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
+
+
+def cdk_context() -> dict[str, Any]:
+    """Feature flags from cdk.json plus the committed lookups, exactly what `cdk synth` passes."""
+    context: dict[str, Any] = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    context.update(json.loads((REPO_ROOT / "cdk.context.json").read_text()))
+    return context
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    """One synthesized stage: its settings, template, cloud assembly folder and validation report."""
+
+    settings: StageSettings
+    outdir: Path
+    template_json: dict[str, Any]
+    report: dict[str, Any]
+
+    @property
+    def template(self) -> Template:
+        return Template.from_json(self.template_json)
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        resources: dict[str, Any] = self.template_json["Resources"]
+        return resources
+
+    def of_type(self, resource_type: str) -> dict[str, Any]:
+        return {key: value for key, value in self.resources.items() if value["Type"] == resource_type}
+
+    @property
+    def model_asset_hash(self) -> str:
+        """The asset hash of the packaged model (the stack has one other file asset: CDK's handler code)."""
+        manifest = json.loads((self.outdir / f"{self.settings.stack_name}.assets.json").read_text())
+        (found,) = [key for key, asset in manifest["files"].items() if asset["source"]["path"].endswith(".tar.gz")]
+        return str(found)
+
+    def one(self, resource_type: str) -> tuple[str, dict[str, Any]]:
+        found = self.of_type(resource_type)
+        assert len(found) == 1, f"expected one {resource_type}, found {sorted(found)}"
+        return next(iter(found.items()))
+
+
+def synthesize(settings: StageSettings, outdir: Path) -> Synthesized:
+    """Synthesize one stage the way app.py does (nag packs included) into ``outdir``."""
+    app = App(outdir=str(outdir), context=cdk_context())
+    InferenceStack(app, settings.stack_name, settings=settings)
+    add_compliance_checks(app)
+    app.synth()
+    template = json.loads((outdir / f"{settings.stack_name}.template.json").read_text())
+    report = json.loads((outdir / "validation-report.json").read_text())
+    return Synthesized(settings=settings, outdir=outdir, template_json=template, report=report)
+
+
+@pytest.fixture(scope="session")
+def synth_stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Synthesized]]:
+    """Synthesize a stage by name, at most once per session."""
+    cache: dict[str, Synthesized] = {}
+
+    def get(name: str) -> Synthesized:
+        if name not in cache:
+            cache[name] = synthesize(load_stage(name), tmp_path_factory.mktemp(f"cdk-{name}"))
+        return cache[name]
+
+    yield get
+
+
+@pytest.fixture(scope="session")
+def dev(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
+    return synth_stage("dev")
+
+
+@pytest.fixture(scope="session")
+def shared_vpc(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
+    return synth_stage("shared-vpc")
+
+
+@pytest.fixture(scope="session")
+def portable(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
+    return synth_stage("portable")
+
+
+@pytest.fixture(scope="session", params=["dev", "shared-vpc", "portable"])
+def any_stage(request: pytest.FixtureRequest, synth_stage: Callable[[str], Synthesized]) -> Synthesized:
+    return synth_stage(str(request.param))

@@ -1,0 +1,206 @@
+"""The SageMaker Model, EndpointConfig, Endpoint and the execution role's least privilege."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from .conftest import Synthesized
+
+
+def _execution_statements(stage: Synthesized) -> dict[str, dict[str, Any]]:
+    policies = [
+        policy
+        for policy in stage.of_type("AWS::IAM::ManagedPolicy").values()
+        if "sagemaker" in json.dumps(policy) or "ReadModelArtifact" in json.dumps(policy)
+    ]
+    assert len(policies) == 1
+    return {statement["Sid"]: statement for statement in policies[0]["Properties"]["PolicyDocument"]["Statement"]}
+
+
+def _execution_role_id(stage: Synthesized) -> str:
+    _, model = stage.one("AWS::SageMaker::Model")
+    return str(model["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"][0])
+
+
+def test_model_uses_the_pinned_regional_xgboost_image(dev: Synthesized) -> None:
+    _, model = dev.one("AWS::SageMaker::Model")
+    image = model["Properties"]["PrimaryContainer"]["Image"]
+    assert image == "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.2-0"
+    assert "latest" not in image
+
+
+def test_model_data_is_the_committed_artifact_asset(dev: Synthesized) -> None:
+    _, model = dev.one("AWS::SageMaker::Model")
+    url = model["Properties"]["PrimaryContainer"]["ModelDataUrl"]
+    assert url == {"Fn::Sub": f"s3://cdk-hnb659fds-assets-${{AWS::AccountId}}-us-east-1/{dev.model_asset_hash}.gz"}
+    staged = dev.outdir / f"asset.{dev.model_asset_hash}.tar.gz"
+    assert staged.read_bytes() == dev.settings.artifact_path.read_bytes()
+
+
+def test_model_runs_network_isolated_in_the_vpc(any_stage: Synthesized) -> None:
+    _, model = any_stage.one("AWS::SageMaker::Model")
+    properties = model["Properties"]
+    assert properties["EnableNetworkIsolation"] is True
+    assert len(properties["VpcConfig"]["Subnets"]) == 2
+    (group,) = properties["VpcConfig"]["SecurityGroupIds"]
+    group_props = any_stage.resources[group["Fn::GetAtt"][0]]["Properties"]
+    assert "SecurityGroupIngress" not in group_props
+    assert group_props["SecurityGroupEgress"] == [
+        {"CidrIp": "0.0.0.0/0", "Description": "Model artifact download via S3 gateway", "FromPort": 443,
+         "IpProtocol": "tcp", "ToPort": 443}
+    ]  # fmt: skip
+
+
+def test_endpoint_config_serves_on_c5_with_least_outstanding_requests(dev: Synthesized) -> None:
+    _, config = dev.one("AWS::SageMaker::EndpointConfig")
+    (variant,) = config["Properties"]["ProductionVariants"]
+    assert variant["InstanceType"] == "ml.c5.xlarge"
+    assert variant["InitialInstanceCount"] == 2
+    assert variant["RoutingConfig"] == {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}
+    assert variant["ContainerStartupHealthCheckTimeoutInSeconds"] == 300
+    assert variant["ModelDataDownloadTimeoutInSeconds"] == 300
+    assert "VolumeSizeInGB" not in variant
+
+
+def test_endpoint_config_is_encrypted_with_the_rotating_customer_key(any_stage: Synthesized) -> None:
+    key_id, key = any_stage.one("AWS::KMS::Key")
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert key["DeletionPolicy"] == "Retain"
+    _, config = any_stage.one("AWS::SageMaker::EndpointConfig")
+    assert config["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+
+
+def test_endpoint_config_has_no_kms_key_on_local_nvme_instances(synth_stage: Any, tmp_path_factory: Any) -> None:
+    import dataclasses
+
+    from stacks.stages import dev
+
+    from .conftest import synthesize
+
+    settings = dataclasses.replace(dev(), instance_type="ml.c5d.xlarge", kms_encryption=False)
+    stage = synthesize(settings, tmp_path_factory.mktemp("nvme"))
+    _, config = stage.one("AWS::SageMaker::EndpointConfig")
+    assert "KmsKeyId" not in config["Properties"]
+    assert config["Properties"]["ProductionVariants"][0]["InstanceType"] == "ml.c5d.xlarge"
+
+
+def test_endpoint_retains_variant_properties_on_update(any_stage: Synthesized) -> None:
+    config_id, _ = any_stage.one("AWS::SageMaker::EndpointConfig")
+    _, endpoint = any_stage.one("AWS::SageMaker::Endpoint")
+    assert endpoint["Properties"] == {
+        "EndpointConfigName": {"Fn::GetAtt": [config_id, "EndpointConfigName"]},
+        "RetainAllVariantProperties": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "name_property"),
+    [
+        ("AWS::SageMaker::Model", "ModelName"),
+        ("AWS::SageMaker::EndpointConfig", "EndpointConfigName"),
+        ("AWS::SageMaker::Endpoint", "EndpointName"),
+        ("AWS::IAM::Role", "RoleName"),
+        ("AWS::IAM::ManagedPolicy", "ManagedPolicyName"),
+        ("AWS::KMS::Key", "KeyId"),
+        ("AWS::Logs::LogGroup", "LogGroupName"),
+        ("AWS::EC2::SecurityGroup", "GroupName"),
+    ],
+)
+def test_no_physical_names_so_replacements_work(any_stage: Synthesized, resource_type: str, name_property: str) -> None:
+    for logical_id, resource in any_stage.of_type(resource_type).items():
+        assert name_property not in resource.get("Properties", {}), logical_id
+
+
+def test_model_waits_for_its_execution_policy(any_stage: Synthesized) -> None:
+    policy_id = next(
+        key
+        for key, policy in any_stage.of_type("AWS::IAM::ManagedPolicy").items()
+        if "ReadModelArtifact" in json.dumps(policy)
+    )
+    _, model = any_stage.one("AWS::SageMaker::Model")
+    assert policy_id in model["DependsOn"]
+
+
+def test_execution_role_is_assumable_by_sagemaker_only(dev: Synthesized) -> None:
+    role = dev.resources[_execution_role_id(dev)]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [
+        {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}}
+    ]
+    assert "ManagedPolicyArns" not in role  # no AWS managed (FullAccess) policies
+    assert "Policies" not in role  # no inline policies
+
+
+def test_no_aws_managed_policy_anywhere(any_stage: Synthesized) -> None:
+    text = json.dumps(any_stage.template_json)
+    assert "FullAccess" not in text
+    assert "arn:aws:iam::aws:policy" not in text
+
+
+def test_execution_role_reads_exactly_the_model_artifact(dev: Synthesized) -> None:
+    statement = _execution_statements(dev)["ReadModelArtifact"]
+    assert statement["Action"] == "s3:GetObject"
+    assert statement["Resource"] == {
+        "Fn::Join": [
+            "",
+            ["arn:aws:s3:::", {"Fn::Sub": "cdk-hnb659fds-assets-${AWS::AccountId}-us-east-1"}, f"/{dev.model_asset_hash}.gz"],
+        ]
+    }
+
+
+def test_execution_role_pulls_only_the_xgboost_repository(dev: Synthesized) -> None:
+    statement = _execution_statements(dev)["PullContainerImage"]
+    assert statement["Resource"] == "arn:aws:ecr:us-east-1:683313688378:repository/sagemaker-xgboost"
+    assert sorted(statement["Action"]) == [
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+    ]
+
+
+def test_execution_role_wildcards_are_only_where_iam_has_no_resource_scope(dev: Synthesized) -> None:
+    statements = _execution_statements(dev)
+    star = {sid: statement for sid, statement in statements.items() if statement["Resource"] == "*"}
+    assert set(star) == {"UnscopableReadsAndToken", "PublishEndpointMetrics", "ManageNetworkInterfacesInThisVpc"}
+    assert all(action.startswith("ec2:Describe") or action == "ecr:GetAuthorizationToken"
+               for action in star["UnscopableReadsAndToken"]["Action"])  # fmt: skip
+    assert star["PublishEndpointMetrics"]["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
+    vpc_id, _ = dev.one("AWS::EC2::VPC")
+    assert star["ManageNetworkInterfacesInThisVpc"]["Condition"] == {
+        "ArnEquals": {
+            "ec2:Vpc": {"Fn::Join": ["", ["arn:aws:ec2:us-east-1:", {"Ref": "AWS::AccountId"}, ":vpc/", {"Ref": vpc_id}]]}
+        }
+    }
+    for statement in statements.values():
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not any("*" in action for action in actions), statement["Sid"]
+
+
+def test_execution_role_may_use_the_stack_key_for_storage(dev: Synthesized) -> None:
+    key_id, _ = dev.one("AWS::KMS::Key")
+    statement = _execution_statements(dev)["EncryptStorageVolume"]
+    assert statement["Resource"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    assert sorted(statement["Action"]) == ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
+
+
+def test_execution_role_logs_only_to_sagemaker_endpoint_log_groups(dev: Synthesized) -> None:
+    statement = _execution_statements(dev)["WriteEndpointLogs"]
+    assert statement["Resource"] == {
+        "Fn::Join": ["", ["arn:aws:logs:us-east-1:", {"Ref": "AWS::AccountId"}, ":log-group:/aws/sagemaker/Endpoints/*"]]
+    }
+
+
+def test_log_service_may_use_the_key_only_for_this_accounts_log_groups(dev: Synthesized) -> None:
+    _, key = dev.one("AWS::KMS::Key")
+    statements = {s.get("Sid"): s for s in key["Properties"]["KeyPolicy"]["Statement"]}
+    logs = statements["CloudWatchLogsOfThisAccount"]
+    assert logs["Principal"] == {"Service": {"Fn::Join": ["", ["logs.us-east-1.", {"Ref": "AWS::URLSuffix"}]]}}
+    assert logs["Condition"] == {
+        "ArnLike": {
+            "kms:EncryptionContext:aws:logs:arn": {
+                "Fn::Join": ["", ["arn:aws:logs:us-east-1:", {"Ref": "AWS::AccountId"}, ":log-group:*"]]
+            }
+        }
+    }

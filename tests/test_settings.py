@@ -1,0 +1,331 @@
+"""Bad settings fail at synth, before CloudFormation, naming the setting, the value and what is allowed."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stacks import stages
+from stacks.settings import AutoscalingSettings, SettingsError, StageSettings
+
+from .conftest import REPO_ROOT
+
+
+def dev_with(**changes: Any) -> StageSettings:
+    return dataclasses.replace(stages.dev(), **changes)
+
+
+def scaling(**changes: Any) -> AutoscalingSettings:
+    return dataclasses.replace(stages.dev().autoscaling, **changes)
+
+
+def problems_of(**changes: Any) -> list[str]:
+    with pytest.raises(SettingsError) as caught:
+        dev_with(**changes)
+    assert str(caught.value).startswith("stage 'dev' has ")
+    return caught.value.problems
+
+
+@pytest.mark.parametrize("name", sorted(stages.STAGES))
+def test_every_defined_stage_is_valid(name: str) -> None:
+    settings = stages.load_stage(name)
+    assert settings.name == name
+
+
+def test_unknown_stage_lists_the_defined_ones() -> None:
+    with pytest.raises(SettingsError) as caught:
+        stages.load_stage("prod")
+    assert caught.value.problems == [
+        "stage='prod' is not defined; allowed: one of ['dev', 'portable', 'shared-vpc'] (stacks/stages.py)"
+    ]
+
+
+def test_default_stage_targets_c5_xlarge_with_two_instances() -> None:
+    settings = stages.load_stage(stages.DEFAULT_STAGE)
+    assert (settings.instance_type, settings.initial_instance_count) == ("ml.c5.xlarge", 2)
+    assert settings.account is None  # synthesizes without an AWS account
+
+
+def test_misspelled_instance_type_suggests_the_right_one() -> None:
+    assert problems_of(instance_type="ml.c5.xlarg") == [
+        "instance_type='ml.c5.xlarg' is invalid: not a SageMaker real-time instance type; did you mean "
+        "'ml.c5.xlarge' or 'ml.c5d.xlarge' or 'ml.c5.9xlarge'? allowed: the 277 types in "
+        "stacks/data/instance_types.json"
+    ]
+
+
+def test_unknown_instance_type_is_rejected() -> None:
+    assert problems_of(instance_type="ml.z9.huge") == [
+        "instance_type='ml.z9.huge' is invalid: not a SageMaker real-time instance type; allowed: the 277 types "
+        "in stacks/data/instance_types.json"
+    ]
+
+
+def test_burstable_instance_with_autoscaling_is_rejected() -> None:
+    assert problems_of(instance_type="ml.t2.medium") == [
+        "instance_type='ml.t2.medium' is invalid: burstable (ml.t*) instances cannot be autoscaled; "
+        "allowed: a non-burstable type, or autoscaling.enabled=False"
+    ]
+
+
+def test_burstable_instance_without_autoscaling_is_accepted() -> None:
+    settings = dev_with(instance_type="ml.t2.medium", autoscaling=scaling(enabled=False))
+    assert settings.instance_type == "ml.t2.medium"
+
+
+@pytest.mark.parametrize("instance_type", ["ml.inf1.xlarge", "ml.c6g.xlarge", "ml.p3.2xlarge"])
+def test_instance_the_xgboost_container_cannot_serve_is_rejected(instance_type: str) -> None:
+    assert problems_of(instance_type=instance_type) == [
+        f"instance_type={instance_type!r} is invalid: the built-in XGBoost container serves x86 CPU instances; "
+        "allowed: ml.c5, ml.c6i, ml.m5, ml.r5 and other x86 CPU families"
+    ]
+
+
+@pytest.mark.parametrize("instance_type", ["ml.c5d.xlarge", "ml.m5d.large"])
+def test_kms_key_on_local_nvme_instance_is_rejected(instance_type: str) -> None:
+    assert problems_of(instance_type=instance_type) == [
+        f"kms_encryption=True is invalid: {instance_type} has local NVMe storage, which SageMaker encrypts in "
+        "hardware and for which it rejects KmsKeyId; allowed: False for this type, or a type without local "
+        "storage such as ml.c5.xlarge"
+    ]
+
+
+def test_local_nvme_instance_without_kms_is_accepted() -> None:
+    assert dev_with(instance_type="ml.c5d.xlarge", kms_encryption=False).kms_encryption is False
+
+
+def test_turning_kms_off_on_an_ebs_instance_is_rejected() -> None:
+    assert problems_of(kms_encryption=False) == [
+        "kms_encryption=False is invalid: ml.c5.xlarge stores the model on an EBS volume, which must be encrypted "
+        "with the stack's customer-managed key; allowed: True"
+    ]
+
+
+def test_min_capacity_above_max_is_rejected() -> None:
+    assert problems_of(autoscaling=scaling(min_capacity=5, max_capacity=3)) == [
+        "autoscaling.max_capacity=3 is invalid: allowed: at least autoscaling.min_capacity (5)"
+    ]
+
+
+@pytest.mark.parametrize("initial", [1, 5])
+def test_initial_count_outside_min_max_is_rejected(initial: int) -> None:
+    problems = problems_of(initial_instance_count=initial, high_availability=False)
+    assert problems == [
+        f"initial_instance_count={initial} is invalid: allowed: within [autoscaling.min_capacity, "
+        "autoscaling.max_capacity] = [2, 4]"
+    ]
+
+
+def test_min_capacity_below_two_with_high_availability_is_rejected() -> None:
+    assert problems_of(autoscaling=scaling(min_capacity=1)) == [
+        "autoscaling.min_capacity=1 is invalid: high_availability needs instances in 2 AZs; allowed: 2 or more, "
+        "or high_availability=False"
+    ]
+
+
+def test_single_instance_needs_high_availability_off() -> None:
+    settings = dev_with(high_availability=False, initial_instance_count=1, autoscaling=scaling(min_capacity=1))
+    assert settings.autoscaling.min_capacity == 1
+
+
+def test_fewer_than_two_client_azs_is_rejected() -> None:
+    assert problems_of(client_azs=("us-east-1a",)) == [
+        "client_azs=('us-east-1a',) is invalid: allowed: at least 2 Availability Zones (high availability)"
+    ]
+
+
+def test_client_az_outside_the_region_is_rejected() -> None:
+    assert problems_of(client_azs=("us-east-1a", "us-west-2b")) == [
+        "client_azs='us-west-2b' is invalid: allowed: Availability Zones of region us-east-1 such as 'us-east-1a'"
+    ]
+
+
+def test_duplicate_client_az_is_rejected() -> None:
+    assert problems_of(client_azs=("us-east-1a", "us-east-1a")) == [
+        "client_azs=('us-east-1a', 'us-east-1a') is invalid: allowed: each Availability Zone once"
+    ]
+
+
+@pytest.mark.parametrize("safety", [0, -0.5, 1.01])
+def test_safety_factor_outside_zero_one_is_rejected(safety: float) -> None:
+    assert problems_of(autoscaling=scaling(safety_factor=safety)) == [
+        f"autoscaling.safety_factor={safety!r} is invalid: allowed: greater than 0 and at most 1"
+    ]
+
+
+@pytest.mark.parametrize("max_rps", [0, -100.0])
+def test_max_rps_not_positive_is_rejected(max_rps: float) -> None:
+    assert problems_of(autoscaling=scaling(max_rps_per_instance=max_rps)) == [
+        f"autoscaling.max_rps_per_instance={max_rps!r} is invalid: allowed: greater than 0"
+    ]
+
+
+def test_region_without_xgboost_image_is_rejected() -> None:
+    problems = problems_of(region="eu-west-9", client_azs=("eu-west-9a", "eu-west-9b"))
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        "region='eu-west-9' is invalid: SageMaker publishes no XGBoost 3.2-0 image there; allowed: one of "
+        "['af-south-1', 'ap-east-1', "
+    )
+    assert "'us-east-1'" in problems[0]
+
+
+def test_malformed_region_is_rejected_without_cascading_az_errors() -> None:
+    assert problems_of(region="US East") == [
+        "region='US East' is invalid: allowed: an AWS region name such as 'us-east-1', or None"
+    ]
+
+
+def test_wrong_type_is_named_before_any_rule_runs() -> None:
+    assert problems_of(initial_instance_count="2") == ["initial_instance_count='2' is invalid: expected int"]
+
+
+def test_public_client_network_is_rejected() -> None:
+    assert problems_of(client_cidrs=("0.0.0.0/0",)) == [
+        "client_cidrs='0.0.0.0/0' is invalid: allowed: private networks only (no public path to the endpoint)"
+    ]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    problems = problems_of(instance_type="ml.c5.xlarg", autoscaling=scaling(safety_factor=2.0, max_rps_per_instance=0))
+    assert [problem.split("=")[0] for problem in problems] == [
+        "instance_type",
+        "autoscaling.safety_factor",
+        "autoscaling.max_rps_per_instance",
+    ]
+
+
+def test_image_whose_xgboost_differs_from_the_model_is_rejected() -> None:
+    assert problems_of(image_tag="1.7-1") == [
+        "image_tag='1.7-1' is invalid: it runs XGBoost 1.7.6 but the model was saved with XGBoost 3.2.0; "
+        "allowed: a tag whose XGBoost matches the model's, or retrain with that version"
+    ]
+
+
+def test_unknown_image_tag_is_rejected() -> None:
+    assert problems_of(image_tag="latest") == [
+        "image_tag='latest' is invalid: allowed: one of ['1.7-1', '3.0-5', '3.2-0']"
+    ]
+
+
+def test_environment_agnostic_stage_takes_no_azs() -> None:
+    with pytest.raises(SettingsError) as caught:
+        dataclasses.replace(stages.portable(), client_azs=("us-east-1a", "us-east-1b"))
+    assert caught.value.problems == [
+        "client_azs=('us-east-1a', 'us-east-1b') is invalid: an environment-agnostic stage (region=None) uses the "
+        "first two AZs of the deploy region; allowed: () or set region"
+    ]
+
+
+def test_existing_vpc_needs_account_and_region() -> None:
+    assert problems_of(vpc_id="vpc-0a1b2c3d4e5f67890") == [
+        "vpc_id='vpc-0a1b2c3d4e5f67890' is invalid: an existing VPC is looked up per account and region; "
+        "set account and region"
+    ]
+
+
+# --- the model artifact --------------------------------------------------------------------------
+
+
+def _write_artifact(directory: Path, members: dict[str, bytes], *, manifest: dict[str, Any] | None) -> str:
+    """A tar.gz with ``members`` and (optionally) a manifest; returns its path relative to the repo."""
+    path = directory / "model.tar.gz"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    path.write_bytes(gzip.compress(buffer.getvalue(), mtime=0))
+    if manifest is not None:
+        (directory / "model-manifest.json").write_text(json.dumps(manifest))
+    return os.path.relpath(path, REPO_ROOT)
+
+
+def _valid_manifest(path: Path) -> dict[str, Any]:
+    import hashlib
+
+    return {
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "xgboost_version": "3.2.0",
+        "features": ["a", "b", "c", "d", "e", "f", "g"],
+    }
+
+
+def test_missing_model_artifact_is_rejected() -> None:
+    assert problems_of(model_artifact="model_artifacts/nope.tar.gz") == [
+        "model_artifact='model_artifacts/nope.tar.gz' is invalid: the artifact does not exist "
+        "(run: python scripts/train_model.py)"
+    ]
+
+
+def test_artifact_that_is_not_a_tar_gz_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "model.tar.gz"
+    path.write_bytes(b"not a tarball")
+    relative = os.path.relpath(path, REPO_ROOT)
+    (problem,) = problems_of(model_artifact=relative)
+    assert problem.startswith(f"model_artifact={relative!r} is invalid: the artifact is not a gzip-compressed tar")
+
+
+def test_artifact_without_manifest_is_rejected(tmp_path: Path) -> None:
+    relative = _write_artifact(tmp_path, {"xgboost-model": b"{}"}, manifest=None)
+    assert problems_of(model_artifact=relative) == [
+        f"model_artifact={relative!r} is invalid: the artifact has no manifest model-manifest.json beside it "
+        "(scripts/train_model.py writes one; it records the XGBoost version the model was saved with)"
+    ]
+
+
+def test_artifact_changed_after_its_manifest_is_rejected(tmp_path: Path) -> None:
+    relative = _write_artifact(tmp_path, {"xgboost-model": b"{}"}, manifest={})
+    manifest = _valid_manifest(REPO_ROOT / relative) | {"sha256": "0" * 64}
+    (tmp_path / "model-manifest.json").write_text(json.dumps(manifest))
+    (problem,) = problems_of(model_artifact=relative)
+    assert "the artifact does not match its manifest" in problem
+    assert "rebuild both with scripts/train_model.py" in problem
+
+
+def test_artifact_with_unsafe_path_is_rejected(tmp_path: Path) -> None:
+    relative = _write_artifact(tmp_path, {"../xgboost-model": b"{}"}, manifest={})
+    (tmp_path / "model-manifest.json").write_text(json.dumps(_valid_manifest(REPO_ROOT / relative)))
+    assert problems_of(model_artifact=relative) == [
+        f"model_artifact={relative!r} is invalid: the artifact holds an unsafe path '../xgboost-model'"
+    ]
+
+
+def test_artifact_whose_first_file_is_not_at_the_root_is_rejected(tmp_path: Path) -> None:
+    relative = _write_artifact(tmp_path, {"nested/xgboost-model": b"{}"}, manifest={})
+    (tmp_path / "model-manifest.json").write_text(json.dumps(_valid_manifest(REPO_ROOT / relative)))
+    assert problems_of(model_artifact=relative) == [
+        f"model_artifact={relative!r} is invalid: the artifact must start with a non-empty model file at its "
+        "root, not 'nested/xgboost-model'"
+    ]
+
+
+def test_well_formed_artifact_is_accepted(tmp_path: Path) -> None:
+    relative = _write_artifact(tmp_path, {"xgboost-model": b"{}"}, manifest={})
+    (tmp_path / "model-manifest.json").write_text(json.dumps(_valid_manifest(REPO_ROOT / relative)))
+    assert dev_with(model_artifact=relative).artifact.model_file == "xgboost-model"
+
+
+# --- through the real entry point --------------------------------------------------------------
+
+
+def test_cdk_app_rejects_an_unknown_stage_before_synthesizing(tmp_path: Path) -> None:
+    """What `cdk synth -c stage=prod` runs: the app exits non-zero and writes no template."""
+    env = os.environ | {"CDK_CONTEXT_JSON": json.dumps({"stage": "prod"}), "CDK_OUTDIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode != 0
+    assert "stage='prod' is not defined; allowed: one of ['dev', 'portable', 'shared-vpc']" in result.stderr
+    assert not list(tmp_path.glob("*.template.json"))
