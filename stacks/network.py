@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import CfnResource, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -51,14 +51,7 @@ class InferenceNetwork(Construct):
             restrict_default_security_group=True,
             subnet_configuration=[ec2.SubnetConfiguration(name="Private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)],
         )
-        if not settings.environment_agnostic:
-            Validations.of(vpc).acknowledge(
-                Acknowledgment(
-                    id="CloudFormation-Validate::W3010",
-                    reason="The subnets must be in the clients' Availability Zones (client_azs): keeping "
-                    "calls inside one AZ is what the design is for",
-                )
-            )
+        _silence_cdk_provider_lint(Stack.of(self))
         log_group = logs.LogGroup(self, "FlowLogGroup", encryption_key=encryption_key)
         # RetentionDays is an enum of names; the setting is a number of days, validated in settings.
         cast(logs.CfnLogGroup, log_group.node.default_child).retention_in_days = settings.log_retention_days
@@ -129,3 +122,12 @@ class InferenceNetwork(Construct):
                 resources=object_arns,
             )
         )
+
+
+def _silence_cdk_provider_lint(stack: Stack) -> None:
+    """CDK's default-security-group handler repeats a dependency its GetAtt already implies (cfn-lint
+    W3005): harmless, and not ours to change, so say so to cfn-lint on that one resource."""
+    provider = stack.node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+    handler = provider.node.try_find_child("Handler") if provider is not None else None
+    if isinstance(handler, CfnResource):
+        handler.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})

@@ -66,8 +66,8 @@ class Synthesized:
 
 
 def synthesize(settings: StageSettings, outdir: Path) -> Synthesized:
-    """Synthesize one stage the way app.py does (nag packs included) into ``outdir``."""
-    app = App(outdir=str(outdir), context=cdk_context())
+    """Synthesize one stage the way app.py does (nag packs on, built-in cfn rules off) into ``outdir``."""
+    app = App(outdir=str(outdir), context=cdk_context(), builtin_cloud_formation_validation=False)
     InferenceStack(app, settings.stack_name, settings=settings)
     add_compliance_checks(app)
     app.synth()

@@ -23,8 +23,6 @@ EXPECTED_ACKNOWLEDGMENTS = {
     "dev": {
         ("AwsSolutions-IAM5[Resource::*]", POLICY),
         (f"AwsSolutions-IAM5[Resource::{LOGS_ARN.format(account='<AWS::AccountId>')}]", POLICY),
-        ("W3010", "{stack}/Network/Vpc/PrivateSubnet1/Subnet"),
-        ("W3010", "{stack}/Network/Vpc/PrivateSubnet2/Subnet"),
     },
     "shared-vpc": {
         ("AwsSolutions-IAM5[Resource::*]", POLICY),
