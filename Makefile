@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 CDK := node_modules/.bin/cdk
 
-.PHONY: setup synth test lint format bench tables model lock clean
+.PHONY: setup synth test lint format bench tables model lock clean diff deploy destroy
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -31,6 +31,16 @@ synth: setup
 ## The whole test suite (offline).
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## These three need AWS credentials for the stage's account.
+diff: setup
+	$(CDK) diff -c stage=$(STAGE)
+
+deploy: setup
+	$(CDK) deploy --all -c stage=$(STAGE)
+
+destroy: setup
+	$(CDK) destroy --all -c stage=$(STAGE)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -219,6 +219,12 @@ def _network_problems(s: StageSettings) -> Iterator[str]:
             )
     else:
         yield from _vpc_cidr_problems(s.vpc_cidr)
+        if not s.create_s3_gateway_endpoint:
+            yield _problem(
+                "create_s3_gateway_endpoint",
+                s.create_s3_gateway_endpoint,
+                "a new VPC has no other path to the model artifact in S3; allowed: True (False only with vpc_id)",
+            )
     for cidr in s.client_cidrs:
         try:
             network = ipaddress.ip_network(cidr)
