@@ -52,7 +52,8 @@ def _synth_times(code: list[str], stage: str, runs: int) -> list[float]:
 
 
 def _line(label: str, times: list[float]) -> str:
-    return f"{label:<34} median {statistics.median(times):6.2f} s   (min {min(times):.2f}, max {max(times):.2f}, n={len(times)})"
+    spread = f"(min {min(times):.2f}, max {max(times):.2f}, n={len(times)})"
+    return f"{label:<34} median {statistics.median(times):6.2f} s   {spread}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         kit_cli: list[float] = []
         for _ in range(args.cli_runs):
             with tempfile.TemporaryDirectory() as outdir:
-                app = f"{sys.executable} -c \"{EMPTY_APP}\""
+                app = f'{sys.executable} -c "{EMPTY_APP}"'
                 empty_cli.append(_time([cdk, *quiet, "--app", app, "--output", outdir], dict(os.environ)))
             with tempfile.TemporaryDirectory() as outdir:
                 kit_cli.append(_time([cdk, *quiet, "--output", outdir], dict(os.environ)))

@@ -43,9 +43,11 @@ class XgboostEndpoint(Construct):
             description="SageMaker model instances: no inbound; HTTPS out for the model download",
             allow_all_outbound=False,
         )
-        # The subnets route only to the VPC and the S3 gateway endpoint, whose policy admits the
-        # artifact alone; the S3 prefix list id would need an account lookup at synth.
-        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), HTTPS, "Model artifact download via S3 gateway")
+        # In the kit's VPC the subnets route only inside the VPC and to the S3 gateway endpoint, which
+        # admits the artifact alone; in an existing VPC, to whatever S3 path it has. The S3 prefix
+        # list id, the narrower peer, would need an account lookup at synth. The container itself is
+        # network-isolated: this path serves SageMaker's download of the artifact.
+        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), HTTPS, "Model artifact download from S3")
 
         self.role = self._execution_role(vpc, image.repository_arn, encryption_key if settings.kms_encryption else None)
         selected = vpc.select_subnets(subnets=subnets.subnets)

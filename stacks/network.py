@@ -33,7 +33,9 @@ class InferenceNetwork(Construct):
             subnets = self._client_az_subnets(settings)
         # One list, used by both the runtime endpoint and the model: same-AZ routing is the point.
         self.subnets = ec2.SubnetSelection(subnets=subnets)
-        if settings.create_s3_gateway_endpoint:
+        if settings.vpc_id is None:
+            # Only in a VPC the kit owns: on an existing VPC's route tables, an endpoint that admits
+            # nothing but the model artifact would cut off every other workload's S3 traffic.
             self.s3_endpoint = self.vpc.add_gateway_endpoint(
                 "S3Endpoint", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.subnets]
             )

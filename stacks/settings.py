@@ -79,7 +79,6 @@ class StageSettings:
     vpc_cidr: str = "10.42.0.0/16"
     # Networks, besides the exported client security group, that may call the runtime endpoint.
     client_cidrs: tuple[str, ...] = ()
-    create_s3_gateway_endpoint: bool = True
     instance_type: str = "ml.c5.xlarge"
     initial_instance_count: int = 2
     high_availability: bool = True
@@ -219,12 +218,6 @@ def _network_problems(s: StageSettings) -> Iterator[str]:
             )
     else:
         yield from _vpc_cidr_problems(s.vpc_cidr)
-        if not s.create_s3_gateway_endpoint:
-            yield _problem(
-                "create_s3_gateway_endpoint",
-                s.create_s3_gateway_endpoint,
-                "a new VPC has no other path to the model artifact in S3; allowed: True (False only with vpc_id)",
-            )
     for cidr in s.client_cidrs:
         try:
             network = ipaddress.ip_network(cidr)

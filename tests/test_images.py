@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from stacks import catalog
-from stacks.settings import StageSettings
+from stacks import catalog, stages
 
 from .conftest import REPO_ROOT, Synthesized
 
@@ -34,7 +33,7 @@ def test_every_region_resolves_to_the_uri_the_sdk_builds() -> None:
     """URIs (account, region and partition domain) for the deployed tag, region by region."""
     from sagemaker.core import image_uris
 
-    tag = StageSettings.__dataclass_fields__["image_tag"].default
+    tag = stages.dev().image_tag
     for region in catalog.xgboost_image_table(tag)["regions"]:
         image = catalog.xgboost_image(tag, region)
         assert image is not None

@@ -24,7 +24,11 @@ STABLE_LOGICAL_IDS = {
 
 
 def test_stateful_resources_keep_their_logical_ids(dev: Synthesized) -> None:
-    found = {logical_id: dev.resources[logical_id]["Type"] for logical_id in STABLE_LOGICAL_IDS if logical_id in dev.resources}
+    found = {
+        logical_id: dev.resources[logical_id]["Type"]
+        for logical_id in STABLE_LOGICAL_IDS
+        if logical_id in dev.resources
+    }
     assert found == STABLE_LOGICAL_IDS
 
 

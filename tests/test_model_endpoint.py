@@ -49,7 +49,7 @@ def test_model_runs_network_isolated_in_the_vpc(any_stage: Synthesized) -> None:
     group_props = any_stage.resources[group["Fn::GetAtt"][0]]["Properties"]
     assert "SecurityGroupIngress" not in group_props
     assert group_props["SecurityGroupEgress"] == [
-        {"CidrIp": "0.0.0.0/0", "Description": "Model artifact download via S3 gateway", "FromPort": 443,
+        {"CidrIp": "0.0.0.0/0", "Description": "Model artifact download from S3", "FromPort": 443,
          "IpProtocol": "tcp", "ToPort": 443}
     ]  # fmt: skip
 
@@ -145,7 +145,11 @@ def test_execution_role_reads_exactly_the_model_artifact(dev: Synthesized) -> No
     assert statement["Resource"] == {
         "Fn::Join": [
             "",
-            ["arn:aws:s3:::", {"Fn::Sub": "cdk-hnb659fds-assets-${AWS::AccountId}-us-east-1"}, f"/{dev.model_asset_hash}.gz"],
+            [
+                "arn:aws:s3:::",
+                {"Fn::Sub": "cdk-hnb659fds-assets-${AWS::AccountId}-us-east-1"},
+                f"/{dev.model_asset_hash}.gz",
+            ],
         ]
     }
 
@@ -170,7 +174,9 @@ def test_execution_role_wildcards_are_only_where_iam_has_no_resource_scope(dev: 
     vpc_id, _ = dev.one("AWS::EC2::VPC")
     assert star["ManageNetworkInterfacesInThisVpc"]["Condition"] == {
         "ArnEquals": {
-            "ec2:Vpc": {"Fn::Join": ["", ["arn:aws:ec2:us-east-1:", {"Ref": "AWS::AccountId"}, ":vpc/", {"Ref": vpc_id}]]}
+            "ec2:Vpc": {
+                "Fn::Join": ["", ["arn:aws:ec2:us-east-1:", {"Ref": "AWS::AccountId"}, ":vpc/", {"Ref": vpc_id}]]
+            }
         }
     }
     for statement in statements.values():
@@ -188,7 +194,10 @@ def test_execution_role_may_use_the_stack_key_for_storage(dev: Synthesized) -> N
 def test_execution_role_logs_only_to_sagemaker_endpoint_log_groups(dev: Synthesized) -> None:
     statement = _execution_statements(dev)["WriteEndpointLogs"]
     assert statement["Resource"] == {
-        "Fn::Join": ["", ["arn:aws:logs:us-east-1:", {"Ref": "AWS::AccountId"}, ":log-group:/aws/sagemaker/Endpoints/*"]]
+        "Fn::Join": [
+            "",
+            ["arn:aws:logs:us-east-1:", {"Ref": "AWS::AccountId"}, ":log-group:/aws/sagemaker/Endpoints/*"],
+        ]
     }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from .conftest import REPO_ROOT, Synthesized
 
 
@@ -19,7 +21,8 @@ def _runtime_endpoint(stage: Synthesized) -> dict[str, Any]:
         if resource["Properties"].get("VpcEndpointType") == "Interface"
     ]
     assert len(found) == 1
-    return found[0]
+    endpoint: dict[str, Any] = found[0]
+    return endpoint
 
 
 def _s3_endpoint(stage: Synthesized) -> dict[str, Any]:
@@ -29,7 +32,8 @@ def _s3_endpoint(stage: Synthesized) -> dict[str, Any]:
         if resource["Properties"].get("VpcEndpointType") == "Gateway"
     ]
     assert len(found) == 1
-    return found[0]
+    endpoint: dict[str, Any] = found[0]
+    return endpoint
 
 
 def test_vpc_has_dns_hostnames_and_support_for_private_dns(dev: Synthesized) -> None:
@@ -131,7 +135,10 @@ def test_client_group_may_reach_only_the_endpoint_on_https(dev: Synthesized) -> 
 
 def test_no_security_group_admits_the_internet(any_stage: Synthesized) -> None:
     ingress = [
-        *(group["Properties"].get("SecurityGroupIngress", []) for group in any_stage.of_type("AWS::EC2::SecurityGroup").values()),
+        *(
+            group["Properties"].get("SecurityGroupIngress", [])
+            for group in any_stage.of_type("AWS::EC2::SecurityGroup").values()
+        ),
         *(rule["Properties"] for rule in any_stage.of_type("AWS::EC2::SecurityGroupIngress").values()),
     ]
     assert ingress  # the runtime endpoint's rules exist
@@ -148,7 +155,9 @@ def test_runtime_endpoint_policy_only_invokes_this_accounts_endpoints(dev: Synth
     }
 
 
-def test_s3_gateway_policy_admits_only_reads_of_the_model_artifact(any_stage: Synthesized) -> None:
+@pytest.mark.parametrize("stage_name", ["dev", "portable"])
+def test_s3_gateway_policy_admits_only_reads_of_the_model_artifact(stage_name: str, synth_stage: Any) -> None:
+    any_stage = synth_stage(stage_name)
     (statement,) = _s3_endpoint(any_stage)["PolicyDocument"]["Statement"]
     assert statement["Action"] == "s3:GetObject"
     resource = json.dumps(statement["Resource"])
@@ -216,9 +225,18 @@ def test_existing_vpc_creates_no_vpc_and_uses_its_private_subnets_in_client_azs(
     expected = [private[az]["subnetId"] for az in shared_vpc.settings.client_azs]
     assert _runtime_endpoint(shared_vpc)["SubnetIds"] == expected
     assert _runtime_endpoint(shared_vpc)["VpcId"] == lookup["vpcId"]
-    assert sorted(_s3_endpoint(shared_vpc)["RouteTableIds"]) == sorted(
-        private[az]["routeTableId"] for az in shared_vpc.settings.client_azs
-    )
+
+
+def test_existing_vpc_route_tables_are_left_alone(shared_vpc: Synthesized) -> None:
+    """An artifact-only S3 gateway on shared route tables would cut off other workloads' S3 access."""
+    gateways = [
+        endpoint
+        for endpoint in shared_vpc.of_type("AWS::EC2::VPCEndpoint").values()
+        if endpoint["Properties"].get("VpcEndpointType") == "Gateway"
+    ]
+    assert gateways == []
+    for resource_type in ("AWS::EC2::Route", "AWS::EC2::RouteTable", "AWS::EC2::SubnetRouteTableAssociation"):
+        shared_vpc.template.resource_count_is(resource_type, 0)
 
 
 def test_environment_agnostic_stage_uses_two_azs_of_the_deploy_region(portable: Synthesized) -> None:

@@ -227,13 +227,6 @@ def test_environment_agnostic_stage_takes_no_azs() -> None:
     ]
 
 
-def test_new_vpc_needs_its_s3_gateway_endpoint() -> None:
-    assert problems_of(create_s3_gateway_endpoint=False) == [
-        "create_s3_gateway_endpoint=False is invalid: a new VPC has no other path to the model artifact in S3; "
-        "allowed: True (False only with vpc_id)"
-    ]
-
-
 def test_existing_vpc_needs_account_and_region() -> None:
     assert problems_of(vpc_id="vpc-0a1b2c3d4e5f67890") == [
         "vpc_id='vpc-0a1b2c3d4e5f67890' is invalid: an existing VPC is looked up per account and region; "

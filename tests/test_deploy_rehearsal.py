@@ -1,0 +1,730 @@
+"""Deploy rehearsal: each stage's synthesized template, created in moto's in-process CloudFormation.
+
+Offline (no network, no Docker, no real AWS): fake credentials, moto's default account, us-east-1. The
+rehearsal bootstraps like ``cdk bootstrap`` would for what the template needs (the bootstrap-version SSM
+parameter, the assets bucket and the file assets), creates the stack, then reads back what moto built
+through the EC2, SageMaker and CloudFormation APIs. Each stage runs in its own ``mock_aws`` context and
+leaves a plain-data snapshot behind, so the tests only read.
+
+What the rehearsal changes, and why:
+
+- ``Custom::*`` resources are removed, with the provider function and role that only they reference.
+  moto runs Lambda-backed custom resources by invoking the function, which needs Docker. The one this
+  template has, ``Custom::VpcRestrictDefaultSG`` (it strips the rules of the VPC's default security
+  group), is covered by template assertions instead
+  (tests/test_network.py::test_default_security_group_is_stripped_of_rules).
+- Outputs that read ``DnsEntries`` of a VPC endpoint are removed: moto's VPC endpoint has no
+  ``Fn::GetAtt`` support, and one output it cannot evaluate makes ``DescribeStacks`` return no outputs
+  at all.
+- In the ``shared-vpc`` stage, the ids of the looked-up VPC (cdk.context.json) are replaced with the ids
+  of an identical VPC created in moto first; ``SUBSTITUTED_ID`` is that mapping's shape.
+
+What moto does not rehearse, so template assertions cover it (tests/test_network.py,
+tests/test_model_endpoint.py, tests/test_autoscaling.py): it skips ``AWS::EC2::SecurityGroupEgress``
+and Application Auto Scaling resources (it warns, and the stack still reaches CREATE_COMPLETE; those
+warnings are filtered here, nothing else), it always stores ``EnableNetworkIsolation`` as false and
+``EnableDnsHostnames`` not at all, and it runs no model. It also keeps CloudFormation's subnet/route-table
+associations out of ``DescribeRouteTables`` and fails ``DescribeKey`` on CloudFormation keys; the
+rehearsal reads those another way (see ``Rehearsal.route_table_of`` and ``read_back``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import boto3  # type: ignore[import-untyped]  # no boto3 stubs in the pinned dev set
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from stacks.settings import StageSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REGION = "us-east-1"
+MOTO_DEFAULT_ACCOUNT = "123456789012"
+BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
+RUNTIME_SERVICE = f"com.amazonaws.{REGION}.sagemaker.runtime"
+S3_SERVICE = f"com.amazonaws.{REGION}.s3"
+REQUIRED_OUTPUTS = ("EndpointName", "RuntimeVpcEndpointId", "ClientSecurityGroupId")
+
+# moto's CloudFormation skips these types with a UserWarning; the stack still completes.
+MOTO_SKIPPED_TYPES = (
+    "AWS::EC2::SecurityGroupEgress",
+    "AWS::ApplicationAutoScaling::ScalableTarget",
+    "AWS::ApplicationAutoScaling::ScalingPolicy",
+)
+# (resource type, attribute) pairs moto's Fn::GetAtt cannot resolve.
+MOTO_UNRESOLVABLE_ATTRIBUTES = frozenset({("AWS::EC2::VPCEndpoint", "DnsEntries")})
+# Every EC2 id, as a lookup writes it into a template; used to prove the substitution missed none.
+EC2_ID = re.compile(r"\b(?:vpc|subnet|rtb|sg|igw|nat|pl|vpce|eni)-[0-9a-f]{8,17}\b")
+# A lookup id -> the id moto gave the same object, e.g. {"subnet-0b000000000000000": "subnet-6274c1bc..."}.
+SUBSTITUTED_ID = dict[str, str]
+
+
+class Stage(Protocol):
+    """What the rehearsal needs of a conftest ``Synthesized`` stage."""
+
+    @property
+    def settings(self) -> StageSettings: ...
+
+    @property
+    def outdir(self) -> Path: ...
+
+    @property
+    def template_json(self) -> dict[str, Any]: ...
+
+
+# --- template surgery ------------------------------------------------------------------------------
+
+
+def references(node: Any) -> set[str]:
+    """Logical ids that ``node`` names through Ref, Fn::GetAtt or Fn::Sub (pseudo parameters excluded)."""
+    found: set[str] = set()
+    if isinstance(node, list):
+        for item in node:
+            found |= references(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0] if isinstance(value, list) else str(value).split(".")[0])
+            elif key == "Fn::Sub":
+                text, local = (value, {}) if isinstance(value, str) else (value[0], value[1])
+                names = {name.split(".")[0] for name in re.findall(r"\$\{([^!}][^}]*)\}", text)}
+                found |= names - set(local)
+                found |= references(local)
+            else:
+                found |= references(value)
+    return {name for name in found if not name.startswith("AWS::")}
+
+
+def resource_references(resource: Mapping[str, Any]) -> set[str]:
+    depends_on = resource.get("DependsOn", [])
+    return references(resource) | set([depends_on] if isinstance(depends_on, str) else depends_on)
+
+
+def without_custom_resources(template: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The template minus ``Custom::*`` resources and whatever only they (transitively) reference.
+
+    Returns the new template and the removed logical ids with their types.
+    """
+    resources: dict[str, Any] = template["Resources"]
+    removed = {key for key, value in resources.items() if value["Type"].startswith("Custom::")}
+    output_refs = references(template.get("Outputs", {}))
+    while True:
+        referrers: dict[str, set[str]] = {key: set() for key in resources}
+        for key, value in resources.items():
+            for name in resource_references(value) & referrers.keys():
+                referrers[name].add(key)
+        only_theirs = {
+            key
+            for key, by in referrers.items()
+            if key not in removed and key not in output_refs and by and by <= removed
+        }
+        if not only_theirs:
+            break
+        removed |= only_theirs
+    kept = {key: value for key, value in resources.items() if key not in removed}
+    return {**template, "Resources": kept}, {key: resources[key]["Type"] for key in sorted(removed)}
+
+
+def without_unresolvable_outputs(template: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The template minus outputs that read an attribute moto cannot resolve; and their names."""
+    resources = template["Resources"]
+
+    def unresolvable(node: Any) -> bool:
+        if isinstance(node, list):
+            return any(unresolvable(item) for item in node)
+        if not isinstance(node, dict):
+            return False
+        get_att = node.get("Fn::GetAtt")
+        if (
+            isinstance(get_att, list)
+            and get_att[0] in resources
+            and (resources[get_att[0]]["Type"], get_att[1]) in MOTO_UNRESOLVABLE_ATTRIBUTES
+        ):
+            return True
+        return any(unresolvable(value) for value in node.values())
+
+    outputs: dict[str, Any] = template.get("Outputs", {})
+    dropped = sorted(name for name, output in outputs.items() if unresolvable(output))
+    kept = {name: output for name, output in outputs.items() if name not in dropped}
+    return {**template, "Outputs": kept}, dropped
+
+
+def substitute_ids(template: Mapping[str, Any], substitutions: SUBSTITUTED_ID) -> dict[str, Any]:
+    """Replace every occurrence (also inside ARNs) of each key of ``substitutions`` with its value."""
+    text = json.dumps(template)
+    for old, new in substitutions.items():
+        text = text.replace(old, new)
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+# --- the rehearsal ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class Rehearsal:
+    """What moto built for one stage, read back through the AWS APIs once the stack was created."""
+
+    stack_name: str
+    status: str
+    failure: str
+    dropped_outputs: list[str]
+    substitutions: SUBSTITUTED_ID
+    submitted_template: dict[str, Any]
+    deployed_template: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+    physical_ids: dict[str, str] = field(default_factory=dict)
+    vpcs: list[dict[str, Any]] = field(default_factory=list)
+    subnets: list[dict[str, Any]] = field(default_factory=list)
+    route_tables: list[dict[str, Any]] = field(default_factory=list)
+    internet_gateways: list[dict[str, Any]] = field(default_factory=list)
+    nat_gateways: list[dict[str, Any]] = field(default_factory=list)
+    vpc_endpoints: list[dict[str, Any]] = field(default_factory=list)
+    security_groups: list[dict[str, Any]] = field(default_factory=list)
+    kms_key_arns: list[str] = field(default_factory=list)
+    s3_objects: list[str] = field(default_factory=list)
+    endpoint: dict[str, Any] = field(default_factory=dict)
+    endpoint_config: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # pytest prints fixtures in tracebacks; the snapshot is too long to help
+        return f"Rehearsal({self.stack_name!r}, status={self.status!r})"
+
+    def require_complete(self) -> Rehearsal:
+        assert self.status == "CREATE_COMPLETE", self.failure
+        return self
+
+    def deployed_of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        """Logical id -> resource, for the resources of ``resource_type`` in the template moto deployed."""
+        resources: dict[str, dict[str, Any]] = self.deployed_template["Resources"]
+        return {key: value for key, value in resources.items() if value["Type"] == resource_type}
+
+    def physical_id(self, resource_type: str) -> str:
+        """The physical id of the one resource of ``resource_type`` in the deployed template."""
+        keys = list(self.deployed_of_type(resource_type))
+        assert len(keys) == 1, f"expected one {resource_type} in the deployed template, found {keys}"
+        return self.physical_ids[keys[0]]
+
+    def endpoints_of(self, vpc_id: str, service_name: str) -> list[dict[str, Any]]:
+        return [e for e in self.vpc_endpoints if e["VpcId"] == vpc_id and e["ServiceName"] == service_name]
+
+    def runtime_endpoint(self, vpc_id: str) -> dict[str, Any]:
+        found = self.endpoints_of(vpc_id, RUNTIME_SERVICE)
+        assert len(found) == 1, f"expected one {RUNTIME_SERVICE} endpoint in {vpc_id}, found {found}"
+        return found[0]
+
+    def s3_gateway(self, vpc_id: str) -> dict[str, Any]:
+        found = self.endpoints_of(vpc_id, S3_SERVICE)
+        assert len(found) == 1, f"expected one {S3_SERVICE} endpoint in {vpc_id}, found {found}"
+        return found[0]
+
+    def route_table_of(self, subnet_ids: list[str]) -> dict[str, str]:
+        """subnet id -> route table id, from EC2 and from the stack's SubnetRouteTableAssociations.
+
+        moto keeps associations made by CloudFormation out of DescribeRouteTables, so the stack's
+        association resources are read through their physical ids as well.
+        """
+        pairs = {
+            (association["SubnetId"], table["RouteTableId"])
+            for table in self.route_tables
+            for association in table.get("Associations", [])
+            if "SubnetId" in association
+        }
+        for resource in self.deployed_template["Resources"].values():
+            if resource["Type"] == "AWS::EC2::SubnetRouteTableAssociation":
+                props = resource["Properties"]
+                subnet, table = (self.physical_ids[props[key]["Ref"]] for key in ("SubnetId", "RouteTableId"))
+                pairs.add((subnet, table))
+        tables = {subnet: sorted(table for s, table in pairs if s == subnet) for subnet in subnet_ids}
+        assert all(len(found) == 1 for found in tables.values()), f"expected one route table per subnet: {tables}"
+        return {subnet: found[0] for subnet, found in tables.items()}
+
+
+@contextmanager
+def fake_aws_environment(account: str) -> Iterator[None]:
+    """Fake credentials and us-east-1; no profile, config file, endpoint URL or moto server leaks in."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith(("AWS_", "MOTO_")) or name == "TEST_SERVER_MODE":
+                patch.delenv(name)
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "MOTO_ACCOUNT_ID": account,
+        }.items():
+            patch.setenv(name, value)
+        yield
+
+
+@contextmanager
+def without_moto_skip_warnings() -> Iterator[None]:
+    """Silence moto's "not supported" warning for MOTO_SKIPPED_TYPES only."""
+    with warnings.catch_warnings():
+        for resource_type in MOTO_SKIPPED_TYPES:
+            warnings.filterwarnings(
+                "ignore",
+                message=rf"Tried to parse {re.escape(resource_type)} but it's not supported",
+                category=UserWarning,
+            )
+        yield
+
+
+def resolve_placeholders(text: str, account: str) -> str:
+    resolved = text.replace("${AWS::AccountId}", account).replace("${AWS::Region}", REGION)
+    assert "${" not in resolved, f"unresolved placeholder in {text!r}"
+    return resolved
+
+
+def upload_file_assets(session: Any, stage: Stage, account: str) -> None:
+    """What ``cdk deploy`` publishes: each file asset of ``<stack>.assets.json`` at its objectKey."""
+    manifest = json.loads((stage.outdir / f"{stage.settings.stack_name}.assets.json").read_text())
+    s3 = session.client("s3")
+    buckets: set[str] = set()
+    for asset in manifest["files"].values():
+        source = stage.outdir / asset["source"]["path"]
+        if asset["source"].get("packaging") == "zip" and source.is_dir():
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w") as archive:
+                for path in sorted(source.rglob("*")):
+                    archive.write(path, path.relative_to(source).as_posix())
+            body = buffer.getvalue()
+        else:
+            body = source.read_bytes()
+        for destination in asset["destinations"].values():
+            bucket = resolve_placeholders(destination["bucketName"], account)
+            if bucket not in buckets:
+                s3.create_bucket(Bucket=bucket)
+                buckets.add(bucket)
+            s3.put_object(Bucket=bucket, Key=destination["objectKey"], Body=body)
+
+
+def create_stack(session: Any, stack_name: str, template: Mapping[str, Any]) -> tuple[str, str]:
+    """Create the stack; return its status and, unless CREATE_COMPLETE, why not (with FAILED events)."""
+    cloudformation = session.client("cloudformation")
+    error = ""
+    try:
+        cloudformation.create_stack(
+            StackName=stack_name,
+            TemplateBody=json.dumps(template),
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
+    except ClientError as exc:
+        # moto creates resources inside CreateStack: a rejected resource surfaces here, not as an event.
+        error = str(exc)
+    try:
+        status = str(cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]["StackStatus"])
+    except Exception as exc:  # after a failed create, moto's DescribeStacks can raise its own exceptions
+        status = f"unknown (DescribeStacks failed: {type(exc).__name__}: {exc})"
+    if status == "CREATE_COMPLETE" and not error:
+        return status, ""
+    try:
+        events = cloudformation.describe_stack_events(StackName=stack_name)["StackEvents"]
+    except Exception as exc:  # as above: report what is known rather than hide the failure
+        events = [
+            {"LogicalResourceId": "(DescribeStackEvents)", "ResourceStatus": "FAILED", "ResourceStatusReason": exc}
+        ]
+    failed = [
+        f"  {event['LogicalResourceId']}: {event.get('ResourceStatusReason', '')}"
+        for event in events
+        if str(event["ResourceStatus"]).endswith("FAILED")
+    ]
+    return status, "\n".join(
+        [
+            f"stack {stack_name} did not reach CREATE_COMPLETE (status: {status})",
+            f"CreateStack error: {error or 'none'}",
+            "FAILED stack events:",
+            *(failed or ["  (none recorded)"]),
+        ]
+    )
+
+
+def read_back(session: Any, stack_name: str) -> dict[str, Any]:
+    """Everything the tests look at, through the same APIs a user would call."""
+    cloudformation, ec2, s3, sagemaker = (session.client(name) for name in ("cloudformation", "ec2", "s3", "sagemaker"))
+    stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
+    body = cloudformation.get_template(StackName=stack_name)["TemplateBody"]
+    resources = cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
+    state: dict[str, Any] = {
+        "outputs": outputs,
+        "deployed_template": json.loads(body) if isinstance(body, str) else json.loads(json.dumps(body)),
+        # moto lists each resource it skipped as an entry without ids, and SecurityGroupIngress without a
+        # physical id; neither is looked up by the tests.
+        "physical_ids": {
+            r["LogicalResourceId"]: r["PhysicalResourceId"]
+            for r in resources
+            if "LogicalResourceId" in r and "PhysicalResourceId" in r
+        },
+        "vpcs": ec2.describe_vpcs()["Vpcs"],
+        "subnets": ec2.describe_subnets()["Subnets"],
+        "route_tables": ec2.describe_route_tables()["RouteTables"],
+        "internet_gateways": ec2.describe_internet_gateways()["InternetGateways"],
+        "nat_gateways": ec2.describe_nat_gateways()["NatGateways"],
+        "vpc_endpoints": ec2.describe_vpc_endpoints()["VpcEndpoints"],
+        "security_groups": ec2.describe_security_groups()["SecurityGroups"],
+        # ListKeys, not DescribeKey: moto keeps a CloudFormation key's policy as an object, and
+        # DescribeKey then fails parsing it as JSON text.
+        "kms_key_arns": [
+            key["KeyArn"]
+            for key in session.client("kms").list_keys()["Keys"]
+            if any(
+                r.get("PhysicalResourceId") == key["KeyId"]
+                for r in resources
+                if r.get("ResourceType") == "AWS::KMS::Key"
+            )
+        ],
+        "s3_objects": [
+            f"s3://{bucket['Name']}/{item['Key']}"
+            for bucket in s3.list_buckets()["Buckets"]
+            for item in s3.list_objects_v2(Bucket=bucket["Name"]).get("Contents", [])
+        ],
+    }
+    if "EndpointName" in outputs:
+        endpoint = sagemaker.describe_endpoint(EndpointName=outputs["EndpointName"])
+        config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+        variants = config["ProductionVariants"]
+        assert len(variants) == 1, f"expected one production variant, found {variants}"
+        state["endpoint"] = endpoint
+        state["endpoint_config"] = config
+        state["model"] = sagemaker.describe_model(ModelName=variants[0]["ModelName"])
+    return state
+
+
+def rehearse(stage: Stage, *, prepare: Callable[[Any], SUBSTITUTED_ID] | None = None) -> Rehearsal:
+    """Deploy ``stage`` in a fresh ``mock_aws``; ``prepare`` creates pre-existing resources first."""
+    settings = stage.settings
+    account = settings.account or MOTO_DEFAULT_ACCOUNT
+    template, _ = without_custom_resources(stage.template_json)
+    template, dropped = without_unresolvable_outputs(template)
+    with fake_aws_environment(account), without_moto_skip_warnings(), mock_aws():
+        session = boto3.session.Session(region_name=REGION)
+        caller = session.client("sts").get_caller_identity()["Account"]
+        assert caller == account, f"moto runs as account {caller}, the stage needs {account}"
+        session.client("ssm").put_parameter(Name=BOOTSTRAP_VERSION_PARAMETER, Value="30", Type="String")
+        upload_file_assets(session, stage, account)
+        substitutions = prepare(session) if prepare else {}
+        template = substitute_ids(template, substitutions)
+        status, failure = create_stack(session, settings.stack_name, template)
+        common: dict[str, Any] = {
+            "stack_name": settings.stack_name,
+            "status": status,
+            "failure": failure,
+            "dropped_outputs": dropped,
+            "substitutions": substitutions,
+            "submitted_template": template,
+        }
+        if failure:
+            return Rehearsal(**common)
+        return Rehearsal(**common, **read_back(session, settings.stack_name))
+
+
+def lookup_of(vpc_id: str) -> dict[str, Any]:
+    """The committed ``Vpc.from_lookup`` result for ``vpc_id`` in cdk.context.json."""
+    context: dict[str, Any] = json.loads((REPO_ROOT / "cdk.context.json").read_text())
+    found: list[dict[str, Any]] = [
+        value for key, value in context.items() if key.startswith("vpc-provider:") and value["vpcId"] == vpc_id
+    ]
+    assert len(found) == 1, f"expected one vpc-provider lookup of {vpc_id} in cdk.context.json, found {len(found)}"
+    return found[0]
+
+
+def recreate_looked_up_vpc(lookup: Mapping[str, Any]) -> Callable[[Any], SUBSTITUTED_ID]:
+    """Build, in moto, a VPC laid out like ``lookup``: its CIDR, every subnet, a route table per subnet."""
+
+    def prepare(session: Any) -> SUBSTITUTED_ID:
+        ec2 = session.client("ec2")
+        vpc_id = ec2.create_vpc(CidrBlock=lookup["vpcCidrBlock"])["Vpc"]["VpcId"]
+        ids = {lookup["vpcId"]: vpc_id}
+        for group in lookup["subnetGroups"]:
+            for subnet in group["subnets"]:
+                subnet_id = ec2.create_subnet(
+                    VpcId=vpc_id, CidrBlock=subnet["cidr"], AvailabilityZone=subnet["availabilityZone"]
+                )["Subnet"]["SubnetId"]
+                table_id = ec2.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
+                ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)
+                ids[subnet["subnetId"]] = subnet_id
+                ids[subnet["routeTableId"]] = table_id
+        return ids
+
+    return prepare
+
+
+def lookup_subnets(lookup: Mapping[str, Any], group: str, azs: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The lookup's subnets of ``group`` in ``azs``, in the order of ``azs``."""
+    (subnets,) = [g["subnets"] for g in lookup["subnetGroups"] if g["name"] == group]
+    by_az = {subnet["availabilityZone"]: subnet for subnet in subnets}
+    return [by_az[az] for az in azs]
+
+
+# --- fixtures --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dev_rehearsal(dev: Stage) -> Rehearsal:
+    return rehearse(dev)
+
+
+@pytest.fixture(scope="module")
+def portable_rehearsal(portable: Stage) -> Rehearsal:
+    return rehearse(portable)
+
+
+@pytest.fixture(scope="module")
+def shared_vpc_rehearsal(shared_vpc: Stage) -> Rehearsal:
+    assert shared_vpc.settings.vpc_id is not None
+    return rehearse(shared_vpc, prepare=recreate_looked_up_vpc(lookup_of(shared_vpc.settings.vpc_id)))
+
+
+def stack_vpc(rehearsal: Rehearsal) -> dict[str, Any]:
+    vpc_id = rehearsal.physical_id("AWS::EC2::VPC")
+    (vpc,) = [vpc for vpc in rehearsal.vpcs if vpc["VpcId"] == vpc_id]
+    return vpc
+
+
+def subnet_ids_in(rehearsal: Rehearsal, vpc_id: str) -> list[str]:
+    return sorted(subnet["SubnetId"] for subnet in rehearsal.subnets if subnet["VpcId"] == vpc_id)
+
+
+# --- the rehearsal's own guards --------------------------------------------------------------------
+
+
+def test_only_custom_resources_and_their_own_provider_are_removed(any_stage: Stage) -> None:
+    template, removed = without_custom_resources(any_stage.template_json)
+    custom = {key for key, kind in removed.items() if kind.startswith("Custom::")}
+    providers = {key: kind for key, kind in removed.items() if key not in custom}
+    # A provider is one Lambda function and its role; anything else removed would be a silent gap.
+    assert sorted(providers.values()) in ([], ["AWS::IAM::Role", "AWS::Lambda::Function"]), removed
+    still_referenced = {
+        (key, name)
+        for key, resource in template["Resources"].items()
+        for name in resource_references(resource) & removed.keys()
+    } | {("Outputs", name) for name in references(template.get("Outputs", {})) & removed.keys()}
+    assert not still_referenced, f"kept resources still reference removed ones: {sorted(still_referenced)}"
+    functions = {key for key, kind in providers.items() if kind == "AWS::Lambda::Function"}
+    for key in custom:
+        service_token = any_stage.template_json["Resources"][key]["Properties"]["ServiceToken"]
+        assert references(service_token) <= functions, f"{key} is served by {service_token}, which stays"
+
+
+def test_rehearsal_ignores_the_callers_aws_profile_and_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "production")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "https://aws.example.invalid")
+    with fake_aws_environment(MOTO_DEFAULT_ACCOUNT):
+        session = boto3.session.Session(region_name=REGION)
+        assert session.get_credentials().access_key == "testing"
+        assert session.client("sts").meta.endpoint_url == f"https://sts.{REGION}.amazonaws.com"
+    assert os.environ["AWS_PROFILE"] == "production", "the caller's environment comes back afterwards"
+
+
+def test_a_rejected_resource_fails_the_rehearsal_with_its_reason() -> None:
+    variant = {"VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.c5.huge"}
+    template = {
+        "Resources": {
+            "Config": {"Type": "AWS::SageMaker::EndpointConfig", "Properties": {"ProductionVariants": [variant]}}
+        }
+    }
+    with fake_aws_environment(MOTO_DEFAULT_ACCOUNT), mock_aws():
+        status, failure = create_stack(boto3.session.Session(region_name=REGION), "Rejected", template)
+    assert status != "CREATE_COMPLETE"
+    assert "ml.c5.huge" in failure and "FAILED stack events" in failure, failure
+
+
+# --- dev: a new VPC ------------------------------------------------------------------------------
+
+
+def test_dev_stack_reaches_create_complete(dev_rehearsal: Rehearsal) -> None:
+    dev_rehearsal.require_complete()
+
+
+def test_dev_stack_publishes_the_outputs_clients_need(dev_rehearsal: Rehearsal) -> None:
+    outputs = dev_rehearsal.require_complete().outputs
+    missing = [name for name in REQUIRED_OUTPUTS if name not in outputs]
+    assert not missing, f"missing outputs {missing}; moto returned {outputs}"
+    assert dev_rehearsal.dropped_outputs == ["RuntimeVpcEndpointDnsEntries", "RuntimeVpcEndpointDnsName"]
+
+
+def test_dev_vpc_has_the_configured_cidr(dev: Stage, dev_rehearsal: Rehearsal) -> None:
+    vpc = stack_vpc(dev_rehearsal.require_complete())
+    assert vpc["CidrBlock"] == dev.settings.vpc_cidr == "10.42.0.0/16"
+
+
+def test_dev_has_one_private_subnet_in_each_client_az(dev: Stage, dev_rehearsal: Rehearsal) -> None:
+    vpc_id = stack_vpc(dev_rehearsal.require_complete())["VpcId"]
+    subnets = [subnet for subnet in dev_rehearsal.subnets if subnet["VpcId"] == vpc_id]
+    assert sorted(subnet["AvailabilityZone"] for subnet in subnets) == sorted(dev.settings.client_azs)
+    assert dev.settings.client_azs == ("us-east-1a", "us-east-1b")
+    # moto creates CloudFormation subnets without reading MapPublicIpOnLaunch (it reports its default,
+    # false, whatever the template says), so the template moto deployed is what can show it.
+    deployed = dev_rehearsal.deployed_of_type("AWS::EC2::Subnet")
+    assert sorted(dev_rehearsal.physical_ids[key] for key in deployed) == sorted(s["SubnetId"] for s in subnets)
+    assert [subnet["Properties"].get("MapPublicIpOnLaunch") for subnet in deployed.values()] == [False, False]
+
+
+def test_dev_vpc_has_no_path_to_the_internet(dev_rehearsal: Rehearsal) -> None:
+    vpc_id = stack_vpc(dev_rehearsal.require_complete())["VpcId"]
+    gateways = [
+        gateway["InternetGatewayId"]
+        for gateway in dev_rehearsal.internet_gateways
+        if any(attachment["VpcId"] == vpc_id for attachment in gateway.get("Attachments", []))
+    ]
+    nats = [nat["NatGatewayId"] for nat in dev_rehearsal.nat_gateways if nat["VpcId"] == vpc_id]
+    assert gateways == [] and nats == [], f"internet gateways {gateways}, NAT gateways {nats}"
+    tables = set(dev_rehearsal.route_table_of(subnet_ids_in(dev_rehearsal, vpc_id)).values())
+    default_routes = [
+        (table["RouteTableId"], route)
+        for table in dev_rehearsal.route_tables
+        if table["RouteTableId"] in tables
+        for route in table["Routes"]
+        if route.get("DestinationCidrBlock") == "0.0.0.0/0" or route.get("DestinationIpv6CidrBlock") == "::/0"
+    ]
+    assert default_routes == []
+
+
+def test_dev_runtime_endpoint_has_private_dns_in_the_client_az_subnets(dev_rehearsal: Rehearsal) -> None:
+    vpc_id = stack_vpc(dev_rehearsal.require_complete())["VpcId"]
+    endpoint = dev_rehearsal.runtime_endpoint(vpc_id)
+    assert endpoint["VpcEndpointType"] == "Interface"
+    assert endpoint["PrivateDnsEnabled"] is True
+    assert sorted(endpoint["SubnetIds"]) == subnet_ids_in(dev_rehearsal, vpc_id)
+    assert dev_rehearsal.outputs["RuntimeVpcEndpointId"] == endpoint["VpcEndpointId"]
+
+
+def test_dev_client_security_group_is_the_one_the_runtime_endpoint_admits(dev_rehearsal: Rehearsal) -> None:
+    vpc_id = stack_vpc(dev_rehearsal.require_complete())["VpcId"]
+    client_group = dev_rehearsal.outputs["ClientSecurityGroupId"]
+    groups = {group["GroupId"]: group for group in dev_rehearsal.security_groups}
+    assert groups[client_group]["VpcId"] == vpc_id
+    (endpoint_group,) = (group["GroupId"] for group in dev_rehearsal.runtime_endpoint(vpc_id)["Groups"])
+    admitted = {
+        (rule["FromPort"], rule["ToPort"], pair["GroupId"])
+        for rule in groups[endpoint_group]["IpPermissions"]
+        for pair in rule.get("UserIdGroupPairs", [])
+    }
+    assert admitted == {(443, 443, client_group)}
+
+
+def test_dev_s3_gateway_serves_the_subnets_route_tables(dev_rehearsal: Rehearsal) -> None:
+    vpc_id = stack_vpc(dev_rehearsal.require_complete())["VpcId"]
+    gateway = dev_rehearsal.s3_gateway(vpc_id)
+    tables = sorted(dev_rehearsal.route_table_of(subnet_ids_in(dev_rehearsal, vpc_id)).values())
+    assert gateway["VpcEndpointType"] == "Gateway"
+    assert sorted(gateway["RouteTableIds"]) == tables
+    routed = sorted(
+        table["RouteTableId"]
+        for table in dev_rehearsal.route_tables
+        if any(route.get("GatewayId") == gateway["VpcEndpointId"] for route in table["Routes"])
+    )
+    assert routed == tables
+
+
+def test_dev_endpoint_is_in_service_with_the_stage_capacity_and_kms(dev: Stage, dev_rehearsal: Rehearsal) -> None:
+    rehearsal = dev_rehearsal.require_complete()
+    assert rehearsal.endpoint["EndpointStatus"] == "InService"
+    assert rehearsal.endpoint["EndpointName"] == rehearsal.outputs["EndpointName"]
+    (variant,) = rehearsal.endpoint_config["ProductionVariants"]
+    assert (variant["InstanceType"], variant["InitialInstanceCount"]) == (
+        dev.settings.instance_type,
+        dev.settings.initial_instance_count,
+    )
+    assert (dev.settings.instance_type, dev.settings.initial_instance_count) == ("ml.c5.xlarge", 2)
+    assert rehearsal.endpoint_config.get("KmsKeyId") in rehearsal.kms_key_arns
+    assert len(rehearsal.kms_key_arns) == 1
+
+
+def test_dev_model_runs_in_the_runtime_endpoint_subnets_isolated(dev_rehearsal: Rehearsal) -> None:
+    rehearsal = dev_rehearsal.require_complete()
+    vpc_id = stack_vpc(rehearsal)["VpcId"]
+    vpc_config = rehearsal.model["VpcConfig"]
+    assert sorted(vpc_config["Subnets"]) == sorted(rehearsal.runtime_endpoint(vpc_id)["SubnetIds"])
+    groups = {group["GroupId"]: group["VpcId"] for group in rehearsal.security_groups}
+    assert [groups[group] for group in vpc_config["SecurityGroupIds"]] == [vpc_id]
+    # moto stores EnableNetworkIsolation as false whatever it is given; the template it deployed says.
+    ((model_key, model),) = rehearsal.deployed_of_type("AWS::SageMaker::Model").items()
+    assert rehearsal.physical_ids[model_key].rsplit("/", 1)[-1] == rehearsal.model["ModelName"]
+    assert model["Properties"]["EnableNetworkIsolation"] is True
+
+
+def test_dev_model_data_is_the_uploaded_artifact(dev_rehearsal: Rehearsal) -> None:
+    rehearsal = dev_rehearsal.require_complete()
+    assert rehearsal.model["PrimaryContainer"]["ModelDataUrl"] in rehearsal.s3_objects
+
+
+# --- portable: environment-agnostic ----------------------------------------------------------------
+
+
+def test_portable_stack_reaches_create_complete(portable_rehearsal: Rehearsal) -> None:
+    portable_rehearsal.require_complete()
+
+
+def test_portable_model_image_resolves_to_the_deploy_region_registry(portable_rehearsal: Rehearsal) -> None:
+    model = portable_rehearsal.require_complete().model
+    assert model["PrimaryContainer"]["Image"] == "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.2-0"
+    assert model["PrimaryContainer"]["ModelDataUrl"] in portable_rehearsal.s3_objects
+
+
+# --- shared-vpc: an existing VPC from a committed lookup -------------------------------------------
+
+
+def test_shared_vpc_rehearsal_replaces_every_looked_up_id(shared_vpc: Stage, shared_vpc_rehearsal: Rehearsal) -> None:
+    original = json.dumps(shared_vpc.template_json)
+    in_template = set(EC2_ID.findall(original))
+    substitutions = shared_vpc_rehearsal.substitutions
+    assert in_template, "the shared-vpc template names no looked-up ids; the substitution has nothing to prove"
+    assert in_template <= substitutions.keys(), f"ids without a moto counterpart: {in_template - substitutions.keys()}"
+    submitted = set(EC2_ID.findall(json.dumps(shared_vpc_rehearsal.submitted_template)))
+    assert submitted == {substitutions[old] for old in in_template}
+
+
+def test_shared_vpc_stack_reaches_create_complete(shared_vpc_rehearsal: Rehearsal) -> None:
+    shared_vpc_rehearsal.require_complete()
+
+
+def test_shared_vpc_endpoint_and_model_sit_in_the_client_az_private_subnets(
+    shared_vpc: Stage, shared_vpc_rehearsal: Rehearsal
+) -> None:
+    rehearsal = shared_vpc_rehearsal.require_complete()
+    settings = shared_vpc.settings
+    assert settings.vpc_id is not None
+    lookup = lookup_of(settings.vpc_id)
+    vpc_id = rehearsal.substitutions[settings.vpc_id]
+    private = lookup_subnets(lookup, "Private", settings.client_azs)
+    expected = sorted(rehearsal.substitutions[subnet["subnetId"]] for subnet in private)
+    endpoint = rehearsal.runtime_endpoint(vpc_id)
+    assert sorted(endpoint["SubnetIds"]) == expected
+    assert endpoint["PrivateDnsEnabled"] is True
+    assert rehearsal.outputs["RuntimeVpcEndpointId"] == endpoint["VpcEndpointId"]
+    assert sorted(rehearsal.model["VpcConfig"]["Subnets"]) == expected
+    azs = {subnet["SubnetId"]: subnet["AvailabilityZone"] for subnet in rehearsal.subnets}
+    assert sorted(azs[subnet] for subnet in expected) == sorted(settings.client_azs)
+
+
+def test_shared_vpc_gets_no_s3_gateway_on_its_route_tables(shared_vpc: Stage, shared_vpc_rehearsal: Rehearsal) -> None:
+    """The kit leaves an existing VPC's routing alone (README: existing VPCs bring their own S3 path)."""
+    rehearsal = shared_vpc_rehearsal.require_complete()
+    settings = shared_vpc.settings
+    assert settings.vpc_id is not None
+    assert rehearsal.endpoints_of(rehearsal.substitutions[settings.vpc_id], S3_SERVICE) == []
+
+
+def test_shared_vpc_endpoint_is_in_service(shared_vpc_rehearsal: Rehearsal) -> None:
+    rehearsal = shared_vpc_rehearsal.require_complete()
+    assert rehearsal.endpoint["EndpointStatus"] == "InService"
