@@ -8,28 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
 
 import pytest
 from cfnlint.api import lint
 
 from stacks.settings import StageSettings
 
+from .conftest import Synthesized
+
 DEFAULT_REGION = "us-east-1"
-
-
-class Stage(Protocol):
-    """What these tests need of a conftest ``Synthesized`` stage."""
-
-    @property
-    def settings(self) -> StageSettings: ...
-
-    @property
-    def outdir(self) -> Path: ...
-
-    @property
-    def template_json(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -86,7 +73,7 @@ TEMPLATE_SUPPRESSIONS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def lint_stage(stage: Stage) -> list[Finding]:
+def lint_stage(stage: Synthesized) -> list[Finding]:
     """cfn-lint's default rules (errors and warnings) on the stage's template, for its region."""
     region = stage.settings.region or DEFAULT_REGION
     resources = stage.template_json["Resources"]
@@ -111,11 +98,11 @@ def lint_stage(stage: Stage) -> list[Finding]:
 
 
 @pytest.fixture(scope="module")
-def findings_of() -> Callable[[Stage], list[Finding]]:
+def findings_of() -> Callable[[Synthesized], list[Finding]]:
     """Lint each stage at most once per module."""
     cache: dict[str, list[Finding]] = {}
 
-    def get(stage: Stage) -> list[Finding]:
+    def get(stage: Synthesized) -> list[Finding]:
         if stage.settings.name not in cache:
             cache[stage.settings.name] = lint_stage(stage)
         return cache[stage.settings.name]
@@ -139,14 +126,16 @@ def is_allowed(settings: StageSettings, finding: Finding) -> bool:
     )
 
 
-def test_template_has_no_cfn_lint_errors(any_stage: Stage, findings_of: Callable[[Stage], list[Finding]]) -> None:
+def test_template_has_no_cfn_lint_errors(
+    any_stage: Synthesized, findings_of: Callable[[Synthesized], list[Finding]]
+) -> None:
     findings = findings_of(any_stage)
     errors = [finding for finding in findings if finding.rule.startswith("E")]
     assert not errors, f"cfn-lint errors in {any_stage.settings.stack_name}:\n{report(findings)}"
 
 
 def test_template_has_only_allow_listed_cfn_lint_warnings(
-    any_stage: Stage, findings_of: Callable[[Stage], list[Finding]]
+    any_stage: Synthesized, findings_of: Callable[[Synthesized], list[Finding]]
 ) -> None:
     findings = findings_of(any_stage)
     warnings = [finding for finding in findings if finding.rule.startswith("W")]
@@ -158,7 +147,7 @@ def test_template_has_only_allow_listed_cfn_lint_warnings(
     )
 
 
-def test_template_silences_only_the_known_cfn_lint_checks(any_stage: Stage) -> None:
+def test_template_silences_only_the_known_cfn_lint_checks(any_stage: Synthesized) -> None:
     template = any_stage.template_json
     assert "cfn-lint" not in template.get("Metadata", {}), "a template-wide cfn-lint config hides every resource"
     unexpected = [
@@ -172,7 +161,7 @@ def test_template_silences_only_the_known_cfn_lint_checks(any_stage: Stage) -> N
     assert not unexpected, f"resources that tell cfn-lint to skip checks not in TEMPLATE_SUPPRESSIONS: {unexpected}"
 
 
-def test_allow_list_does_not_cover_other_resources_or_stages(dev: Stage, portable: Stage) -> None:
+def test_allow_list_does_not_cover_other_resources_or_stages(dev: Synthesized, portable: Synthesized) -> None:
     def finding(rule: str, resource_type: str, message: str, logical_id: str = "Some") -> Finding:
         path = ("Resources", logical_id, "Properties", "AvailabilityZone")
         return Finding(rule, message, path, 1, logical_id, resource_type)

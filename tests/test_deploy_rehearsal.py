@@ -40,14 +40,14 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import boto3  # type: ignore[import-untyped]  # no boto3 stubs in the pinned dev set
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from stacks.settings import StageSettings
+from .conftest import Synthesized
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -69,19 +69,6 @@ MOTO_UNRESOLVABLE_ATTRIBUTES = frozenset({("AWS::EC2::VPCEndpoint", "DnsEntries"
 EC2_ID = re.compile(r"\b(?:vpc|subnet|rtb|sg|igw|nat|pl|vpce|eni)-[0-9a-f]{8,17}\b")
 # A lookup id -> the id moto gave the same object, e.g. {"subnet-0b000000000000000": "subnet-6274c1bc..."}.
 SUBSTITUTED_ID = dict[str, str]
-
-
-class Stage(Protocol):
-    """What the rehearsal needs of a conftest ``Synthesized`` stage."""
-
-    @property
-    def settings(self) -> StageSettings: ...
-
-    @property
-    def outdir(self) -> Path: ...
-
-    @property
-    def template_json(self) -> dict[str, Any]: ...
 
 
 # --- template surgery ------------------------------------------------------------------------------
@@ -294,7 +281,7 @@ def resolve_placeholders(text: str, account: str) -> str:
     return resolved
 
 
-def upload_file_assets(session: Any, stage: Stage, account: str) -> None:
+def upload_file_assets(session: Any, stage: Synthesized, account: str) -> None:
     """What ``cdk deploy`` publishes: each file asset of ``<stack>.assets.json`` at its objectKey."""
     manifest = json.loads((stage.outdir / f"{stage.settings.stack_name}.assets.json").read_text())
     s3 = session.client("s3")
@@ -409,7 +396,7 @@ def read_back(session: Any, stack_name: str) -> dict[str, Any]:
     return state
 
 
-def rehearse(stage: Stage, *, prepare: Callable[[Any], SUBSTITUTED_ID] | None = None) -> Rehearsal:
+def rehearse(stage: Synthesized, *, prepare: Callable[[Any], SUBSTITUTED_ID] | None = None) -> Rehearsal:
     """Deploy ``stage`` in a fresh ``mock_aws``; ``prepare`` creates pre-existing resources first."""
     settings = stage.settings
     account = settings.account or MOTO_DEFAULT_ACCOUNT
@@ -479,17 +466,17 @@ def lookup_subnets(lookup: Mapping[str, Any], group: str, azs: tuple[str, ...]) 
 
 
 @pytest.fixture(scope="module")
-def dev_rehearsal(dev: Stage) -> Rehearsal:
+def dev_rehearsal(dev: Synthesized) -> Rehearsal:
     return rehearse(dev)
 
 
 @pytest.fixture(scope="module")
-def portable_rehearsal(portable: Stage) -> Rehearsal:
+def portable_rehearsal(portable: Synthesized) -> Rehearsal:
     return rehearse(portable)
 
 
 @pytest.fixture(scope="module")
-def shared_vpc_rehearsal(shared_vpc: Stage) -> Rehearsal:
+def shared_vpc_rehearsal(shared_vpc: Synthesized) -> Rehearsal:
     assert shared_vpc.settings.vpc_id is not None
     return rehearse(shared_vpc, prepare=recreate_looked_up_vpc(lookup_of(shared_vpc.settings.vpc_id)))
 
@@ -507,7 +494,7 @@ def subnet_ids_in(rehearsal: Rehearsal, vpc_id: str) -> list[str]:
 # --- the rehearsal's own guards --------------------------------------------------------------------
 
 
-def test_only_custom_resources_and_their_own_provider_are_removed(any_stage: Stage) -> None:
+def test_only_custom_resources_and_their_own_provider_are_removed(any_stage: Synthesized) -> None:
     template, removed = without_custom_resources(any_stage.template_json)
     custom = {key for key, kind in removed.items() if kind.startswith("Custom::")}
     providers = {key: kind for key, kind in removed.items() if key not in custom}
@@ -562,12 +549,12 @@ def test_dev_stack_publishes_the_outputs_clients_need(dev_rehearsal: Rehearsal) 
     assert dev_rehearsal.dropped_outputs == ["RuntimeVpcEndpointDnsEntries", "RuntimeVpcEndpointDnsName"]
 
 
-def test_dev_vpc_has_the_configured_cidr(dev: Stage, dev_rehearsal: Rehearsal) -> None:
+def test_dev_vpc_has_the_configured_cidr(dev: Synthesized, dev_rehearsal: Rehearsal) -> None:
     vpc = stack_vpc(dev_rehearsal.require_complete())
     assert vpc["CidrBlock"] == dev.settings.vpc_cidr == "10.42.0.0/16"
 
 
-def test_dev_has_one_private_subnet_in_each_client_az(dev: Stage, dev_rehearsal: Rehearsal) -> None:
+def test_dev_has_one_private_subnet_in_each_client_az(dev: Synthesized, dev_rehearsal: Rehearsal) -> None:
     vpc_id = stack_vpc(dev_rehearsal.require_complete())["VpcId"]
     subnets = [subnet for subnet in dev_rehearsal.subnets if subnet["VpcId"] == vpc_id]
     assert sorted(subnet["AvailabilityZone"] for subnet in subnets) == sorted(dev.settings.client_azs)
@@ -636,7 +623,7 @@ def test_dev_s3_gateway_serves_the_subnets_route_tables(dev_rehearsal: Rehearsal
     assert routed == tables
 
 
-def test_dev_endpoint_is_in_service_with_the_stage_capacity_and_kms(dev: Stage, dev_rehearsal: Rehearsal) -> None:
+def test_dev_endpoint_is_in_service_with_the_stage_capacity_and_kms(dev: Synthesized, dev_rehearsal: Rehearsal) -> None:
     rehearsal = dev_rehearsal.require_complete()
     assert rehearsal.endpoint["EndpointStatus"] == "InService"
     assert rehearsal.endpoint["EndpointName"] == rehearsal.outputs["EndpointName"]
@@ -684,7 +671,9 @@ def test_portable_model_image_resolves_to_the_deploy_region_registry(portable_re
 # --- shared-vpc: an existing VPC from a committed lookup -------------------------------------------
 
 
-def test_shared_vpc_rehearsal_replaces_every_looked_up_id(shared_vpc: Stage, shared_vpc_rehearsal: Rehearsal) -> None:
+def test_shared_vpc_rehearsal_replaces_every_looked_up_id(
+    shared_vpc: Synthesized, shared_vpc_rehearsal: Rehearsal
+) -> None:
     original = json.dumps(shared_vpc.template_json)
     in_template = set(EC2_ID.findall(original))
     substitutions = shared_vpc_rehearsal.substitutions
@@ -699,7 +688,7 @@ def test_shared_vpc_stack_reaches_create_complete(shared_vpc_rehearsal: Rehearsa
 
 
 def test_shared_vpc_endpoint_and_model_sit_in_the_client_az_private_subnets(
-    shared_vpc: Stage, shared_vpc_rehearsal: Rehearsal
+    shared_vpc: Synthesized, shared_vpc_rehearsal: Rehearsal
 ) -> None:
     rehearsal = shared_vpc_rehearsal.require_complete()
     settings = shared_vpc.settings
@@ -717,7 +706,9 @@ def test_shared_vpc_endpoint_and_model_sit_in_the_client_az_private_subnets(
     assert sorted(azs[subnet] for subnet in expected) == sorted(settings.client_azs)
 
 
-def test_shared_vpc_gets_no_s3_gateway_on_its_route_tables(shared_vpc: Stage, shared_vpc_rehearsal: Rehearsal) -> None:
+def test_shared_vpc_gets_no_s3_gateway_on_its_route_tables(
+    shared_vpc: Synthesized, shared_vpc_rehearsal: Rehearsal
+) -> None:
     """The kit leaves an existing VPC's routing alone (README: existing VPCs bring their own S3 path)."""
     rehearsal = shared_vpc_rehearsal.require_complete()
     settings = shared_vpc.settings

@@ -14,26 +14,23 @@ def _refs(values: list[Any]) -> list[str]:
     return [value["Ref"] if isinstance(value, dict) else value for value in values]
 
 
-def _runtime_endpoint(stage: Synthesized) -> dict[str, Any]:
+def _vpc_endpoint(stage: Synthesized, endpoint_type: str) -> dict[str, Any]:
     found = [
         resource["Properties"]
         for resource in stage.of_type("AWS::EC2::VPCEndpoint").values()
-        if resource["Properties"].get("VpcEndpointType") == "Interface"
+        if resource["Properties"].get("VpcEndpointType") == endpoint_type
     ]
-    assert len(found) == 1
+    assert len(found) == 1, f"expected one {endpoint_type} endpoint, found {len(found)}"
     endpoint: dict[str, Any] = found[0]
     return endpoint
+
+
+def _runtime_endpoint(stage: Synthesized) -> dict[str, Any]:
+    return _vpc_endpoint(stage, "Interface")
 
 
 def _s3_endpoint(stage: Synthesized) -> dict[str, Any]:
-    found = [
-        resource["Properties"]
-        for resource in stage.of_type("AWS::EC2::VPCEndpoint").values()
-        if resource["Properties"].get("VpcEndpointType") == "Gateway"
-    ]
-    assert len(found) == 1
-    endpoint: dict[str, Any] = found[0]
-    return endpoint
+    return _vpc_endpoint(stage, "Gateway")
 
 
 def test_vpc_has_dns_hostnames_and_support_for_private_dns(dev: Synthesized) -> None:
