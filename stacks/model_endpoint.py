@@ -49,7 +49,9 @@ class XgboostEndpoint(Construct):
         # network-isolated: this path serves SageMaker's download of the artifact.
         self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), HTTPS, "Model artifact download from S3")
 
-        self.role = self._execution_role(vpc, image.repository_arn, encryption_key if settings.kms_encryption else None)
+        self.role, self.execution_policy = self._execution_role(
+            vpc, image.repository_arn, encryption_key if settings.kms_encryption else None
+        )
         selected = vpc.select_subnets(subnets=subnets.subnets)
         self.model = sagemaker.CfnModel(
             self,
@@ -106,7 +108,9 @@ class XgboostEndpoint(Construct):
         )
         self.variant_name = VARIANT_NAME
 
-    def _execution_role(self, vpc: ec2.IVpc, repository_arn: str, key: kms.IKey | None) -> iam.Role:
+    def _execution_role(
+        self, vpc: ec2.IVpc, repository_arn: str, key: kms.IKey | None
+    ) -> tuple[iam.Role, iam.ManagedPolicy]:
         stack = Stack.of(self)
         role = iam.Role(
             self,
@@ -175,8 +179,8 @@ class XgboostEndpoint(Construct):
                 )
             )
         # A managed policy, not an inline one (NIST 800-53 / HIPAA IAMNoInlinePolicy).
-        self.execution_policy = iam.ManagedPolicy(self, "ExecutionPolicy", roles=[role], statements=statements)
-        Validations.of(self.execution_policy).acknowledge(
+        policy = iam.ManagedPolicy(self, "ExecutionPolicy", roles=[role], statements=statements)
+        Validations.of(policy).acknowledge(
             Acknowledgment(
                 id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
                 reason=(
@@ -193,4 +197,4 @@ class XgboostEndpoint(Construct):
                 ),
             ),
         )
-        return role
+        return role, policy

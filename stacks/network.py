@@ -27,18 +27,16 @@ class InferenceNetwork(Construct):
         self.s3_endpoint: ec2.GatewayVpcEndpoint | None = None
         if settings.vpc_id is None:
             self.vpc: ec2.IVpc = self._new_vpc(settings, encryption_key)
-            subnets = list(self.vpc.isolated_subnets)
-        else:
-            self.vpc = ec2.Vpc.from_lookup(self, "Vpc", vpc_id=settings.vpc_id)
-            subnets = self._client_az_subnets(settings)
-        # One list, used by both the runtime endpoint and the model: same-AZ routing is the point.
-        self.subnets = ec2.SubnetSelection(subnets=subnets)
-        if settings.vpc_id is None:
+            # One list, used by both the runtime endpoint and the model: same-AZ routing is the point.
+            self.subnets = ec2.SubnetSelection(subnets=list(self.vpc.isolated_subnets))
             # Only in a VPC the kit owns: on an existing VPC's route tables, an endpoint that admits
             # nothing but the model artifact would cut off every other workload's S3 traffic.
             self.s3_endpoint = self.vpc.add_gateway_endpoint(
                 "S3Endpoint", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.subnets]
             )
+        else:
+            self.vpc = ec2.Vpc.from_lookup(self, "Vpc", vpc_id=settings.vpc_id)
+            self.subnets = ec2.SubnetSelection(subnets=self._client_az_subnets(settings))
 
     def _new_vpc(self, settings: StageSettings, encryption_key: kms.IKey) -> ec2.Vpc:
         vpc = ec2.Vpc(
