@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 CDK := node_modules/.bin/cdk
 
-.PHONY: setup synth test lint format bench tables model lock clean diff deploy destroy
+.PHONY: setup synth test lint format bench tables model lock clean diff deploy destroy deploy-ci-roles
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -34,13 +34,17 @@ test: setup
 
 ## These three need AWS credentials for the stage's account.
 diff: setup
-	$(CDK) diff -c stage=$(STAGE)
+	$(CDK) diff RtbInference-$(STAGE) -c stage=$(STAGE)
 
 deploy: setup
-	$(CDK) deploy --all -c stage=$(STAGE)
+	$(CDK) deploy RtbInference-$(STAGE) -c stage=$(STAGE)
 
 destroy: setup
-	$(CDK) destroy --all -c stage=$(STAGE)
+	$(CDK) destroy RtbInference-$(STAGE) -c stage=$(STAGE)
+
+## Once per account, by an administrator: the GitHub OIDC provider and the CI roles.
+deploy-ci-roles: setup
+	$(CDK) deploy RtbInference-GitHubCi
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -6,9 +6,10 @@ import sys
 from aws_cdk import App
 
 from stacks.compliance import add_compliance_checks
+from stacks.github_ci import GitHubCiStack
 from stacks.inference_stack import InferenceStack
 from stacks.settings import SettingsError
-from stacks.stages import DEFAULT_STAGE, load_stage
+from stacks.stages import DEFAULT_STAGE, github_ci, load_stage
 
 
 def main() -> None:
@@ -17,9 +18,12 @@ def main() -> None:
     app = App(builtin_cloud_formation_validation=False)
     try:
         settings = load_stage(str(app.node.try_get_context("stage") or DEFAULT_STAGE))
+        ci = github_ci()
     except SettingsError as error:
         sys.exit(f"error: {error}")
     InferenceStack(app, settings.stack_name, settings=settings)
+    # Deployed once per account by an administrator: make deploy-ci-roles.
+    GitHubCiStack(app, ci.stack_name, settings=ci)
     add_compliance_checks(app)
     app.synth()
 

@@ -10,9 +10,9 @@ def add_compliance_checks(app: App) -> None:
     Validations.of(app).add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app), HIPAASecurityChecks(app))
 
 
-def nag_arn(stack: Stack, service: str, resource: str) -> str:
-    """An ARN of this stack's account and region as cdk-nag prints it in a finding id."""
-    partition, region, account = (
+def nag_arn(stack: Stack, service: str, resource: str, *, region: str | None = None) -> str:
+    """An ARN of this stack's account (and region, unless given) as cdk-nag prints it in a finding id."""
+    partition, stack_region, account = (
         f"<{name}>" if Token.is_unresolved(value) else value
         for name, value in (
             ("AWS::Partition", stack.partition),
@@ -20,4 +20,5 @@ def nag_arn(stack: Stack, service: str, resource: str) -> str:
             ("AWS::AccountId", stack.account),
         )
     )
+    region = region or stack_region
     return f"arn:{partition}:{service}:{region}:{account}:{resource}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from stacks.github_ci import GitHubCiSettings
 from stacks.settings import AutoscalingSettings, SettingsError, StageSettings
 
 DEFAULT_STAGE = "dev"
@@ -36,6 +37,18 @@ def shared_vpc() -> StageSettings:
     )
 
 
+def prod() -> StageSettings:
+    """Production example: three client AZs and more headroom; the account comes from the credentials."""
+    return StageSettings(
+        name="prod",
+        region="us-east-1",
+        client_azs=("us-east-1a", "us-east-1b", "us-east-1c"),
+        vpc_cidr="10.43.0.0/16",
+        initial_instance_count=3,
+        autoscaling=AutoscalingSettings(min_capacity=3, max_capacity=20, max_rps_per_instance=1000),
+    )
+
+
 def portable() -> StageSettings:
     """Environment-agnostic: one template for any region; the image resolves through a mapping."""
     return StageSettings(name="portable", region=None)
@@ -43,9 +56,15 @@ def portable() -> StageSettings:
 
 STAGES: dict[str, Callable[[], StageSettings]] = {
     "dev": dev,
+    "prod": prod,
     "shared-vpc": shared_vpc,
     "portable": portable,
 }
+
+
+def github_ci() -> GitHubCiSettings:
+    """Who may run this kit's workflows in AWS (the RtbInference-GitHubCi stack): set your repository."""
+    return GitHubCiSettings(repository="example-org/sagemaker-rtb-inference-kit", regions=("us-east-1",))
 
 
 def load_stage(name: str) -> StageSettings:

@@ -14,6 +14,7 @@ from aws_cdk import App
 from aws_cdk.assertions import Template
 
 from stacks.compliance import add_compliance_checks
+from stacks.github_ci import GitHubCiSettings, GitHubCiStack
 from stacks.inference_stack import InferenceStack
 from stacks.settings import StageSettings
 from stacks.stages import load_stage
@@ -104,6 +105,37 @@ def portable(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
     return synth_stage("portable")
 
 
-@pytest.fixture(scope="session", params=["dev", "shared-vpc", "portable"])
+@pytest.fixture(scope="session", params=["dev", "prod", "shared-vpc", "portable"])
 def any_stage(request: pytest.FixtureRequest, synth_stage: Callable[[str], Synthesized]) -> Synthesized:
     return synth_stage(str(request.param))
+
+
+@dataclass(frozen=True)
+class SynthesizedCi:
+    """The GitHub CI roles stack, synthesized with the nag packs."""
+
+    settings: GitHubCiSettings
+    template_json: dict[str, Any]
+    report: dict[str, Any]
+    path: Path
+
+    @property
+    def template(self) -> Template:
+        return Template.from_json(self.template_json)
+
+
+def synthesize_ci(settings: GitHubCiSettings, outdir: Path) -> SynthesizedCi:
+    app = App(outdir=str(outdir), context=cdk_context(), builtin_cloud_formation_validation=False)
+    GitHubCiStack(app, settings.stack_name, settings=settings)
+    add_compliance_checks(app)
+    app.synth()
+    path = outdir / f"{settings.stack_name}.template.json"
+    report = json.loads((outdir / "validation-report.json").read_text())
+    return SynthesizedCi(settings=settings, template_json=json.loads(path.read_text()), report=report, path=path)
+
+
+@pytest.fixture(scope="session")
+def github_ci(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedCi:
+    from stacks.stages import github_ci as settings
+
+    return synthesize_ci(settings(), tmp_path_factory.mktemp("cdk-github-ci"))

@@ -24,6 +24,10 @@ EXPECTED_ACKNOWLEDGMENTS = {
         ("AwsSolutions-IAM5[Resource::*]", POLICY),
         (f"AwsSolutions-IAM5[Resource::{LOGS_ARN.format(account='<AWS::AccountId>')}]", POLICY),
     },
+    "prod": {
+        ("AwsSolutions-IAM5[Resource::*]", POLICY),
+        (f"AwsSolutions-IAM5[Resource::{LOGS_ARN.format(account='<AWS::AccountId>')}]", POLICY),
+    },
     "shared-vpc": {
         ("AwsSolutions-IAM5[Resource::*]", POLICY),
         (f"AwsSolutions-IAM5[Resource::{LOGS_ARN.format(account='123456789012')}]", POLICY),

@@ -44,7 +44,7 @@ def test_model_runs_network_isolated_in_the_vpc(any_stage: Synthesized) -> None:
     _, model = any_stage.one("AWS::SageMaker::Model")
     properties = model["Properties"]
     assert properties["EnableNetworkIsolation"] is True
-    assert len(properties["VpcConfig"]["Subnets"]) == 2
+    assert len(properties["VpcConfig"]["Subnets"]) == max(2, len(any_stage.settings.client_azs))
     (group,) = properties["VpcConfig"]["SecurityGroupIds"]
     group_props = any_stage.resources[group["Fn::GetAtt"][0]]["Properties"]
     assert "SecurityGroupIngress" not in group_props

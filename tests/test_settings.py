@@ -44,9 +44,9 @@ def test_every_defined_stage_is_valid(name: str) -> None:
 
 def test_unknown_stage_lists_the_defined_ones() -> None:
     with pytest.raises(SettingsError) as caught:
-        stages.load_stage("prod")
+        stages.load_stage("staging")
     assert caught.value.problems == [
-        "stage='prod' is not defined; allowed: one of ['dev', 'portable', 'shared-vpc'] (stacks/stages.py)"
+        "stage='staging' is not defined; allowed: one of ['dev', 'portable', 'prod', 'shared-vpc'] (stacks/stages.py)"
     ]
 
 
@@ -321,11 +321,11 @@ def test_well_formed_artifact_is_accepted(tmp_path: Path) -> None:
 
 
 def test_cdk_app_rejects_an_unknown_stage_before_synthesizing(tmp_path: Path) -> None:
-    """What `cdk synth -c stage=prod` runs: the app exits non-zero and writes no template."""
-    env = os.environ | {"CDK_CONTEXT_JSON": json.dumps({"stage": "prod"}), "CDK_OUTDIR": str(tmp_path)}
+    """What `cdk synth -c stage=staging` runs: the app exits non-zero and writes no template."""
+    env = os.environ | {"CDK_CONTEXT_JSON": json.dumps({"stage": "staging"}), "CDK_OUTDIR": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "app.py"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode != 0
-    assert "stage='prod' is not defined; allowed: one of ['dev', 'portable', 'shared-vpc']" in result.stderr
+    assert "stage='staging' is not defined; allowed: one of ['dev', 'portable', 'prod', 'shared-vpc']" in result.stderr
     assert not list(tmp_path.glob("*.template.json"))

@@ -42,8 +42,12 @@ def test_masking_removes_only_noise(dev: Synthesized) -> None:
     assert set(masked["Resources"]) == set(dev.resources)
 
 
-@pytest.mark.parametrize("stage_name", ["dev", "shared-vpc", "portable"])
+@pytest.mark.parametrize("stage_name", ["dev", "prod", "shared-vpc", "portable"])
 def test_template_matches_the_reviewed_snapshot(
     stage_name: str, synth_stage: Any, json_snapshot: SnapshotAssertion
 ) -> None:
     assert normalized(synth_stage(stage_name).template_json) == json_snapshot
+
+
+def test_ci_roles_template_matches_the_reviewed_snapshot(github_ci: Any, json_snapshot: SnapshotAssertion) -> None:
+    assert normalized(github_ci.template_json) == json_snapshot

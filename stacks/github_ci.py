@@ -1,0 +1,206 @@
+"""GitHub Actions' way into AWS: the OIDC provider and two roles, deployed once per account.
+
+- The read-only role serves `cdk diff` on pull requests: it may assume only the CDK bootstrap lookup role.
+- The deploy role serves the main workflow: it may assume only the CDK bootstrap deploy, file- and
+  image-publishing roles, plus read the kit's stack outputs and invoke its endpoints for the smoke test.
+
+Trust is checked on the token's `sub` claim. The repository must send its claims as
+`repo:<owner>/<name>:<context>:ref:<ref>` (README: "CI/CD"), so the deploy role can require both a
+protected environment and the deploy branch, and AWS, not only GitHub, enforces them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from aws_cdk import Acknowledgment, CfnOutput, Environment, Stack, Validations
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from stacks.compliance import nag_arn
+from stacks.settings import SettingsError
+
+GITHUB_ISSUER = "token.actions.githubusercontent.com"
+BOOTSTRAP_QUALIFIER = "hnb659fds"  # the CDK default; change with `cdk bootstrap --qualifier`
+
+_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_PROVIDER_ARN = re.compile(rf"^arn:aws[a-z-]*:iam::\d{{12}}:oidc-provider/{re.escape(GITHUB_ISSUER)}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GitHubCiSettings:
+    """Which repository, branch and environments may act in this account, and where."""
+
+    repository: str
+    deploy_branch: str = "main"
+    # GitHub environments of the deploy jobs; protect them (required reviewers, branch policy).
+    deploy_environments: tuple[str, ...] = ("dev", "prod")
+    # Regions the stages deploy to: the bootstrap roles are per region.
+    regions: tuple[str, ...] = ("us-east-1",)
+    # An account has one provider per issuer: name it here if one exists already.
+    existing_provider_arn: str | None = None
+    stack_name: str = field(default="RtbInference-GitHubCi")
+
+    def __post_init__(self) -> None:
+        problems = list(self._problems())
+        if problems:
+            raise SettingsError("github-ci", problems)
+
+    def _problems(self) -> Iterator[str]:
+        if not _REPOSITORY.match(self.repository):
+            yield f"repository={self.repository!r} is invalid: allowed: 'owner/name' of a GitHub repository"
+        if not _NAME.match(self.deploy_branch):
+            yield f"deploy_branch={self.deploy_branch!r} is invalid: allowed: a branch name such as 'main'"
+        if not self.deploy_environments or not all(_NAME.match(env) for env in self.deploy_environments):
+            yield (
+                f"deploy_environments={self.deploy_environments!r} is invalid: allowed: one or more GitHub "
+                "environment names"
+            )
+        if not self.regions or not all(_REGION.match(region) for region in self.regions):
+            yield f"regions={self.regions!r} is invalid: allowed: one or more region names such as 'us-east-1'"
+        if self.existing_provider_arn is not None and not _PROVIDER_ARN.match(self.existing_provider_arn):
+            yield (
+                f"existing_provider_arn={self.existing_provider_arn!r} is invalid: allowed: "
+                f"arn:aws:iam::<account>:oidc-provider/{GITHUB_ISSUER}, or None"
+            )
+
+    def deploy_subjects(self) -> list[str]:
+        return [
+            f"repo:{self.repository}:environment:{env}:ref:refs/heads/{self.deploy_branch}"
+            for env in self.deploy_environments
+        ]
+
+    def pull_request_subject(self) -> str:
+        return f"repo:{self.repository}:pull_request:ref:refs/pull/*"
+
+
+class GitHubCiStack(Stack):
+    """The OIDC provider (or an existing one) and the read-only and deploy roles for the workflows."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: GitHubCiSettings) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            env=Environment(region=settings.regions[0]),
+            description="RTB inference kit: GitHub Actions OIDC provider and CI roles",
+        )
+        if settings.existing_provider_arn is None:
+            provider: iam.IOidcProvider = iam.OidcProviderNative(
+                self, "GitHubOidcProvider", url=f"https://{GITHUB_ISSUER}", client_ids=["sts.amazonaws.com"]
+            )
+        else:
+            provider = iam.OidcProviderNative.from_oidc_provider_arn(
+                self, "GitHubOidcProvider", settings.existing_provider_arn
+            )
+
+        readonly = self._role(
+            "ReadOnlyRole",
+            provider,
+            StringLike=settings.pull_request_subject(),
+            description=f"cdk diff on pull requests of {settings.repository}",
+        )
+        iam.ManagedPolicy(
+            self,
+            "ReadOnlyPolicy",
+            roles=[readonly],
+            statements=[
+                iam.PolicyStatement(
+                    sid="AssumeCdkLookupRole",
+                    actions=["sts:AssumeRole"],
+                    resources=self._bootstrap_roles(settings, ("lookup",)),
+                )
+            ],
+        )
+
+        deploy = self._role(
+            "DeployRole",
+            provider,
+            StringEquals=settings.deploy_subjects(),
+            description=f"cdk deploy from {settings.repository}@{settings.deploy_branch} protected environments",
+        )
+        deploy_policy = iam.ManagedPolicy(
+            self,
+            "DeployPolicy",
+            roles=[deploy],
+            statements=[
+                iam.PolicyStatement(
+                    sid="AssumeCdkDeployRoles",
+                    actions=["sts:AssumeRole"],
+                    resources=self._bootstrap_roles(settings, ("deploy", "file-publishing", "image-publishing")),
+                ),
+                iam.PolicyStatement(
+                    sid="SmokeTestReadsStackOutputs",
+                    actions=["cloudformation:DescribeStacks"],
+                    resources=[
+                        self._arn(region, "cloudformation", "stack/RtbInference-*/*") for region in settings.regions
+                    ],
+                ),
+                iam.PolicyStatement(
+                    sid="SmokeTestInvokesKitEndpoints",
+                    actions=["sagemaker:InvokeEndpoint"],
+                    # SageMaker lowercases endpoint names in ARNs; CloudFormation names them after the stack.
+                    resources=[
+                        self._arn(region, "sagemaker", "endpoint/rtbinference-*") for region in settings.regions
+                    ],
+                ),
+            ],
+        )
+        Validations.of(deploy_policy).acknowledge(
+            *(
+                Acknowledgment(
+                    id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{nag_arn(self, service, resource, region=region)}]",
+                    reason=reason,
+                )
+                for region in settings.regions
+                for service, resource, reason in (
+                    (
+                        "cloudformation",
+                        "stack/RtbInference-*/*",
+                        "Stack ARNs end in an id CloudFormation assigns at creation; limited to the kit's stacks",
+                    ),
+                    (
+                        "sagemaker",
+                        "endpoint/rtbinference-*",
+                        "Endpoint names are generated by CloudFormation; limited to the kit's endpoints",
+                    ),
+                )
+            )
+        )
+
+        CfnOutput(self, "ReadOnlyRoleArn", value=readonly.role_arn)
+        CfnOutput(self, "DeployRoleArn", value=deploy.role_arn)
+        CfnOutput(self, "OidcProviderArn", value=provider.oidc_provider_arn)
+
+    def _role(
+        self, construct_id: str, provider: iam.IOidcProvider, *, description: str, **subject: str | list[str]
+    ) -> iam.Role:
+        ((operator, value),) = subject.items()
+        conditions: dict[str, dict[str, str | list[str]]] = {
+            "StringEquals": {f"{GITHUB_ISSUER}:aud": "sts.amazonaws.com"}
+        }
+        conditions.setdefault(operator, {})[f"{GITHUB_ISSUER}:sub"] = value
+        return iam.Role(
+            self,
+            construct_id,
+            description=description,
+            assumed_by=iam.WebIdentityPrincipal(provider.oidc_provider_arn, conditions=conditions),
+        )
+
+    def _bootstrap_roles(self, settings: GitHubCiSettings, kinds: tuple[str, ...]) -> list[str]:
+        return [
+            self.format_arn(
+                service="iam",
+                region="",
+                resource="role",
+                resource_name=f"cdk-{BOOTSTRAP_QUALIFIER}-{kind}-role-{self.account}-{region}",
+            )
+            for kind in kinds
+            for region in settings.regions
+        ]
+
+    def _arn(self, region: str, service: str, resource: str) -> str:
+        return f"arn:{self.partition}:{service}:{region}:{self.account}:{resource}"
