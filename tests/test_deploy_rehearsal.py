@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3  # type: ignore[import-untyped]  # no boto3 stubs in the pinned dev set
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws

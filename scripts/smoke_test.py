@@ -1,0 +1,70 @@
+"""After a deploy: invoke the stage's endpoint once with the sample row and check the model answers.
+
+    python scripts/smoke_test.py --stage dev [--region us-east-1]
+
+Passes only if the deployed endpoint returns the probability the packaged model gives the sample
+row (model-manifest.json), so a wrong artifact or a container that misreads the model fails it too.
+Exit 0 on success; otherwise one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from scripts.rtb_client import predict, runtime_client, stack_output  # noqa: E402
+from stacks.stages import load_stage  # noqa: E402
+
+# The container answers in float32; the manifest records the same model's float32 output.
+TOLERANCE = 1e-6
+
+
+def sample_and_expected(manifest_path: Path) -> tuple[list[float], float]:
+    manifest = json.loads(manifest_path.read_text())
+    row = [float(value) for value in manifest["sample_payload"].split(",")]
+    reference = manifest["reference"]
+    expected = reference["predictions"][reference["rows"].index(row)]
+    return row, float(expected)
+
+
+def run(stage: str, session: Any, runtime: Any) -> str:
+    """Return a one-line success message; raise on any failure."""
+    settings = load_stage(stage)
+    endpoint = stack_output(session.client("cloudformation"), settings.stack_name, "EndpointName")
+    row, expected = sample_and_expected(settings.artifact_path.with_name("model-manifest.json"))
+    start = time.perf_counter()
+    (probability,) = predict(runtime, endpoint, [row])
+    elapsed_ms = (time.perf_counter() - start) * 1000
+    if not 0.0 < probability < 1.0:
+        raise AssertionError(f"{endpoint} returned {probability}, not a probability")
+    if abs(probability - expected) > TOLERANCE:
+        raise AssertionError(f"{endpoint} returned {probability}; the packaged model gives {expected}")
+    return f"ok: {endpoint} scored the sample row {probability:.6f} in {elapsed_ms:.1f} ms (client side)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", required=True)
+    parser.add_argument("--region", default=None, help="default: the stage's region, else the AWS config")
+    args = parser.parse_args(argv)
+    try:
+        region = args.region or load_stage(args.stage).region
+        session = boto3.Session(region_name=region)
+        print(run(args.stage, session, runtime_client(session)))
+    except Exception as error:  # one line for CI logs, whatever broke
+        print(f"smoke test failed: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
