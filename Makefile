@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 CDK := node_modules/.bin/cdk
 
-.PHONY: setup synth test lint format bench tables model lock clean diff deploy destroy deploy-ci-roles
+.PHONY: setup synth test lint format bench tables model lock clean diff deploy destroy deploy-ci-roles rehearse
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -31,6 +31,10 @@ synth: setup
 ## The whole test suite (offline).
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## The real cdk bootstrap and cdk deploy of STAGE against moto on 127.0.0.1 (offline, no AWS account).
+rehearse: setup
+	$(PY) scripts/rehearse.py --stage $(STAGE)
 
 ## These three need AWS credentials for the stage's account.
 diff: setup

@@ -133,10 +133,22 @@ def test_execution_role_is_assumable_by_sagemaker_only(dev: Synthesized) -> None
     assert "Policies" not in role  # no inline policies
 
 
-def test_no_aws_managed_policy_anywhere(any_stage: Synthesized) -> None:
-    text = json.dumps(any_stage.template_json)
-    assert "FullAccess" not in text
-    assert "arn:aws:iam::aws:policy" not in text
+def test_only_cdks_handler_role_has_an_aws_managed_policy(any_stage: Synthesized) -> None:
+    """The kit's roles use customer-managed policies only. CDK's default-security-group handler (a
+    raw CfnResource that cdk-nag does not inspect) attaches AWSLambdaBasicExecutionRole: logs only."""
+    assert "FullAccess" not in json.dumps(any_stage.template_json)
+    managed = {
+        logical_id: json.dumps(role["Properties"].get("ManagedPolicyArns", []))
+        for logical_id, role in any_stage.of_type("AWS::IAM::Role").items()
+        if ":iam::aws:policy/" in json.dumps(role["Properties"])
+    }
+    expected = (
+        {} if any_stage.settings.vpc_id is not None else {
+            "CustomVpcRestrictDefaultSGCustomResourceProviderRole26592FE0":
+            '[{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}]'
+        }
+    )  # fmt: skip
+    assert managed == expected
 
 
 def test_execution_role_reads_exactly_the_model_artifact(dev: Synthesized) -> None:
