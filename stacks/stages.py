@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from stacks.github_ci import GitHubCiSettings
+from stacks.measurements import measured_max_rps
 from stacks.settings import AutoscalingSettings, SettingsError, StageSettings
 
 DEFAULT_STAGE = "dev"
@@ -16,11 +17,18 @@ DEFAULT_STAGE = "dev"
 
 def dev() -> StageSettings:
     """The default: a new private VPC in two us-east-1 AZs; no account needed to synthesize."""
+    instance_type = "ml.c5.xlarge"
     return StageSettings(
         name="dev",
         region="us-east-1",
         client_azs=("us-east-1a", "us-east-1b"),
-        autoscaling=AutoscalingSettings(min_capacity=2, max_capacity=4, max_rps_per_instance=1000),
+        instance_type=instance_type,
+        autoscaling=AutoscalingSettings(
+            min_capacity=2,
+            max_capacity=4,
+            # `scripts/loadtest.py --write-back` replaces the default with a measurement.
+            max_rps_per_instance=measured_max_rps("dev", instance_type=instance_type, default=1000),
+        ),
     )
 
 
@@ -39,13 +47,19 @@ def shared_vpc() -> StageSettings:
 
 def prod() -> StageSettings:
     """Production example: three client AZs and more headroom; the account comes from the credentials."""
+    instance_type = "ml.c5.xlarge"
     return StageSettings(
         name="prod",
         region="us-east-1",
         client_azs=("us-east-1a", "us-east-1b", "us-east-1c"),
         vpc_cidr="10.43.0.0/16",
+        instance_type=instance_type,
         initial_instance_count=3,
-        autoscaling=AutoscalingSettings(min_capacity=3, max_capacity=20, max_rps_per_instance=1000),
+        autoscaling=AutoscalingSettings(
+            min_capacity=3,
+            max_capacity=20,
+            max_rps_per_instance=measured_max_rps("prod", instance_type=instance_type, default=1000),
+        ),
     )
 
 
