@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 CDK := node_modules/.bin/cdk
 
-.PHONY: setup synth test lint format bench tables model lock clean diff deploy destroy deploy-ci-roles rehearse
+.PHONY: setup synth test lint format bench tables model lock clean diff deploy destroy deploy-ci-roles rehearse bench-client
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -62,6 +62,10 @@ format: setup
 ## Synth time against an empty CDK app (the jsii floor), and the test-suite time: medians.
 bench: setup
 	$(PY) scripts/bench.py
+
+## The kit's client against a local endpoint: N calls on one pooled client (1 connection) vs a new client per call.
+bench-client: setup
+	$(PY) scripts/bench_client.py
 
 ## Regenerate the committed image and instance-type tables from the SDK / botocore.
 tables: setup

@@ -1,0 +1,363 @@
+"""A local stand-in for a SageMaker real-time endpoint with a known capacity, for proving the load test.
+
+    python -m scripts.fake_endpoint --workers 4 --service-ms 20 --port 8080 [--max-queue 64] [--seconds 900]
+
+It speaks SageMaker Runtime's InvokeEndpoint as botocore calls it (``POST /endpoints/{name}/invocations``,
+``text/csv`` in and out; SigV4 headers are accepted and ignored) on 127.0.0.1 only. Exactly ``workers``
+requests are in service at once, each for ``service_time`` seconds; the rest wait in one FIFO queue, so
+the capacity is ``workers / service_time`` requests per second: below it the latency is the service time,
+above it the queue and the latency grow. With ``max_queue`` set, a request that finds that many already
+waiting gets 503 ServiceUnavailable at once, as SageMaker answers when an endpoint is overloaded.
+
+Predictions are a cheap deterministic logistic function of the row (not the packaged model): what is
+measured here is the service, not the model. A row with more than 7 values fails as in the XGBoost
+container (ModelError); a shorter one is scored as if the missing values were 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import itertools
+import json
+import math
+import queue
+import re
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote
+
+FEATURE_COUNT = 7
+_INVOCATIONS = re.compile(r"^/endpoints/(?P<name>[^/?]+)/invocations$")
+# Weights of the stand-in's logistic function: any fixed values give deterministic answers in (0, 1).
+_WEIGHTS = (0.11, -0.03, 0.02, -0.015, 0.04, -0.002, 0.25)
+_BIAS = -0.2
+
+
+def score(row: list[float]) -> float:
+    """The stand-in model: a fixed logistic function of the (zero-padded) row."""
+    padded = row + [0.0] * (FEATURE_COUNT - len(row))
+    z = _BIAS + sum(w * x for w, x in zip(_WEIGHTS, padded, strict=True))
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+
+class ModelError(Exception):
+    """What the container would reject; the runtime wraps it as a 424 ModelError."""
+
+
+def score_csv(body: bytes) -> bytes:
+    """One prediction per CSV line, newline-separated, as the XGBoost container answers text/csv."""
+    lines = [line for line in body.decode("utf-8", errors="replace").splitlines() if line.strip()]
+    if not lines:
+        raise ModelError("empty payload")
+    answers = []
+    for number, line in enumerate(lines):
+        try:
+            row = [float(value) for value in line.split(",")]
+        except ValueError as error:
+            raise ModelError(f"line {number}: {error}") from None
+        if len(row) > FEATURE_COUNT:
+            raise ModelError(f"line {number}: {len(row)} features, the model was trained with {FEATURE_COUNT}")
+        answers.append(format(score(row), ".9g"))
+    return ("\n".join(answers) + "\n").encode()
+
+
+@dataclass
+class _Job:
+    body: bytes
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: bytes = b""
+    error: str | None = None
+
+
+@dataclass
+class ServerStats:
+    """Counters the tests and the CLI read; updated under the server's lock."""
+
+    served: int = 0
+    rejected: int = 0
+    model_errors: int = 0
+    max_waiting: int = 0
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    # Every Locust user opens its own connection at once; the default backlog of 5 would drop some.
+    request_queue_size = 512
+    endpoint: FakeEndpoint
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A load generator that stops closes connections with calls in flight: not the server's error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # Keep-alive, as botocore's pooled connections expect.
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeSageMakerRuntime/1"
+    # Idle keep-alive connections are dropped after this long.
+    timeout = 30
+    # Headers and body go out as two writes: without TCP_NODELAY, Nagle's algorithm and the client's
+    # delayed ACK would add about 40 ms to every answer.
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.endpoint.track(self.connection, open_=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.endpoint.track(self.connection, open_=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: one line per request would cost more than the service itself."""
+
+    def do_GET(self) -> None:
+        if self.path == "/ping":  # the container's health check, handy for scripts waiting on the server
+            self._reply(200, b"", "text/plain")
+        else:
+            self._error(404, "UnknownOperationException", f"no operation for GET {self.path}")
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        match = _INVOCATIONS.fullmatch(self.path)
+        if match is None:
+            self._error(404, "UnknownOperationException", f"no operation for POST {self.path}")
+            return
+        endpoint = self.server.endpoint
+        name = unquote(match["name"])
+        if endpoint.endpoint_name is not None and name != endpoint.endpoint_name:
+            self._error(400, "ValidationError", f"Endpoint {name} of account 000000000000 not found.")
+            return
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        if content_type != "text/csv":
+            self._model_error(415, f"Content type {content_type or '(none)'} is not supported by this container.")
+            return
+        job = endpoint.submit(body)
+        if job is None:
+            self._error(503, "ServiceUnavailable", "A transient exception occurred while retrieving variant instances.")
+            return
+        job.done.wait()
+        if job.error is not None:
+            self._model_error(400, job.error)
+        else:
+            self._reply(200, job.answer, "text/csv")
+
+    def _model_error(self, original_status: int, message: str) -> None:
+        self.server.endpoint.count_model_error()
+        self._error(
+            424,
+            "ModelError",
+            f"Received client error ({original_status}) from primary with message {message!r}.",
+            OriginalStatusCode=original_status,
+            OriginalMessage=message,
+        )
+
+    def _error(self, status: int, code: str, message: str, **extra: Any) -> None:
+        payload = json.dumps({"message": message, **extra}).encode()
+        self._reply(status, payload, "application/json", {"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/"})
+
+    def _reply(self, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("x-amzn-RequestId", self.server.endpoint.request_id())
+        if status == 200:
+            self.send_header("x-Amzn-Invoked-Production-Variant", "AllTraffic")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class FakeEndpoint:
+    """The server, its worker pool and its queue; start() and stop() it in-process, or use ``with``."""
+
+    def __init__(
+        self,
+        *,
+        workers: int = 4,
+        service_time: float = 0.02,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_queue: int | None = None,
+        endpoint_name: str | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers={workers} is invalid: allowed: 1 or more")
+        if not 0 < service_time <= 10:
+            raise ValueError(f"service_time={service_time} is invalid: allowed: greater than 0 and at most 10 s")
+        if max_queue is not None and max_queue < 0:
+            raise ValueError(f"max_queue={max_queue} is invalid: allowed: 0 or more, or None (unbounded)")
+        if not _is_loopback(host):
+            raise ValueError(f"host={host!r} is invalid: allowed: a loopback address (127.0.0.0/8, ::1, localhost)")
+        self.workers = workers
+        self.service_time = service_time
+        self.max_queue = max_queue
+        self.endpoint_name = endpoint_name
+        self.stats = ServerStats()
+        self._host, self._port = host, port
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._ids = itertools.count(1)
+        self._connections: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._server: _Server | None = None
+
+    @property
+    def capacity_rps(self) -> float:
+        """Requests per second the server sustains: workers / service time."""
+        return self.workers / self.service_time
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the fake endpoint is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """The endpoint URL to give botocore (``endpoint_url``)."""
+        return f"http://{self._host}:{self.port}"
+
+    def start(self) -> FakeEndpoint:
+        server = _Server((self._host, self._port), _Handler)
+        server.endpoint = self
+        self._server = server
+        self._threads = [
+            threading.Thread(target=self._work, name=f"fake-endpoint-worker-{n}", daemon=True)
+            for n in range(self.workers)
+        ]
+        # A short poll interval: stop() waits for one (the default, 0.5 s, would slow every test's teardown).
+        serve = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-endpoint-http", daemon=True)
+        self._threads.append(serve)
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, close kept-alive connections and end the workers (waits for them, bounded)."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        for _ in range(self.workers):
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._server = None
+
+    def __enter__(self) -> FakeEndpoint:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def submit(self, body: bytes) -> _Job | None:
+        """Queue one request; None if the queue is at its bound (the caller answers 503)."""
+        job = _Job(body)
+        with self._lock:
+            waiting = self._queue.qsize()
+            if self.max_queue is not None and waiting >= self.max_queue:
+                self.stats.rejected += 1
+                return None
+            self.stats.max_waiting = max(self.stats.max_waiting, waiting + 1)
+            self._queue.put(job)
+        return job
+
+    def track(self, connection: socket.socket, *, open_: bool) -> None:
+        with self._lock:
+            if open_:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+    def count_model_error(self) -> None:
+        with self._lock:
+            self.stats.model_errors += 1
+
+    def request_id(self) -> str:
+        return f"fake-{next(self._ids):012d}"
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            started = time.perf_counter()
+            try:
+                job.answer = score_csv(job.body)
+            except ModelError as error:
+                job.error = str(error)
+            # The service time includes the scoring, so a slow row cannot stretch the capacity.
+            time.sleep(max(0.0, self.service_time - (time.perf_counter() - started)))
+            with self._lock:
+                self.stats.served += 1
+            job.done.set()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=4, help="requests in service at once (default: 4)")
+    parser.add_argument("--service-ms", type=float, default=20.0, help="service time per request (default: 20)")
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port (default: 8080)")
+    parser.add_argument("--host", default="127.0.0.1", help="a loopback address (default: 127.0.0.1)")
+    parser.add_argument("--max-queue", type=int, default=None, help="503 when this many wait (default: unbounded)")
+    parser.add_argument("--endpoint-name", default=None, help="answer only this name (default: any)")
+    parser.add_argument("--seconds", type=float, default=900.0, help="stop after this long (default: 900)")
+    args = parser.parse_args(argv)
+    try:
+        endpoint = FakeEndpoint(
+            workers=args.workers,
+            service_time=args.service_ms / 1000,
+            host=args.host,
+            port=args.port,
+            max_queue=args.max_queue,
+            endpoint_name=args.endpoint_name,
+        ).start()
+    except (ValueError, OSError) as error:
+        print(f"fake endpoint failed: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"fake SageMaker endpoint on {endpoint.url}: {args.workers} workers x {args.service_ms:g} ms"
+        f" = {endpoint.capacity_rps:g} RPS capacity; stops in {args.seconds:g} s or on Ctrl-C",
+        flush=True,
+    )
+    try:
+        time.sleep(args.seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        endpoint.stop()
+        stats = endpoint.stats
+        print(f"served {stats.served}, rejected {stats.rejected} (503), most waiting at once {stats.max_waiting}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""Invoke the stage's endpoint with one or many rows and show the predictions and client-side latency.
+
+    python scripts/invoke.py --stage dev "2,0,0.0,7.0,3.0,20.0,2"
+    python scripts/invoke.py --stage dev --file rows.csv --repeat 100
+    cat rows.csv | python scripts/invoke.py --endpoint-name NAME --region us-east-1 -
+    python scripts/invoke.py --endpoint-name NAME --endpoint-url http://127.0.0.1:8080 ROW   # a local endpoint
+
+The endpoint comes from the deployed stack's EndpointName output (--stage) or --endpoint-name. Every call
+goes through one pooled client from scripts/rtb_client.py, the one ad servers should copy, so --repeat
+shows the latency of a kept-alive connection, not of a new TLS handshake per call.
+
+A row is 7 comma-separated numbers (dow, hour, IndexAdvertiserID, IndexDomain, IndexRegionID, IndexCityID,
+device_type_id); a file or stdin holds one row per line. Bad input gets one line on stderr: exit 2 for a
+usage problem (unknown stage, malformed or empty input), 1 when the call fails (stack or endpoint not
+deployed, network, service errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+import boto3
+from botocore.exceptions import ClientError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from scripts.rtb_client import FEATURES, RequestError, predict, runtime_client, stack_output  # noqa: E402
+
+PROG = "invoke"
+STDIN = "-"
+ARGUMENT = "the row"  # how messages name a row given on the command line
+
+
+class UsageError(ValueError):
+    """The command line or the rows are wrong: exit 2."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One InvokeEndpoint call as the client saw it."""
+
+    predictions: list[float]
+    seconds: float
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage plus a message; the kit's tools print one line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def parse_rows(text: str, source: str) -> list[list[float]]:
+    """One row per non-blank line. The count is checked here, with line numbers, because XGBoost would
+    score a short row as if the missing values were unknown instead of refusing it."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = source if source == ARGUMENT else f"{source} line {number}"
+        parts = [part.strip() for part in line.split(",")]
+        if len(parts) != len(FEATURES):
+            raise UsageError(f"{where} has {len(parts)} values; the model takes {len(FEATURES)}: {', '.join(FEATURES)}")
+        rows.append([_number(part, where) for part in parts])
+    if not rows:
+        raise UsageError(f"no rows to score: {source} is empty")
+    return rows
+
+
+def _number(text: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{where}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise UsageError(f"{where}: {text!r} is not a finite number")
+    return value
+
+
+def read_input(row: str | None, file: str | None, stdin: TextIO) -> tuple[str, str]:
+    """(text, name of its source) from exactly one of: a ROW argument, '-' for stdin, --file PATH."""
+    if (row is None) == (file is None):
+        raise UsageError("give the rows one way: a ROW argument, - to read stdin, or --file PATH")
+    if row == STDIN:
+        return stdin.read(), "stdin"
+    if row is not None:
+        return row, ARGUMENT
+    path = Path(str(file))
+    try:
+        return path.read_text(), str(path)
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read --file {path}: {getattr(error, 'strerror', None) or error}") from None
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile: a value that was actually observed, never an interpolation."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def format_report(endpoint: str, rows: Sequence[Sequence[float]], calls: Sequence[Call]) -> list[str]:
+    """Predictions of the first call (every call sends the same request), then the latency of each."""
+    lines = [f"endpoint {endpoint}: {len(rows)} row(s) per call, {len(calls)} call(s)"]
+    for row, probability in zip(rows, calls[0].predictions, strict=True):
+        lines.append(f"{','.join(format(value, 'g') for value in row)} -> {probability}")
+    latencies = [call.seconds * 1000 for call in calls]
+    lines += [f"call {index}: {ms:.2f} ms" for index, ms in enumerate(latencies, start=1)]
+    if len(calls) > 1:
+        lines.append(
+            f"client-side latency over {len(calls)} calls: p50 {percentile(latencies, 50):.2f} ms, "
+            f"p99 {percentile(latencies, 99):.2f} ms, max {max(latencies):.2f} ms"
+        )
+    return lines
+
+
+def invoke(runtime: Any, endpoint: str, rows: Sequence[Sequence[float]], repeat: int) -> list[Call]:
+    """The same request ``repeat`` times, one after another, on one client (so one kept-alive connection)."""
+    calls = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        predictions = predict(runtime, endpoint, rows)
+        calls.append(Call(predictions=predictions, seconds=time.perf_counter() - start))
+    return calls
+
+
+def endpoint_of_stage(cloudformation: Any, stage: str, stack_name: str, region: str | None) -> str:
+    """The EndpointName output, with a message that says what to do when the stack is not there."""
+    try:
+        return stack_output(cloudformation, stack_name, "EndpointName")
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ValidationError":
+            raise
+        where = f" in {region}" if region else ""
+        raise LookupError(
+            f"stack {stack_name} is not deployed{where} ({error.response['Error'].get('Message', '')}); "
+            f"deploy it (make deploy STAGE={stage}) or pass --endpoint-name"
+        ) from None
+
+
+class EndpointSession:
+    """A boto3 session whose clients all talk to ``endpoint_url`` (a local endpoint). runtime_client builds
+    its client from a session, so the kit's pool, timeouts and retries stay exactly as ad servers get them."""
+
+    def __init__(self, session: Any, endpoint_url: str) -> None:
+        self._session = session
+        self._endpoint_url = endpoint_url
+
+    def client(self, service_name: str, **kwargs: Any) -> Any:
+        return self._session.client(service_name, endpoint_url=self._endpoint_url, **kwargs)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--stage", help="read the endpoint name from the stage's deployed stack")
+    target.add_argument("--endpoint-name", help="the SageMaker endpoint to call")
+    parser.add_argument("--endpoint-url", help="e.g. http://127.0.0.1:8080 for a local endpoint")
+    parser.add_argument("--region", help="default: the stage's region, else the AWS config")
+    parser.add_argument("row", nargs="?", help="one row, e.g. 2,0,0.0,7.0,3.0,20.0,2; or - to read stdin")
+    parser.add_argument("--file", help="a file of rows, one per line")
+    parser.add_argument("--repeat", type=_positive_int, default=1, help="send the same request N times")
+    return parser
+
+
+def stage_region(stage: str) -> tuple[str, str | None]:
+    """(stack name, region) of a defined stage; UsageError for an unknown or invalid one."""
+    # Imported here: the stages pull in the CDK (a jsii process, seconds to start), which calls by
+    # endpoint name and the benchmark never need.
+    from stacks.settings import SettingsError
+    from stacks.stages import STAGES, load_stage
+
+    if stage not in STAGES:
+        raise UsageError(f"no stage {stage!r}; allowed: one of {sorted(STAGES)} (stacks/stages.py)")
+    try:
+        settings = load_stage(stage)
+    except SettingsError as error:
+        raise UsageError(" ".join(str(error).split())) from None
+    return settings.stack_name, settings.region
+
+
+def runtime_message(error: Exception) -> str:
+    """One line. Service errors and the kit's own already say what failed; other botocore errors (a
+    timeout, no connection, no credentials) read better with their class name."""
+    text = " ".join(str(error).split())
+    return text if isinstance(error, ClientError | LookupError | RequestError) else f"{type(error).__name__}: {text}"
+
+
+def main(argv: list[str] | None = None, stdin: TextIO | None = None, session: Any = None) -> int:
+    """``session`` replaces the default boto3 session (tests pass one with stubbed clients)."""
+    try:
+        args = build_parser().parse_args(argv)
+        # Input first: a typo in a row should not wait for, or be hidden by, AWS configuration errors.
+        rows = parse_rows(*read_input(args.row, args.file, stdin or sys.stdin))
+        stack_name, stage_default_region = stage_region(args.stage) if args.stage else ("", None)
+        region = args.region or stage_default_region
+        session = session or boto3.Session(region_name=region)
+        runtime_session = EndpointSession(session, args.endpoint_url) if args.endpoint_url else session
+        runtime = runtime_client(runtime_session, region=region)
+        endpoint = args.endpoint_name or endpoint_of_stage(
+            session.client("cloudformation"), args.stage, stack_name, region
+        )
+        lines = format_report(endpoint, rows, invoke(runtime, endpoint, rows, args.repeat))
+    except UsageError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # one line for people and CI logs, whatever broke at runtime
+        print(f"{PROG}: {runtime_message(error)}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

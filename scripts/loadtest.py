@@ -1,0 +1,580 @@
+"""Load-test a SageMaker real-time endpoint to its latency knee with Locust; report MAX_RPS and the target.
+
+    python -m scripts.loadtest --stage dev                                   # the stage's deployed endpoint
+    python -m scripts.loadtest --endpoint-url http://127.0.0.1:8080          # a local scripts/fake_endpoint.py
+    python -m scripts.loadtest --stage dev --write-back                      # ... and record MAX_RPS per instance
+
+Steps of constant offered load rise from --start-rps by --step-rps: Locust users (offered / --user-rps of
+them) take their start times from one schedule paced at the offered rate. After each step one line shows
+offered and achieved RPS, p50/p90/p99 and errors. A step fails when its p99 is over the SLO, its error rate
+over the bound, or its achieved rate under --min-achieved of the offered one; after the first failure,
+--refine steps halve the gap to the last good step. MAX_RPS is the achieved rate of the best good step
+below the lowest failing one (scripts/knee.py). The report (JSON) and the plot (PNG) go to --out-dir.
+Every run is bounded by --max-seconds. Exit 0 when a MAX_RPS was found; otherwise one line on stderr and
+exit 1.
+
+The Locust users share one kit client (scripts/rtb_client.py) per process: that is how ad servers call
+the endpoint (one pooled, kept-alive client per process), so the test measures the same path, and
+clients are not built while load is running. Its pool is sized to the most users, so no call waits for
+or reopens a connection.
+"""
+
+from __future__ import annotations
+
+if __name__ == "__main__":
+    # Locust runs on gevent, which must patch socket and ssl before boto3 and urllib3 load.
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import argparse
+import csv
+import ipaddress
+import json
+import math
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import botocore
+import botocore.session
+from botocore.exceptions import BotoCoreError, ClientError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from scripts import knee  # noqa: E402
+from scripts.rtb_client import RequestError, encode_rows, predict, runtime_client, stack_output  # noqa: E402
+from stacks.settings import AutoscalingSettings, SettingsError, StageSettings  # noqa: E402
+
+DEFAULT_OUT = REPO_ROOT / "bench-results"
+# Users started per second at a step change (Locust warns above 100); they start within the warm-up.
+SPAWN_RATE = 100.0
+MAX_USERS = 2000
+
+
+class LoadTestError(Exception):
+    """A problem with the request or the target; the message is one line."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """Everything a run needs, resolved and checked before any load is sent."""
+
+    endpoint_name: str
+    endpoint_url: str | None
+    stage: str | None
+    instance_type: str | None
+    client: Any
+    rows: list[list[float]]
+    search: knee.Search
+    user_rps: float
+    arrivals: str
+    step_seconds: int
+    warmup_seconds: float
+    max_seconds: float
+    criteria: knee.Criteria
+    instances: int
+    safety_factor: float
+    out_dir: Path
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def users(self, offered_rps: float) -> int:
+        """Enough users that none is paced faster than user_rps."""
+        return max(1, math.ceil(offered_rps / self.user_rps - 1e-9))
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def parse_rows(args: argparse.Namespace) -> list[list[float]]:
+    """The rows to send, from --row, --rows-file, or the packaged model's reference rows; each checked."""
+    texts: list[tuple[str, list[str]]] = [(f"--row {text!r}", text.split(",")) for text in args.row or []]
+    if args.rows_file is not None:
+        path = Path(args.rows_file)
+        try:
+            with path.open(newline="") as handle:
+                texts += [(f"{path.name} line {n}", line) for n, line in enumerate(csv.reader(handle), 1) if line]
+        except OSError as error:
+            raise LoadTestError(f"cannot read --rows-file: {one_line(error)}") from None
+    if not texts:
+        manifest = json.loads((REPO_ROOT / "model_artifacts" / "model-manifest.json").read_text())
+        return [[float(value) for value in row] for row in manifest["reference"]["rows"]]
+    rows = []
+    for where, values in texts:
+        try:
+            row = [float(value) for value in values]
+        except ValueError:
+            raise LoadTestError(f"{where} is not a row of numbers: {','.join(values)!r}") from None
+        try:
+            encode_rows([row])  # the kit client's own checks: exactly 7 finite numbers
+        except RequestError as error:
+            raise LoadTestError(f"{where} {one_line(error).removeprefix('row 0 ')}") from None
+        rows.append(row)
+    return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.loadtest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    target = parser.add_argument_group("target")
+    target.add_argument("--stage", help="a stage of stacks/stages.py: its endpoint, region, instances and safety")
+    target.add_argument("--endpoint-name", help="the endpoint (default: the stage stack's EndpointName output)")
+    target.add_argument(
+        "--endpoint-url",
+        help="send to this URL instead of the regional runtime: a local fake endpoint, or a runtime VPC endpoint's "
+        "zonal DNS name (https://...)",
+    )
+    target.add_argument("--region", help="default: the stage's region, else the AWS configuration")
+    target.add_argument("--instances", type=int, help="instances behind the endpoint (default: the stage's initial "
+                        "instance count, or 1 without a stage)")  # fmt: skip
+    target.add_argument("--safety", type=float, help="safety factor for the target (default: the stage's, or 0.5)")
+    rows = parser.add_argument_group("requests")
+    rows.add_argument(
+        "--row", action="append", help="a CSV row of 7 numbers (repeatable; default: the model manifest's rows)"
+    )
+    rows.add_argument("--rows-file", help="a CSV file of rows (no header); each call sends one, picked at random")
+    criteria = parser.add_argument_group("criteria")
+    criteria.add_argument("--slo-ms", type=float, default=20.0, help="p99 latency SLO (default: 20, the kit's goal)")
+    criteria.add_argument("--max-error-rate", type=float, default=0.01, help="error bound (default: 0.01)")
+    criteria.add_argument(
+        "--min-achieved", type=float, default=0.9, help="a step must achieve this share of its offered RPS (0.9)"
+    )
+    shape = parser.add_argument_group("load shape and bounds")
+    shape.add_argument("--start-rps", type=float, default=50.0, help="offered RPS of the first step (default: 50)")
+    shape.add_argument("--step-rps", type=float, default=50.0, help="added per step (default: 50)")
+    shape.add_argument("--max-rps", type=float, help="the highest step (default: --max-steps decides)")
+    shape.add_argument("--max-steps", type=int, default=40, help="at most this many rising steps (default: 40)")
+    shape.add_argument(
+        "--refine", type=int, default=2, help="steps that then halve the gap between the last good and the first "
+        "failing rate (default: 2)"
+    )  # fmt: skip
+    shape.add_argument("--step-seconds", type=int, default=20, help="whole seconds per step, at least 2 (default: 20)")
+    shape.add_argument("--warmup-seconds", type=float, help="left out of each step's numbers (default: a fifth)")
+    shape.add_argument(
+        "--user-rps", type=float, help="offered RPS per Locust user; users = offered / this (default: 1000 / (2 x "
+        "SLO ms), so the users keep the pace while latency is under twice the SLO)"
+    )  # fmt: skip
+    shape.add_argument(
+        "--arrivals", choices=("paced", "poisson"), default="paced",
+        help="paced: evenly spaced calls, finds the throughput knee (default); poisson: random gaps, like many "
+        "independent clients (a lower, burst-aware knee)",
+    )  # fmt: skip
+    shape.add_argument("--max-seconds", type=float, default=900.0, help="hard bound on the run (default: 900)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--out-dir", help="where report.json and latency.png go (default: bench-results/loadtest-...)")
+    output.add_argument(
+        "--write-back",
+        action="store_true",
+        help="record MAX_RPS per instance for --stage in stacks/data/measurements.json (the next deploy uses it)",
+    )
+    return parser
+
+
+def _positive(name: str, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise LoadTestError(f"{name}={value} is invalid: allowed: greater than 0")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Semantic checks of the options, before any AWS call."""
+    if args.stage is None and args.endpoint_name is None and args.endpoint_url is None:
+        raise LoadTestError("give --stage, --endpoint-name or --endpoint-url")
+    if args.write_back and args.stage is None:
+        raise LoadTestError("--write-back needs --stage: a measurement is recorded for a stage's own endpoint")
+    if args.write_back and args.endpoint_url and is_loopback_url(args.endpoint_url):
+        raise LoadTestError("--write-back with a loopback --endpoint-url: a local server is not the stage's endpoint")
+    for name in ("slo_ms", "start_rps", "step_rps", "max_rps", "max_seconds", "user_rps"):
+        _positive(f"--{name.replace('_', '-')}", getattr(args, name))
+    if args.step_seconds < 2:
+        raise LoadTestError(f"--step-seconds={args.step_seconds} is invalid: allowed: 2 or more (Locust ticks at 1 s)")
+    if args.warmup_seconds is not None and not 0 <= args.warmup_seconds < args.step_seconds - 0.5:
+        raise LoadTestError(f"--warmup-seconds={args.warmup_seconds} is invalid: allowed: 0 to under the step")
+    if args.instances is not None and args.instances < 1:
+        raise LoadTestError(f"--instances={args.instances} is invalid: allowed: 1 or more")
+    if args.endpoint_url is not None and urlsplit(args.endpoint_url).scheme not in ("http", "https"):
+        raise LoadTestError(f"--endpoint-url={args.endpoint_url!r} is invalid: allowed: an http:// or https:// URL")
+
+
+def make_session(region: str | None, endpoint_url: str | None) -> boto3.Session:
+    """A session for the runtime client only: its clients go to ``endpoint_url`` when given (every client of
+    the session would, so CloudFormation gets a session of its own); a loopback server gets fake credentials."""
+    core = botocore.session.get_session()
+    if endpoint_url is not None:
+        # The kit client takes a session, not a URL: the session's configured endpoint_url reaches it.
+        core.get_component("config_store").set_config_variable("endpoint_url", endpoint_url)
+    if endpoint_url is not None and is_loopback_url(endpoint_url):
+        return boto3.Session(
+            botocore_session=core,
+            aws_access_key_id="loadtest",
+            aws_secret_access_key="loadtest",  # a local server ignores the signature
+            region_name=region or "us-east-1",
+        )
+    return boto3.Session(botocore_session=core, region_name=region)
+
+
+def endpoint_of_stage(session: Any, settings: StageSettings) -> str:
+    """The EndpointName output of the stage's stack; a one-line error if the stack is not deployed."""
+    try:
+        return stack_output(session.client("cloudformation"), settings.stack_name, "EndpointName")
+    except ClientError as error:
+        message = error.response.get("Error", {}).get("Message", "")
+        if "does not exist" in message:
+            raise LoadTestError(
+                f"stack {settings.stack_name} is not deployed in {session.region_name} (deploy it with "
+                f"'make deploy STAGE={settings.name}', or give --endpoint-name)"
+            ) from None
+        raise
+
+
+def _load_stage(name: str) -> StageSettings:
+    # Loading the stages starts jsii (the CI roles stack is defined there): only when a stage is named.
+    from stacks.stages import load_stage
+
+    return load_stage(name)
+
+
+def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
+    """Resolve the stage, endpoint and rows, build the client and check the endpoint answers one call.
+
+    ``session`` is the one that reads the stack's outputs (default: the AWS configuration's)."""
+    check_arguments(args)
+    rows = parse_rows(args)
+    settings = _load_stage(args.stage) if args.stage is not None else None
+    autoscaling = settings.autoscaling if settings is not None else AutoscalingSettings()
+    region = args.region or (settings.region if settings is not None else None)
+    local = args.endpoint_url is not None and is_loopback_url(args.endpoint_url)
+    if args.endpoint_name is not None:
+        endpoint_name = args.endpoint_name
+    elif settings is not None and not local:
+        endpoint_name = endpoint_of_stage(session or boto3.Session(region_name=region), settings)
+    else:
+        endpoint_name = "fake-endpoint"
+    criteria = knee.Criteria(
+        slo_p99_ms=args.slo_ms, max_error_rate=args.max_error_rate, min_achieved_ratio=args.min_achieved
+    )
+    user_rps = args.user_rps or 1000.0 / (2 * args.slo_ms)
+    search = knee.Search(
+        start_rps=args.start_rps,
+        step_rps=args.step_rps,
+        max_rps=args.max_rps,
+        max_steps=args.max_steps,
+        refine=args.refine,
+    )
+    most_users = max(1, math.ceil(max(search.coarse()) / user_rps - 1e-9))
+    if most_users > MAX_USERS:
+        raise LoadTestError(
+            f"the top step needs {most_users} Locust users (over {MAX_USERS}); raise --user-rps or lower --max-rps"
+        )
+    client = runtime_client(make_session(region, args.endpoint_url), region=region, pool_size=max(64, most_users + 8))
+    instances = args.instances or (settings.initial_instance_count if settings is not None else 1)
+    safety = args.safety if args.safety is not None else autoscaling.safety_factor
+    knee.invocations_target(1.0, safety)  # the same bounds as the stage setting, before the run
+    warmup = args.warmup_seconds if args.warmup_seconds is not None else args.step_seconds / 5
+    started = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    label = args.stage or ("local" if local else endpoint_name)
+    out_dir = Path(args.out_dir) if args.out_dir else DEFAULT_OUT / f"loadtest-{label}-{started}"
+    try:
+        predict(client, endpoint_name, rows[:1])  # fail on a wrong name, URL or credentials before any load
+    except (ClientError, BotoCoreError, RequestError) as error:
+        raise LoadTestError(f"endpoint {endpoint_name} did not answer a first request: {one_line(error)}") from None
+    parameters = {
+        "start_rps": args.start_rps,
+        "step_rps": args.step_rps,
+        "max_rps": args.max_rps,
+        "max_steps": args.max_steps,
+        "refine": args.refine,
+        "step_seconds": args.step_seconds,
+        "warmup_seconds": warmup,
+        "user_rps": user_rps,
+        "arrivals": args.arrivals,
+        "max_seconds": args.max_seconds,
+        "rows": len(rows),
+        "client": "scripts.rtb_client.runtime_client, one per process (pool "
+        f"{max(64, most_users + 8)} connections), shared by all Locust users",
+    }
+    return Plan(
+        endpoint_name=endpoint_name,
+        endpoint_url=args.endpoint_url,
+        stage=args.stage,
+        instance_type=settings.instance_type if settings is not None else None,
+        client=client,
+        rows=rows,
+        search=search,
+        user_rps=user_rps,
+        arrivals=args.arrivals,
+        step_seconds=args.step_seconds,
+        warmup_seconds=warmup,
+        max_seconds=args.max_seconds,
+        criteria=criteria,
+        instances=instances,
+        safety_factor=safety,
+        out_dir=out_dir,
+        parameters=parameters,
+    )
+
+
+class Pacer:
+    """The offered rate: one schedule of start times shared by all users, each of whom takes the next one.
+
+    Paced arrivals are evenly spaced at 1/rate, so the offered rate is exact and the endpoint's throughput
+    knee shows sharply; Poisson arrivals have random (exponential) gaps with the same mean, like many
+    independent ad servers. A slot is never made up once passed: when every user is busy the endpoint is
+    not keeping up, and the achieved rate shows it. (Per-user pacing with random phases, Locust's
+    constant_throughput, fixes each user's phase for the whole step: a few users that happen to line up
+    send bursts all step long, which at 50% load gave a p99 2.5 times the service time.)
+    """
+
+    def __init__(self, *, poisson: bool = False, seed: int | None = None) -> None:
+        self.poisson = poisson
+        self.interval = 1.0
+        self._next = 0.0
+        self._random = random.Random(seed)
+
+    def set_rate(self, rps: float) -> None:
+        self.interval = 1.0 / rps
+
+    def delay(self, now: float) -> float:
+        """Claim the next start time; the seconds to wait for it."""
+        gap = self._random.expovariate(1.0 / self.interval) if self.poisson else self.interval
+        self._next = max(self._next + gap, now)
+        return self._next - now
+
+
+class _Collector:
+    """Completed calls of the current step: (completion time, latency ms, ok) and error messages."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float, bool]] = []
+        self.errors: Counter[str] = Counter()
+
+    def record(self, latency_ms: float, error: BaseException | None) -> None:
+        self.samples.append((time.perf_counter(), latency_ms, error is None))
+        if error is not None:
+            self.errors[f"{type(error).__name__}: {one_line(error)[:200]}"] += 1
+
+    def take(self, since: float) -> tuple[list[float], int]:
+        """Latencies of successful calls and the count of failed ones completed since ``since``; resets."""
+        samples, self.samples = self.samples, []
+        window = [sample for sample in samples if sample[0] >= since]
+        return [latency for _, latency, ok in window if ok], sum(1 for _, _, ok in window if not ok)
+
+
+def run_steps(plan: Plan) -> tuple[list[knee.StepStats], knee.StopReason | None, Counter[str]]:
+    """Drive the steps with Locust in this process; returns the steps, why they ended, and the errors seen."""
+    from gevent import monkey
+
+    if not monkey.is_module_patched("socket"):
+        raise LoadTestError("run the load test as a program (python -m scripts.loadtest): Locust needs gevent first")
+    import gevent
+    from locust import LoadTestShape, User, task
+    from locust.env import Environment
+    from locust.runners import STATE_STOPPED
+
+    collector = _Collector()
+    pacer = Pacer(poisson=plan.arrivals == "poisson")
+
+    class SageMakerRuntimeUser(User):
+        """Calls InvokeEndpoint through the kit's client, at start times taken from the shared pacer."""
+
+        def on_start(self) -> None:
+            gevent.sleep(pacer.delay(time.perf_counter()))
+
+        def wait_time(self) -> float:
+            return pacer.delay(time.perf_counter())
+
+        @task
+        def invoke(self) -> None:
+            row = random.choice(plan.rows)
+            started = time.perf_counter()
+            error: BaseException | None = None
+            try:
+                predict(plan.client, plan.endpoint_name, [row])
+            except Exception as caught:  # every failure is a failed call, never the end of the test
+                error = caught
+            latency_ms = (time.perf_counter() - started) * 1000
+            collector.record(latency_ms, error)
+            self.environment.events.request.fire(
+                request_type="InvokeEndpoint",
+                name=plan.endpoint_name,
+                response_time=latency_ms,
+                response_length=0,
+                exception=error,
+                context={},
+            )
+
+    class StepShape(LoadTestShape):
+        """Steps of constant offered RPS; after each one, the knee criteria decide whether to go on."""
+
+        def __init__(self) -> None:
+            super().__init__()  # type: ignore[no-untyped-call]  # Locust leaves it unannotated
+            self.began = time.perf_counter()
+            self.offered: float | None = None  # the current step's
+            self.step_start = 0.0
+            self.cpu_start = 0.0
+            self.steps: list[knee.StepStats] = []
+            self.ended_by: knee.StopReason | None = None
+            self.done = False
+
+        def tick(self) -> tuple[int, float] | None:
+            if self.done:
+                return None
+            now = time.perf_counter()
+            if self.offered is not None:
+                if now - self.step_start < plan.step_seconds - 0.25:
+                    return plan.users(self.offered), SPAWN_RATE
+                self._finish_step(self.offered, now)
+            offered = knee.next_offered(self.steps, plan.criteria, plan.search)
+            if offered is None:
+                return self._stop(knee.StopReason.MAX_STEPS)
+            if now - self.began + plan.step_seconds > plan.max_seconds:
+                return self._stop(knee.StopReason.TIME_LIMIT)
+            self.offered = offered
+            pacer.set_rate(offered)
+            self.step_start, self.cpu_start = now, time.process_time()
+            collector.take(now)
+            return plan.users(offered), SPAWN_RATE
+
+        def _finish_step(self, offered: float, now: float) -> None:
+            cpu = 100 * (time.process_time() - self.cpu_start) / (now - self.step_start)
+            since = self.step_start + plan.warmup_seconds
+            latencies, errors = collector.take(since)
+            stats = knee.summarize_step(
+                offered_rps=offered,
+                latencies_ms=latencies,
+                errors=errors,
+                window_seconds=now - since,
+                users=plan.users(offered),
+                client_cpu_percent=cpu,
+            )
+            self.steps.append(stats)
+            verdict = knee.check_step(stats, plan.criteria)
+            print(knee.step_line(len(self.steps) - 1, stats, verdict), flush=True)
+
+        def _stop(self, reason: knee.StopReason | None) -> tuple[int, float] | None:
+            self.ended_by, self.done = reason, True
+            return None
+
+    shape = StepShape()
+    environment = Environment(user_classes=[SageMakerRuntimeUser], shape_class=shape, stop_timeout=None)
+    runner = environment.create_local_runner()
+    deadline = time.monotonic() + plan.max_seconds + 10
+    runner.start_shape()
+    try:
+        while not shape.done and runner.state != STATE_STOPPED and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+        if not shape.done:
+            shape.ended_by = knee.StopReason.TIME_LIMIT
+    except KeyboardInterrupt:
+        shape.ended_by = knee.StopReason.INTERRUPTED
+    finally:
+        runner.quit()
+    return shape.steps, shape.ended_by, collector.errors
+
+
+def write_back(plan: Plan, report: dict[str, Any], *, path: Path | None = None) -> dict[str, Any]:
+    """Record MAX_RPS per instance for the plan's stage (stacks/measurements.py validates and writes)."""
+    from stacks.measurements import record_max_rps
+
+    result = report["result"]
+    if plan.stage is None or plan.instance_type is None:
+        raise LoadTestError("--write-back needs --stage")
+    if result["max_rps_per_instance"] is None:
+        raise LoadTestError("nothing to write back: no step met the criteria")
+    source = (
+        f"scripts/loadtest.py {report['started_at']}: endpoint {plan.endpoint_name}, MAX_RPS {result['max_rps']:.1f}"
+        f" over {result['instances']} instance(s), p99 SLO {plan.criteria.slo_p99_ms:g} ms,"
+        f" stopped: {result['stop_reason']}{' (lower bound)' if result['lower_bound'] else ''}"
+    )
+    return record_max_rps(
+        plan.stage, float(result["max_rps_per_instance"]), instance_type=plan.instance_type, source=source, path=path
+    )
+
+
+def run(plan: Plan) -> dict[str, Any]:
+    """The steps, then the report and the plot; returns the report."""
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    began = time.monotonic()
+    search = plan.search
+    print(
+        f"load test of {plan.endpoint_name} at {plan.endpoint_url or 'the regional runtime'}: "
+        f"p99 <= {plan.criteria.slo_p99_ms:g} ms, errors <= {plan.criteria.max_error_rate:.1%}, achieved >= "
+        f"{plan.criteria.min_achieved_ratio:.0%} of offered; steps of {plan.step_seconds} s (first "
+        f"{plan.warmup_seconds:g} s not counted) from {search.start_rps:g} RPS by {search.step_rps:g} "
+        f"(at most {len(search.coarse())}, then {search.refine} refining), {plan.arrivals} arrivals, "
+        f"at most {plan.max_seconds:g} s",
+        flush=True,
+    )
+    steps, ended_by, errors = run_steps(plan)
+    found = knee.find_knee(steps, plan.criteria, ended_by=ended_by)
+    import locust
+
+    report = knee.build_report(
+        steps=steps,
+        knee=found,
+        criteria=plan.criteria,
+        instances=plan.instances,
+        safety_factor=plan.safety_factor,
+        endpoint={"name": plan.endpoint_name, "url": plan.endpoint_url, "stage": plan.stage},
+        parameters=plan.parameters,
+    )
+    report |= {
+        "started_at": started_at,
+        "duration_seconds": round(time.monotonic() - began, 1),
+        "errors_seen": dict(errors.most_common(5)),
+        "versions": {"locust": locust.__version__, "botocore": botocore.__version__},
+    }
+    knee.write_report(report, plan.out_dir / "report.json")
+    knee.plot_report(report, plan.out_dir / "latency.png")
+    for line in knee.result_lines(report):
+        print(line)
+    print(f"report: {plan.out_dir / 'report.json'}\nplot:   {plan.out_dir / 'latency.png'}")
+    return report
+
+
+def main(argv: Sequence[str] | None = None, *, session: Any | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        plan = prepare(args, session)
+        report = run(plan)
+        if report["result"]["max_rps"] is None:
+            print(f"load test failed: {report['result']['detail']}", file=sys.stderr)
+            return 1
+        if args.write_back:
+            try:
+                entry = write_back(plan, report)
+            except (SettingsError, ValueError) as error:
+                raise LoadTestError(f"write-back refused, nothing written: {one_line(error)}") from None
+            target = knee.invocations_target(entry["max_rps_per_instance"], plan.safety_factor)
+            print(
+                f"wrote stacks/data/measurements.json: {plan.stage} = {json.dumps(entry)}; the next "
+                f"'make deploy STAGE={plan.stage}' sets SageMakerVariantInvocationsPerInstance to {target:.0f}"
+            )
+    except (LoadTestError, SettingsError, RequestError, ClientError, BotoCoreError, ValueError, OSError) as error:
+        print(f"load test failed: {one_line(error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

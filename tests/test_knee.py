@@ -1,0 +1,278 @@
+"""The load test's knee finding, target arithmetic and report, on synthetic latency curves (no Locust)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts import knee
+from scripts.knee import Criteria, Search, StepStats, StopReason
+from stacks.settings import AutoscalingSettings
+
+CRITERIA = Criteria(slo_p99_ms=20.0, max_error_rate=0.01, min_achieved_ratio=0.9)
+
+
+def curve(
+    offered: Sequence[float],
+    *,
+    p99: Callable[[float], float] = lambda rps: 8.0,
+    achieved: Callable[[float], float] = lambda rps: rps,
+    error_rate: Callable[[float], float] = lambda rps: 0.0,
+    cpu: float | None = 30.0,
+) -> list[StepStats]:
+    """Steps of an endpoint whose p99, throughput and errors are these functions of the offered rate."""
+    steps = []
+    for rps in offered:
+        requests = 10_000
+        steps.append(
+            StepStats(
+                offered_rps=rps,
+                achieved_rps=achieved(rps),
+                p50_ms=p99(rps) / 2,
+                p90_ms=p99(rps) * 0.8,
+                p99_ms=p99(rps),
+                requests=requests,
+                errors=round(error_rate(rps) * requests),
+                users=math.ceil(rps / 25),
+                window_seconds=16.0,
+                client_cpu_percent=cpu,
+            )
+        )
+    return steps
+
+
+RISING = [100.0 * n for n in range(1, 11)]  # 100 .. 1000 RPS
+
+
+def test_flat_then_rising_p99_stops_at_the_first_step_over_the_slo() -> None:
+    steps = curve(RISING, p99=lambda rps: 10.0 if rps <= 600 else 10.0 + (rps - 600) / 10)  # 20 ms at 700
+    found = knee.find_knee(steps, CRITERIA)
+    assert found.max_rps == 700.0  # p99 exactly at the SLO still meets it
+    assert (found.knee_step, found.failed_step, found.reason) == (6, 7, StopReason.SLO)
+    assert found.detail == "step 8 (offered 800.0 RPS): p99 30.0 ms > SLO 20 ms"
+    assert not found.lower_bound
+
+
+def test_an_error_wall_stops_the_search_even_with_good_latency() -> None:
+    steps = curve(RISING, error_rate=lambda rps: 0.0 if rps < 500 else 0.05)
+    found = knee.find_knee(steps, CRITERIA)
+    assert (found.max_rps, found.reason) == (400.0, StopReason.ERRORS)
+    assert found.detail == "step 5 (offered 500.0 RPS): error rate 5.00% > 1.00% (500/10000)"
+
+
+def test_errors_at_the_bound_still_count_as_good() -> None:
+    steps = curve(RISING[:3], error_rate=lambda rps: 0.01)
+    assert knee.find_knee(steps, CRITERIA).reason is StopReason.MAX_STEPS
+
+
+def test_saturation_stops_where_achieved_falls_under_90_percent_of_offered() -> None:
+    # Throughput flattens at 650 RPS while latency stays flat (e.g. callers queue in front of the endpoint).
+    steps = curve(RISING, achieved=lambda rps: min(rps, 650.0))
+    found = knee.find_knee(steps, CRITERIA)
+    # 700 offered -> 650 achieved is 93% (good); 800 -> 650 is 81%.
+    assert (found.max_rps, found.reason) == (650.0, StopReason.SATURATED)
+    assert "achieved 650.0 RPS < 90% of offered 800.0 RPS" in found.detail
+
+
+def test_a_saturated_load_generator_makes_the_result_a_lower_bound() -> None:
+    steps = curve(RISING, achieved=lambda rps: min(rps, 650.0), cpu=97.0)
+    found = knee.find_knee(steps, CRITERIA)
+    assert (found.max_rps, found.reason, found.lower_bound) == (650.0, StopReason.CLIENT_BOUND, True)
+    assert "the load generator used 97% CPU" in found.detail
+
+
+def test_slo_missed_at_the_first_step_gives_no_max_rps() -> None:
+    steps = curve(RISING[:1], p99=lambda rps: 25.0)
+    found = knee.find_knee(steps, CRITERIA)
+    assert (found.max_rps, found.knee_step, found.failed_step, found.reason) == (None, None, 0, StopReason.SLO)
+    assert found.detail.endswith("no step below it met the criteria, start lower")
+    assert knee.next_offered(steps, CRITERIA, Search(start_rps=100, step_rps=100)) is None
+
+
+@pytest.mark.parametrize(
+    ("ended_by", "reason"),
+    [(None, StopReason.MAX_STEPS), (StopReason.TIME_LIMIT, StopReason.TIME_LIMIT)],
+)
+def test_every_step_fine_up_to_the_last_is_a_lower_bound(ended_by: StopReason | None, reason: StopReason) -> None:
+    steps = curve(RISING, achieved=lambda rps: rps * 0.99)
+    found = knee.find_knee(steps, CRITERIA, ended_by=ended_by)
+    assert (found.max_rps, found.knee_step, found.failed_step) == (990.0, 9, None)
+    assert (found.reason, found.lower_bound) == (reason, True)
+    assert found.detail == "every step met the criteria up to offered 1000.0 RPS; MAX_RPS is a lower bound"
+
+
+def test_no_steps_at_all() -> None:
+    found = knee.find_knee([], CRITERIA, ended_by=StopReason.INTERRUPTED)
+    assert (found.max_rps, found.reason, found.detail) == (None, StopReason.INTERRUPTED, "no step completed")
+
+
+def _search(true_knee: float, search: Search) -> list[StepStats]:
+    """Run the step search against an endpoint that meets the SLO up to ``true_knee`` RPS."""
+    steps: list[StepStats] = []
+    while (offered := knee.next_offered(steps, CRITERIA, search)) is not None:
+        assert len(steps) < 100
+        steps += curve([offered], p99=lambda rps: 10.0 if rps <= true_knee else 60.0)
+    return steps
+
+
+def test_the_search_rises_then_halves_the_gap_to_the_first_failure() -> None:
+    steps = _search(745.0, Search(start_rps=100, step_rps=100, refine=2))
+    assert [step.offered_rps for step in steps] == [100, 200, 300, 400, 500, 600, 700, 800, 750, 725]
+    found = knee.find_knee(steps, CRITERIA)
+    # The lowest failing step is now 750 (refined), and the best good step below it 725.
+    assert (found.max_rps, found.knee_step, found.failed_step) == (725.0, 9, 8)
+
+
+def test_without_refinement_the_search_stops_at_the_first_failure() -> None:
+    steps = _search(745.0, Search(start_rps=100, step_rps=100, refine=0))
+    assert [step.offered_rps for step in steps][-2:] == [700, 800]
+    assert knee.find_knee(steps, CRITERIA).max_rps == 700.0
+
+
+def test_the_rising_steps_respect_max_rps_and_max_steps() -> None:
+    assert Search(start_rps=50, step_rps=50, max_rps=200).coarse() == [50, 100, 150, 200]
+    assert Search(start_rps=50, step_rps=50, max_steps=3).coarse() == [50, 100, 150]
+    assert len(_search(10_000.0, Search(start_rps=50, step_rps=50, max_rps=200))) == 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"slo_p99_ms": 0.0}, "slo_p99_ms=0.0 is invalid: allowed: greater than 0"),
+        ({"max_error_rate": 1.0}, "max_error_rate=1.0 is invalid: allowed: at least 0 and below 1"),
+        ({"min_achieved_ratio": 1.5}, r"min_achieved_ratio=1.5 is invalid: allowed: in \(0, 1\]"),
+    ],
+)
+def test_criteria_refuse_nonsense(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Criteria(**kwargs)
+
+
+def test_search_refuses_nonsense() -> None:
+    with pytest.raises(ValueError, match="max_rps=10 is invalid: allowed: at least start_rps=50"):
+        Search(start_rps=50, step_rps=50, max_rps=10)
+    with pytest.raises(ValueError, match="step_rps=0 is invalid"):
+        Search(start_rps=50, step_rps=0)
+
+
+def test_percentiles_interpolate_between_ranks() -> None:
+    values = [float(v) for v in range(1, 101)]  # 1 .. 100
+    assert knee.percentile(values, 50) == pytest.approx(50.5)
+    assert knee.percentile(values, 99) == pytest.approx(99.01)
+    assert knee.percentile([7.0], 99) == 7.0
+    assert math.isnan(knee.percentile([], 50))
+
+
+def test_a_step_summary_counts_only_successful_calls_as_achieved() -> None:
+    step = knee.summarize_step(offered_rps=100, latencies_ms=[20.0] * 190, errors=10, window_seconds=2.0)
+    assert (step.achieved_rps, step.requests, step.error_rate, step.p99_ms) == (95.0, 200, 0.05, 20.0)
+    with pytest.raises(ValueError, match="window_seconds=0 is invalid"):
+        knee.summarize_step(offered_rps=100, latencies_ms=[], errors=0, window_seconds=0)
+
+
+def test_a_step_without_successful_calls_fails_on_latency_too() -> None:
+    step = knee.summarize_step(offered_rps=100, latencies_ms=[], errors=50, window_seconds=1.0)
+    verdict = knee.check_step(step, CRITERIA)
+    assert verdict.reason is StopReason.ERRORS
+    assert verdict.detail == (
+        "error rate 100.00% > 1.00% (50/50); no successful call to measure p99 on; "
+        "achieved 0.0 RPS < 90% of offered 100.0 RPS"
+    )
+
+
+def test_the_target_is_max_rps_per_instance_times_safety_times_60() -> None:
+    assert knee.per_instance(1300.0, 2) == 650.0
+    assert knee.invocations_target(650.0, 0.5) == 19_500.0
+    # The same formula the stack's autoscaling uses.
+    settings = AutoscalingSettings(max_rps_per_instance=650.0, safety_factor=0.5)
+    assert knee.invocations_target(650.0, 0.5) == settings.invocations_per_instance_target
+    with pytest.raises(ValueError, match="instances=0 is invalid"):
+        knee.per_instance(100.0, 0)
+    with pytest.raises(ValueError, match=r"safety_factor=1\.5 is invalid"):
+        knee.invocations_target(100.0, 1.5)
+
+
+def _report(steps: list[StepStats], found: knee.Knee, instances: int = 2) -> dict[str, Any]:
+    return knee.build_report(
+        steps=steps,
+        knee=found,
+        criteria=CRITERIA,
+        instances=instances,
+        safety_factor=0.5,
+        endpoint={"name": "ep", "url": None, "stage": "dev"},
+        parameters={"step_seconds": 20},
+    )
+
+
+def test_the_report_has_steps_result_slo_and_parameters() -> None:
+    steps = curve(RISING, p99=lambda rps: 10.0 if rps <= 600 else 10.0 + (rps - 600) / 10)
+    report = _report(steps, knee.find_knee(steps, CRITERIA))
+    assert set(report) == {"report_version", "endpoint", "slo", "steps", "result", "parameters"}
+    assert report["slo"] == {
+        "slo_p99_ms": 20.0,
+        "max_error_rate": 0.01,
+        "min_achieved_ratio": 0.9,
+        "max_client_cpu_percent": 90.0,
+    }
+    assert report["result"] == {
+        "max_rps": 700.0,
+        "instances": 2,
+        "max_rps_per_instance": 350.0,
+        "safety_factor": 0.5,
+        "invocations_per_instance_target": 10_500.0,
+        "stop_reason": "slo",
+        "lower_bound": False,
+        "knee_step": 7,
+        "failed_step": 8,
+        "detail": "step 8 (offered 800.0 RPS): p99 30.0 ms > SLO 20 ms",
+    }
+    rows = report["steps"]
+    assert set(rows[0]) == {
+        "step", "users", "offered_rps", "achieved_rps", "p50_ms", "p90_ms", "p99_ms", "requests", "errors",
+        "error_rate", "window_seconds", "client_cpu_percent", "ok", "verdict", "detail",
+    }  # fmt: skip
+    assert [row["verdict"] for row in rows[6:9]] == ["ok", "slo", "slo"]
+    assert json.loads(json.dumps(report, allow_nan=False)) == report
+
+
+def test_the_report_of_a_failed_search_is_valid_json_without_nan(tmp_path: Path) -> None:
+    steps = [knee.summarize_step(offered_rps=100, latencies_ms=[], errors=100, window_seconds=1.0)]
+    report = _report(steps, knee.find_knee(steps, CRITERIA))
+    assert report["result"]["max_rps"] is None
+    assert report["result"]["invocations_per_instance_target"] is None
+    knee.write_report(report, tmp_path / "report.json")
+    assert json.loads((tmp_path / "report.json").read_text())["steps"][0]["p99_ms"] is None
+    knee.plot_report(report, tmp_path / "latency.png")
+    assert (tmp_path / "latency.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_the_plot_is_a_png_with_the_curves(tmp_path: Path) -> None:
+    steps = _search(745.0, Search(start_rps=100, step_rps=100, refine=2))
+    report = _report(steps, knee.find_knee(steps, CRITERIA))
+    knee.plot_report(report, tmp_path / "latency.png")
+    data = (tmp_path / "latency.png").read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(data) > 20_000
+
+
+def test_the_summary_lines_give_max_rps_per_instance_and_the_target() -> None:
+    steps = curve(RISING, p99=lambda rps: 10.0 if rps <= 600 else 10.0 + (rps - 600) / 10)
+    lines = knee.result_lines(_report(steps, knee.find_knee(steps, CRITERIA)))
+    assert lines == [
+        "stopped: slo: step 8 (offered 800.0 RPS): p99 30.0 ms > SLO 20 ms",
+        "MAX_RPS: 700.0 RPS for the endpoint, 350.0 per instance (2 instance(s))",
+        "SageMakerVariantInvocationsPerInstance = 350.0 x 0.5 x 60 = 10500",
+    ]
+
+
+def test_a_progress_line_shows_rates_percentiles_and_errors() -> None:
+    (step,) = curve([200.0], p99=lambda rps: 30.0, error_rate=lambda rps: 0.002)
+    line = knee.step_line(2, step, knee.check_step(step, CRITERIA))
+    assert line.startswith("step  3  users    8  offered    200.0  achieved    200.0 RPS (100%)")
+    assert "p50   15.0  p90   24.0  p99   30.0 ms  errors  0.20% (20/10000)  cpu  30%" in line
+    assert line.endswith("FAIL (slo): p99 30.0 ms > SLO 20 ms")

@@ -1,0 +1,333 @@
+"""The load test against a local endpoint of known capacity, the fake endpoint itself, and bad input.
+
+Locust patches the process with gevent when imported, so the load test runs in a subprocess; the tests
+here only call the parts of scripts/loadtest.py that fail (or finish) before Locust is needed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+
+from scripts import knee, loadtest
+from scripts.fake_endpoint import FakeEndpoint, score
+from scripts.rtb_client import predict, runtime_client
+from stacks.measurements import measured_max_rps
+
+from .conftest import REPO_ROOT
+
+SAMPLE = [2.0, 0.0, 0.0, 7.0, 3.0, 20.0, 2.0]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def _no_locust_in_this_process() -> Iterator[None]:
+    """Guard: Locust (and its gevent monkey patching) must never load into the pytest process."""
+    yield
+    assert "locust" not in sys.modules
+
+
+@pytest.fixture
+def endpoint() -> Iterator[FakeEndpoint]:
+    with FakeEndpoint(workers=4, service_time=0.005) as server:
+        yield server
+
+
+def _client(url: str) -> Any:
+    return runtime_client(loadtest.make_session(None, url))
+
+
+# --- the fake endpoint -------------------------------------------------------------------------------
+
+
+def test_the_fake_endpoint_answers_botocore_with_one_prediction_per_row(endpoint: FakeEndpoint) -> None:
+    rows = [SAMPLE, [1.0, 23.0, 10.0, 50.0, 35.0, 370.0, 7.0]]
+    assert predict(_client(endpoint.url), "any-name", rows) == pytest.approx([score(row) for row in rows])
+    assert endpoint.stats.served == 1
+
+
+def test_the_fake_endpoint_serves_only_workers_requests_at_once() -> None:
+    # 4 workers x 50 ms: of 8 simultaneous calls, 4 wait for a worker, so they take two service times.
+    with FakeEndpoint(workers=4, service_time=0.05) as server:
+        client = _client(server.url)
+        predict(client, "ep", [SAMPLE])  # open a connection before timing
+        latencies: list[float] = []
+
+        def call() -> None:
+            started = time.perf_counter()
+            predict(client, "ep", [SAMPLE])
+            latencies.append(time.perf_counter() - started)
+
+        threads = [threading.Thread(target=call) for _ in range(8)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=5)
+        wall = time.perf_counter() - started
+    assert server.capacity_rps == 80.0
+    assert len(latencies) == 8
+    assert 0.1 <= wall < 0.3
+    assert sorted(latencies)[3] < 0.09 <= sorted(latencies)[4]
+    assert server.stats.max_waiting >= 3
+
+
+def test_the_fake_endpoint_throttles_past_its_queue_bound_and_botocore_retries_once() -> None:
+    with (
+        FakeEndpoint(workers=1, service_time=0.005, max_queue=0) as server,
+        pytest.raises(ClientError, match=r"ServiceUnavailable.*reached max retries: 1"),
+    ):
+        predict(_client(server.url), "ep", [SAMPLE])
+    assert server.stats.rejected == 2
+
+
+def test_the_fake_endpoint_rejects_what_the_container_and_runtime_would(endpoint: FakeEndpoint) -> None:
+    client = _client(endpoint.url)
+    with pytest.raises(ClientError, match=r"ModelError.*8 features, the model was trained with 7"):
+        client.invoke_endpoint(EndpointName="ep", ContentType="text/csv", Body=b"1,2,3,4,5,6,7,8\n")
+    with pytest.raises(ClientError, match=r"ModelError.*\(415\).*application/json is not supported"):
+        client.invoke_endpoint(EndpointName="ep", ContentType="application/json", Body=b"{}")
+    with (
+        FakeEndpoint(workers=1, service_time=0.001, endpoint_name="right") as named,
+        pytest.raises(ClientError, match=r"ValidationError.*Endpoint wrong of account 000000000000 not found"),
+    ):
+        predict(_client(named.url), "wrong", [SAMPLE])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"host": "0.0.0.0"}, "host='0.0.0.0' is invalid: allowed: a loopback address"),
+        ({"workers": 0}, "workers=0 is invalid"),
+        ({"service_time": 0.0}, "service_time=0.0 is invalid"),
+    ],
+)
+def test_the_fake_endpoint_refuses_bad_settings(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FakeEndpoint(**kwargs)
+
+
+def test_the_fake_endpoint_cli_serves_for_a_bounded_time() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.fake_endpoint", "--port", "0", "--workers", "2", "--service-ms", "10",
+         "--seconds", "0.3"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "2 workers x 10 ms = 200 RPS capacity" in result.stdout
+    assert "served 0, rejected 0 (503)" in result.stdout
+
+
+def test_the_endpoint_url_reaches_the_kit_client_through_the_session() -> None:
+    session = loadtest.make_session(None, "http://127.0.0.1:8080")
+    assert runtime_client(session).meta.endpoint_url == "http://127.0.0.1:8080"
+    assert session.region_name == "us-east-1"
+    assert session.get_credentials().access_key == "loadtest"  # a loopback server needs no real credentials
+
+
+# --- the pacer -----------------------------------------------------------------------------------------
+
+
+def test_paced_arrivals_are_evenly_spaced_and_never_made_up() -> None:
+    pacer = loadtest.Pacer()
+    pacer.set_rate(100.0)
+    assert pacer.delay(1000.0) == 0.0
+    # Two users waiting at once take consecutive slots.
+    assert [round(pacer.delay(1000.0), 6) for _ in range(2)] == [0.01, 0.02]
+    # After a stall (every user busy), the schedule restarts from now: no burst to catch up.
+    assert pacer.delay(2000.0) == 0.0
+    assert round(pacer.delay(2000.0), 6) == 0.01
+
+
+def test_poisson_arrivals_keep_the_mean_rate() -> None:
+    pacer = loadtest.Pacer(poisson=True, seed=7)
+    pacer.set_rate(200.0)
+    # Claimed all at once, the n-th start time is the sum of n random gaps.
+    gaps = [pacer.delay(0.0) for _ in range(20_000)]
+    assert gaps[-1] / 20_000 == pytest.approx(1 / 200, rel=0.03)
+    assert len({round(b - a, 9) for a, b in itertools.pairwise(gaps)}) > 1000  # not evenly spaced
+
+
+# --- bad input: one line on stderr, exit 1, before any load ---------------------------------------------
+
+
+def _fails(capsys: pytest.CaptureFixture[str], argv: list[str], session: Any = None) -> str:
+    assert loadtest.main(argv, session=session) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("load test failed: ")
+    return err.removeprefix("load test failed: ").strip()
+
+
+def test_an_unknown_stage_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    error = _fails(capsys, ["--stage", "nope"])
+    assert error.startswith("stage 'nope' has 1 invalid setting(s): - stage='nope' is not defined; allowed: one of [")
+
+
+class _Session:
+    """A boto3 session whose CloudFormation client is stubbed."""
+
+    region_name = "us-east-1"
+
+    def __init__(self, cloudformation: Any) -> None:
+        self._cloudformation = cloudformation
+
+    def client(self, name: str) -> Any:
+        assert name == "cloudformation"
+        return self._cloudformation
+
+
+def test_a_stage_whose_stack_is_not_deployed_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    cloudformation = session.client("cloudformation")
+    with Stubber(cloudformation) as stub:
+        stub.add_client_error(
+            "describe_stacks",
+            service_error_code="ValidationError",
+            service_message="Stack with id RtbInference-dev does not exist",
+            http_status_code=400,
+            expected_params={"StackName": "RtbInference-dev"},
+        )
+        error = _fails(capsys, ["--stage", "dev"], session=_Session(cloudformation))
+        stub.assert_no_pending_responses()
+    assert error == (
+        "stack RtbInference-dev is not deployed in us-east-1 (deploy it with 'make deploy STAGE=dev', "
+        "or give --endpoint-name)"
+    )
+
+
+def test_an_endpoint_that_does_not_answer_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    error = _fails(capsys, ["--endpoint-url", f"http://127.0.0.1:{port}"])
+    assert error.startswith(f"endpoint fake-endpoint did not answer a first request: Could not connect to the endpoint "
+                            f'URL: "http://127.0.0.1:{port}/endpoints/fake-endpoint/invocations"')  # fmt: skip
+
+
+def test_an_endpoint_name_the_runtime_does_not_know_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with FakeEndpoint(workers=1, service_time=0.001, endpoint_name="right") as server:
+        error = _fails(capsys, ["--endpoint-url", server.url, "--endpoint-name", "wrong"])
+    assert error.startswith("endpoint wrong did not answer a first request: An error occurred (ValidationError)")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--row", "2,0,x,7,3,20,2"], "--row '2,0,x,7,3,20,2' is not a row of numbers: '2,0,x,7,3,20,2'"),
+        (
+            ["--row", "2,0,0,7,3,20"],
+            "--row '2,0,0,7,3,20' has 6 values; the model takes 7: dow, hour, IndexAdvertiserID, IndexDomain, "
+            "IndexRegionID, IndexCityID, device_type_id",
+        ),
+        (["--row", "2,0,0,7,3,20,2,9"], "--row '2,0,0,7,3,20,2,9' has 8 values; the model takes 7"),
+        (["--row", "2,0,0,7,3,20,nan"], "--row '2,0,0,7,3,20,nan' has nan; allowed: finite numbers"),
+        (["--write-back"], "--write-back needs --stage: a measurement is recorded for a stage's own endpoint"),
+        (["--stage", "dev", "--write-back"], "--write-back with a loopback --endpoint-url: a local server is not"),
+        (["--step-seconds", "1"], "--step-seconds=1 is invalid: allowed: 2 or more"),
+        (["--slo-ms", "0"], "--slo-ms=0.0 is invalid: allowed: greater than 0"),
+        (["--safety", "2"], "safety_factor=2.0 is invalid: allowed: greater than 0 and at most 1"),
+    ],
+)
+def test_bad_rows_and_options_are_one_line(
+    capsys: pytest.CaptureFixture[str], endpoint: FakeEndpoint, argv: list[str], message: str
+) -> None:
+    assert _fails(capsys, ["--endpoint-url", endpoint.url, *argv]).startswith(message)
+    assert endpoint.stats.served == 0  # refused before any request
+
+
+def test_a_rows_file_line_with_the_wrong_feature_count_is_named(
+    capsys: pytest.CaptureFixture[str], endpoint: FakeEndpoint, tmp_path: Path
+) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text("2,0,0,7,3,20,2\n1,23,10,50,35,370\n")
+    error = _fails(capsys, ["--endpoint-url", endpoint.url, "--rows-file", str(rows)])
+    assert error.startswith("rows.csv line 2 has 6 values; the model takes 7")
+
+
+def test_the_load_refuses_to_run_inside_an_unpatched_process(endpoint: FakeEndpoint) -> None:
+    plan = loadtest.prepare(loadtest.build_parser().parse_args(["--endpoint-url", endpoint.url]))
+    with pytest.raises(loadtest.LoadTestError, match=r"run the load test as a program \(python -m scripts.loadtest\)"):
+        loadtest.run_steps(plan)
+
+
+# --- the write-back ----------------------------------------------------------------------------------
+
+
+def _report_of(max_rps: float | None, instances: int) -> dict[str, Any]:
+    steps = [knee.summarize_step(offered_rps=900, latencies_ms=[9.0] * 1800, errors=0, window_seconds=2.0)]
+    found = knee.find_knee(steps, knee.Criteria()) if max_rps else knee.find_knee([], knee.Criteria())
+    report = knee.build_report(
+        steps=steps if max_rps else [],
+        knee=found,
+        criteria=knee.Criteria(),
+        instances=instances,
+        safety_factor=0.5,
+        endpoint={"name": "ep"},
+        parameters={},
+    )
+    return report | {"started_at": "2026-11-21T21:00:00+00:00"}
+
+
+def test_write_back_records_max_rps_per_instance_for_the_stage(endpoint: FakeEndpoint, tmp_path: Path) -> None:
+    plan = loadtest.prepare(
+        loadtest.build_parser().parse_args(["--stage", "dev", "--endpoint-url", endpoint.url, "--endpoint-name", "ep"])
+    )
+    assert (plan.instances, plan.safety_factor, plan.instance_type) == (2, 0.5, "ml.c5.xlarge")
+    path = tmp_path / "measurements.json"
+    entry = loadtest.write_back(plan, _report_of(900.0, plan.instances), path=path)
+    assert entry["max_rps_per_instance"] == 450.0
+    assert entry["instance_type"] == "ml.c5.xlarge"
+    assert entry["source"].startswith("scripts/loadtest.py 2026-11-21T21:00:00+00:00: endpoint ep, MAX_RPS 900.0")
+    assert measured_max_rps("dev", instance_type="ml.c5.xlarge", default=1000.0, path=path) == 450.0
+    with pytest.raises(loadtest.LoadTestError, match="nothing to write back: no step met the criteria"):
+        loadtest.write_back(plan, _report_of(None, plan.instances), path=path)
+
+
+# --- the real load test, in a subprocess, against a known capacity ----------------------------------------
+
+WORKERS, SERVICE_TIME = 4, 0.020  # 200 RPS
+SLO_MS = 40.0  # twice the service time: met below capacity, crossed once the queue grows past it
+
+
+def test_the_load_test_finds_the_known_capacity_of_a_local_endpoint(tmp_path: Path) -> None:
+    with FakeEndpoint(workers=WORKERS, service_time=SERVICE_TIME) as server:
+        capacity = server.capacity_rps
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "scripts.loadtest", "--endpoint-url", server.url, "--slo-ms", str(SLO_MS),
+             "--start-rps", "150", "--step-rps", "25", "--refine", "1", "--step-seconds", "2",
+             "--warmup-seconds", "0.5", "--max-seconds", "25", "--out-dir", str(tmp_path)],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    outcome = report["result"]
+    print(f"\nknown capacity {capacity:g} RPS, measured MAX_RPS {outcome['max_rps']} in {elapsed:.1f} s")
+    assert abs(outcome["max_rps"] - capacity) <= 0.15 * capacity, result.stdout
+    assert outcome["stop_reason"] in ("slo", "saturated"), result.stdout
+    assert outcome["max_rps_per_instance"] == outcome["max_rps"]  # one instance without a stage
+    assert outcome["invocations_per_instance_target"] == round(outcome["max_rps"] * 0.5 * 60)
+    low = report["steps"][0]  # 75% of capacity, evenly paced: no queue, latency = service time + client overhead
+    assert SERVICE_TIME * 1000 <= low["p50_ms"] <= SERVICE_TIME * 1000 + 10, result.stdout
+    assert low["p99_ms"] <= SLO_MS and low["errors"] == 0
+    assert low["achieved_rps"] == pytest.approx(150, rel=0.05)
+    assert server.stats.rejected == 0
+    assert "step  1  users" in result.stdout and "MAX_RPS: " in result.stdout
+    png = (tmp_path / "latency.png").read_bytes()
+    assert png.startswith(PNG_SIGNATURE) and len(png) > 20_000
+    assert elapsed < 30
