@@ -24,6 +24,7 @@ node_modules/.installed: package.json package-lock.json
 ## Synthesize every stack of STAGE (default: dev) offline; nag packs run in the synth, cfn-lint after it.
 ## W3010 (hard-coded AZs) is the design: the subnets sit in the clients' AZs (tests/test_cfn_lint.py).
 synth: setup
+	rm -rf cdk.out  # lint only this synth's templates, not another stage's left behind
 	$(CDK) synth --no-lookups --no-notices --quiet -c stage=$(STAGE)
 	$(VENV)/bin/cfn-lint --ignore-checks W3010 -- cdk.out/*.template.json
 	@echo "synthesized stage $(STAGE) into cdk.out/ (cdk-nag and cfn-lint clean)"
