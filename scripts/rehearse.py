@@ -33,6 +33,8 @@ What a green rehearsal does not prove (moto 5.2.5; each item seen in a run of th
   only the handler's egress revoke changes anything here (the summary shows both calls).
 - Application Auto Scaling: ``ScalableTarget`` and ``ScalingPolicy`` are skipped (moto warns, creates nothing,
   the stack still completes); DescribeScalableTargets is empty.
+- Monitoring: ``AWS::CloudWatch::Alarm`` (metric-math alarms) and ``AWS::SNS::TopicPolicy`` are skipped the same
+  way; the topic and the dashboard are created.
 - Security-group egress: ``AWS::EC2::SecurityGroupEgress`` is skipped, and the ``SecurityGroupEgress`` property of
   ``AWS::EC2::SecurityGroup`` is ignored, so every group keeps moto's allow-all egress (the endpoint group's
   "disallow all" rule and the model group's HTTPS-only rule are absent). Ingress rules are created. In the
@@ -120,6 +122,8 @@ KNOWN_SKIPPED_APP = frozenset(
         "AWS::EC2::SecurityGroupEgress",
         "AWS::ApplicationAutoScaling::ScalableTarget",
         "AWS::ApplicationAutoScaling::ScalingPolicy",
+        "AWS::CloudWatch::Alarm",
+        "AWS::SNS::TopicPolicy",
     }
 )
 SKIPPED_TYPE_MESSAGE = "No Moto CloudFormation support for %s"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration, Stack, TimeZone
 from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
@@ -14,10 +15,18 @@ _SERVICE_LINKED_ROLE = (
     "aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
     "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
 )
+# (multiple of the SLO, instances added): 1 to 1.5x the SLO adds one instance; beyond 1.5x the fleet is
+# well past its latency knee, where queueing grows fast, so add two at once rather than one per cooldown.
+_LATENCY_STEPS = ((1.0, 1), (1.5, 2))
+# Two breaching minutes in a row: one slow minute (a GC pause, a cold connection pool) is not a trend.
+_LATENCY_EVALUATION_MINUTES = 2
+# About the time a new ml.c5 instance takes to download the model and pass its health check: scaling out
+# again before the last step's instances serve would read the same latency and overshoot.
+_LATENCY_STEP_COOLDOWN = Duration.minutes(5)
 
 
 class VariantAutoscaling(Construct):
-    """Target tracking on invocations per instance, and optionally on high-resolution concurrency."""
+    """Target tracking on invocations per instance; optional concurrency and latency policies; scheduled actions."""
 
     def __init__(
         self,
@@ -27,6 +36,7 @@ class VariantAutoscaling(Construct):
         endpoint: sagemaker.CfnEndpoint,
         variant_name: str,
         settings: AutoscalingSettings,
+        latency_slo_ms: float,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -66,3 +76,38 @@ class VariantAutoscaling(Construct):
                 scale_in_cooldown=scale_in,
                 scale_out_cooldown=scale_out,
             )
+        if settings.latency_step_scaling:
+            self._scale_out_on_latency(endpoint.attr_endpoint_name, variant_name, latency_slo_ms)
+        for action in settings.scheduled:
+            # The cron runs in the stage's time zone, so the floor follows the local day through DST changes.
+            self.target.scale_on_schedule(
+                action.name,
+                schedule=appscaling.Schedule.expression(action.cron),
+                min_capacity=action.min_capacity,
+                max_capacity=action.max_capacity,
+                time_zone=TimeZone.of(settings.time_zone),
+            )
+
+    def _scale_out_on_latency(self, endpoint_name: str, variant_name: str, slo_ms: float) -> None:
+        """Step scaling on the variant's p99 ModelLatency (microseconds) against the SLO."""
+        latency = cloudwatch.Metric(
+            namespace="AWS/SageMaker",
+            metric_name="ModelLatency",
+            dimensions_map={"EndpointName": endpoint_name, "VariantName": variant_name},
+            statistic="p99",
+            period=Duration.minutes(1),
+        )
+        slo_us = slo_ms * 1000
+        # Scale-out only: the interval below the SLO changes nothing, so CDK creates no lower alarm and
+        # scale-in stays with target tracking, which removes instances only when traffic allows it.
+        steps = [appscaling.ScalingInterval(upper=slo_us, change=0)]
+        steps += [appscaling.ScalingInterval(lower=slo_us * factor, change=change) for factor, change in _LATENCY_STEPS]
+        self.target.scale_on_metric(
+            "LatencyAboveSlo",
+            metric=latency,
+            scaling_steps=steps,
+            adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
+            cooldown=_LATENCY_STEP_COOLDOWN,
+            evaluation_periods=_LATENCY_EVALUATION_MINUTES,
+            metric_aggregation_type=appscaling.MetricAggregationType.AVERAGE,
+        )

@@ -10,6 +10,7 @@ from constructs import Construct
 from stacks.autoscaling import VariantAutoscaling
 from stacks.encryption import EncryptionKey
 from stacks.model_endpoint import XgboostEndpoint
+from stacks.monitoring import EndpointMonitoring
 from stacks.network import InferenceNetwork
 from stacks.runtime_endpoint import RuntimeVpcEndpoint
 from stacks.settings import StageSettings
@@ -43,9 +44,21 @@ class InferenceStack(Stack):
                 endpoint=inference.endpoint,
                 variant_name=inference.variant_name,
                 settings=settings.autoscaling,
+                latency_slo_ms=settings.latency_slo_ms,
             )
 
+        monitoring = EndpointMonitoring(
+            self,
+            "Monitoring",
+            endpoint_name=inference.endpoint.attr_endpoint_name,
+            variant_name=inference.variant_name,
+            settings=settings,
+            encryption_key=key,
+        )
+
         CfnOutput(self, "EndpointName", value=inference.endpoint.attr_endpoint_name)
+        CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)
+        CfnOutput(self, "DashboardName", value=monitoring.dashboard.dashboard_name)
         CfnOutput(self, "RuntimeVpcEndpointId", value=runtime.endpoint.vpc_endpoint_id)
         # Entries are "hosted-zone-id:dns-name"; the first is the regional name, then one per AZ.
         CfnOutput(

@@ -44,6 +44,18 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ScheduledCapacity:
+    """A scheduled action that sets the scalable target's minimum and/or maximum on a cron."""
+
+    # Also the ScheduledActionName; unique within the stage.
+    name: str
+    # Application Auto Scaling cron, six fields, in autoscaling.time_zone: 'cron(0 17 * * ? *)'.
+    cron: str
+    min_capacity: int | None = None
+    max_capacity: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class AutoscalingSettings:
     """Application Auto Scaling of the variant's instance count."""
 
@@ -57,6 +69,12 @@ class AutoscalingSettings:
     scale_out_cooldown_seconds: int = 60
     # Optional second policy on SageMakerVariantConcurrentRequestsPerModelHighResolution.
     concurrency_target_per_instance: float | None = None
+    # IANA time zone of the scheduled actions' crons (Application Auto Scaling follows its DST changes).
+    time_zone: str = "UTC"
+    # Ad traffic follows the day: raise the floor before the evening peak, lower it at night.
+    scheduled: tuple[ScheduledCapacity, ...] = ()
+    # Optional step scale-out when the variant's p99 ModelLatency stays above the stage's latency_slo_ms.
+    latency_step_scaling: bool = False
 
     @property
     def invocations_per_instance_target(self) -> float:
@@ -88,6 +106,12 @@ class StageSettings:
     container_startup_timeout_seconds: int = 300
     model_download_timeout_seconds: int = 300
     log_retention_days: int = 365
+    # The end-to-end goal: p99 of ModelLatency + OverheadLatency (alarm, dashboard, load test).
+    latency_slo_ms: float = 20.0
+    # Share of invocations answered 5XX that raises the error-rate alarm.
+    error_rate_alarm: float = 0.01
+    # Minutes pinned at the most instances autoscaling may run before the capacity alarm fires.
+    max_capacity_alarm_minutes: int = 30
     autoscaling: AutoscalingSettings = field(default_factory=AutoscalingSettings)
 
     def __post_init__(self) -> None:
@@ -159,11 +183,13 @@ def _rule_problems(s: StageSettings) -> Iterator[str]:
     yield from _network_problems(s)
     yield from _instance_problems(s)
     yield from _capacity_problems(s)
+    yield from _schedule_problems(s)
     yield from _artifact_problems(s)
     if not TIMEOUT_RANGE[0] <= s.container_startup_timeout_seconds <= TIMEOUT_RANGE[1]:
         yield _problem("container_startup_timeout_seconds", s.container_startup_timeout_seconds, "allowed: 60 to 3600")
     if not TIMEOUT_RANGE[0] <= s.model_download_timeout_seconds <= TIMEOUT_RANGE[1]:
         yield _problem("model_download_timeout_seconds", s.model_download_timeout_seconds, "allowed: 60 to 3600")
+    yield from _monitoring_problems(s)
     if s.log_retention_days not in LOG_RETENTION_DAYS:
         yield _problem("log_retention_days", s.log_retention_days, f"allowed: one of {list(LOG_RETENTION_DAYS)}")
 
@@ -327,6 +353,157 @@ def _capacity_problems(s: StageSettings) -> Iterator[str]:
         yield _problem("autoscaling.concurrency_target_per_instance", target, "allowed: greater than 0, or None")
 
 
+_SCHEDULED_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_CRON = re.compile(r"^cron\((?P<fields>[^()]*)\)$")
+_CRON_HINT = "allowed: 'cron(minutes hours day-of-month month day-of-week year)' such as 'cron(0 17 * * ? *)'"
+# (field, lowest, highest, names standing for lowest, lowest + 1, ...)
+_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minutes", 0, 59, ()),
+    ("hours", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
+    ("day-of-week", 1, 7, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")),
+    ("year", 1970, 2199, ()),
+)
+
+
+def _cron_value(text: str, low: int, names: tuple[str, ...]) -> int | None:
+    if text.isdigit():
+        return int(text)
+    return names.index(text.upper()) + low if text.upper() in names else None
+
+
+def _cron_problem(cron: str) -> str | None:
+    """Why ``cron`` is not an Application Auto Scaling cron expression, or None if it is one."""
+    match = _CRON.match(cron)
+    if match is None:
+        return "not of the form cron(...)"
+    parts = match["fields"].split()
+    if len(parts) != len(_CRON_FIELDS):
+        return f"{len(parts)} fields instead of 6"
+    for text, (field_name, low, high, names) in zip(parts, _CRON_FIELDS, strict=True):
+        if text == "?":
+            if field_name not in ("day-of-month", "day-of-week"):
+                return f"'?' is only for day-of-month or day-of-week, not {field_name}"
+            continue
+        if field_name == "day-of-month" and re.fullmatch(r"L|LW|([1-9]|[12]\d|3[01])W", text):
+            continue
+        if field_name == "day-of-week" and re.fullmatch(r"[1-7]L|[1-7]#[1-5]", text):
+            continue
+        for item in text.split(","):
+            base, slash, step = item.partition("/")
+            if slash and not (step.isdigit() and int(step) >= 1):
+                return f"{field_name} {text!r} has a bad increment"
+            if base == "*":
+                continue
+            values = [_cron_value(bound, low, names) for bound in base.split("-")]
+            if len(values) > 2 or any(value is None or not low <= value <= high for value in values):
+                return f"{field_name} {text!r} is not within {low}-{high}"
+    if (parts[2] == "?") == (parts[4] == "?"):
+        return "exactly one of day-of-month and day-of-week must be '?'"
+    return None
+
+
+def _schedule_problems(s: StageSettings) -> Iterator[str]:
+    """The time zone, the scheduled actions and the latency step policy of autoscaling."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    scaling = s.autoscaling
+    try:
+        ZoneInfo(scaling.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        yield _problem(
+            "autoscaling.time_zone",
+            scaling.time_zone,
+            "allowed: an IANA time zone name such as 'UTC' or 'America/New_York'",
+        )
+    if not scaling.enabled:
+        if scaling.scheduled:
+            yield _problem(
+                "autoscaling.scheduled",
+                scaling.scheduled,
+                "scheduled actions need the scalable target; allowed: () or autoscaling.enabled=True",
+            )
+        if scaling.latency_step_scaling:
+            yield _problem(
+                "autoscaling.latency_step_scaling",
+                scaling.latency_step_scaling,
+                "the policy needs the scalable target; allowed: False or autoscaling.enabled=True",
+            )
+        return
+    seen: dict[str, int] = {}
+    for index, action in enumerate(scaling.scheduled):
+        yield from _scheduled_action_problems(s, f"autoscaling.scheduled[{index}]", action, seen, index)
+
+
+def _scheduled_action_problems(
+    s: StageSettings, prefix: str, action: object, seen: dict[str, int], index: int
+) -> Iterator[str]:
+    scaling = s.autoscaling
+    if not isinstance(action, ScheduledCapacity):
+        yield _problem(prefix, action, "expected ScheduledCapacity")
+        return
+    wrong_type = False
+    for name, expected in (("name", "str"), ("cron", "str"), ("min_capacity", "int"), ("max_capacity", "int")):
+        value = getattr(action, name)
+        if expected == "int" and value is None:
+            continue
+        if not isinstance(value, str if expected == "str" else int) or isinstance(value, bool):
+            optional = " | None" if expected == "int" else ""
+            yield _problem(f"{prefix}.{name}", value, f"expected {expected}{optional}")
+            wrong_type = True
+    if wrong_type:
+        return
+    if not _SCHEDULED_NAME.match(action.name):
+        yield _problem(
+            f"{prefix}.name",
+            action.name,
+            "allowed: letters, digits, '-' and '_', starting with a letter, at most 64 characters",
+        )
+    elif action.name in seen:
+        yield _problem(
+            f"{prefix}.name",
+            action.name,
+            f"already used by autoscaling.scheduled[{seen[action.name]}]; allowed: a name used once in the stage",
+        )
+    else:
+        seen[action.name] = index
+    reason = _cron_problem(action.cron)
+    if reason is not None:
+        yield _problem(f"{prefix}.cron", action.cron, f"{reason}; {_CRON_HINT}")
+    low, high = action.min_capacity, action.max_capacity
+    if low is None and high is None:
+        yield _problem(f"{prefix}.min_capacity", low, "allowed: a min_capacity, a max_capacity or both")
+    if low is not None:
+        if s.high_availability and low < 2:
+            yield _problem(
+                f"{prefix}.min_capacity",
+                low,
+                "high_availability needs instances in 2 AZs; allowed: 2 or more, or high_availability=False",
+            )
+        elif low < 1:
+            yield _problem(f"{prefix}.min_capacity", low, "allowed: 1 or more")
+        elif high is not None and low > high:
+            yield _problem(f"{prefix}.min_capacity", low, f"allowed: at most this action's max_capacity ({high})")
+        elif high is None and low > scaling.max_capacity:
+            yield _problem(
+                f"{prefix}.min_capacity",
+                low,
+                f"the action keeps the maximum at autoscaling.max_capacity; allowed: at most "
+                f"{scaling.max_capacity}, or set this action's max_capacity",
+            )
+    if high is not None:
+        if high < 1:
+            yield _problem(f"{prefix}.max_capacity", high, "allowed: 1 or more")
+        elif low is None and high < scaling.min_capacity:
+            yield _problem(
+                f"{prefix}.max_capacity",
+                high,
+                f"the action keeps the minimum at autoscaling.min_capacity; allowed: at least "
+                f"{scaling.min_capacity}, or set this action's min_capacity",
+            )
+
+
 def _major_minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
@@ -353,3 +530,15 @@ def _artifact_problems(s: StageSettings) -> Iterator[str]:
             f"it runs XGBoost {runtime} but the model was saved with XGBoost {artifact.xgboost_version}; "
             "allowed: a tag whose XGBoost matches the model's, or retrain with that version",
         )
+
+
+def _monitoring_problems(s: StageSettings) -> Iterator[str]:
+    if not 0 < s.latency_slo_ms <= 60_000:
+        yield _problem(
+            "latency_slo_ms", s.latency_slo_ms, "allowed: greater than 0, at most 60000 (the invoke timeout)"
+        )
+    if not 0 < s.error_rate_alarm < 1:
+        yield _problem("error_rate_alarm", s.error_rate_alarm, "allowed: a share between 0 and 1, such as 0.01")
+    # CloudWatch evaluates at most one day of one-minute periods.
+    if not 1 <= s.max_capacity_alarm_minutes <= 1440:
+        yield _problem("max_capacity_alarm_minutes", s.max_capacity_alarm_minutes, "allowed: 1 to 1440")

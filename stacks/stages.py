@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from stacks.github_ci import GitHubCiSettings
 from stacks.measurements import measured_max_rps
-from stacks.settings import AutoscalingSettings, SettingsError, StageSettings
+from stacks.settings import AutoscalingSettings, ScheduledCapacity, SettingsError, StageSettings
 
 DEFAULT_STAGE = "dev"
 
@@ -59,6 +59,13 @@ def prod() -> StageSettings:
             min_capacity=3,
             max_capacity=20,
             max_rps_per_instance=measured_max_rps("prod", instance_type=instance_type, default=1000),
+            # US ad traffic peaks in the evening: raise the floor an hour before, so instances are in
+            # service before the ramp instead of launching into it, and lower it again when it ebbs.
+            time_zone="America/New_York",
+            scheduled=(
+                ScheduledCapacity(name="EveningPeak", cron="cron(0 17 * * ? *)", min_capacity=6),
+                ScheduledCapacity(name="Night", cron="cron(0 23 * * ? *)", min_capacity=3),
+            ),
         ),
     )
 

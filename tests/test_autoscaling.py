@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from stacks import stages
-from stacks.settings import AutoscalingSettings
+from stacks.settings import AutoscalingSettings, ScheduledCapacity
 
 from .conftest import Synthesized, synthesize
 
@@ -85,3 +87,116 @@ def test_autoscaling_can_be_turned_off(tmp_path: Path) -> None:
     stage = synthesize(settings, tmp_path)
     stage.template.resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 0)
     stage.template.resource_count_is("AWS::ApplicationAutoScaling::ScalingPolicy", 0)
+
+
+# --- scaling over the day --------------------------------------------------------------------------
+
+
+def _with_scaling(tmp_path: Path, name: str = "dev", slo_ms: float | None = None, **changes: Any) -> Synthesized:
+    base = stages.load_stage(name)
+    stage = dataclasses.replace(base, autoscaling=dataclasses.replace(base.autoscaling, **changes))
+    if slo_ms is not None:
+        stage = dataclasses.replace(stage, latency_slo_ms=slo_ms)
+    return synthesize(stage, tmp_path)
+
+
+def test_prod_schedules_the_evening_floor_in_new_york_time(synth_stage: Callable[[str], Synthesized]) -> None:
+    _, target = synth_stage("prod").one("AWS::ApplicationAutoScaling::ScalableTarget")
+    assert target["Properties"]["ScheduledActions"] == [
+        {
+            "ScheduledActionName": "EveningPeak",
+            "Schedule": "cron(0 17 * * ? *)",
+            "Timezone": "America/New_York",
+            "ScalableTargetAction": {"MinCapacity": 6},
+        },
+        {
+            "ScheduledActionName": "Night",
+            "Schedule": "cron(0 23 * * ? *)",
+            "Timezone": "America/New_York",
+            "ScalableTargetAction": {"MinCapacity": 3},
+        },
+    ]
+
+
+def test_scheduled_actions_carry_the_configured_cron_zone_and_capacities(tmp_path: Path) -> None:
+    stage = _with_scaling(
+        tmp_path,
+        time_zone="Europe/Berlin",
+        scheduled=(
+            ScheduledCapacity(name="Weekdays", cron="cron(30 7 ? * MON-FRI *)", min_capacity=3, max_capacity=4),
+            ScheduledCapacity(name="Weekend", cron="cron(0 0 ? * SAT *)", max_capacity=2),
+        ),
+    )
+    _, target = stage.one("AWS::ApplicationAutoScaling::ScalableTarget")
+    assert target["Properties"]["ScheduledActions"] == [
+        {
+            "ScheduledActionName": "Weekdays",
+            "Schedule": "cron(30 7 ? * MON-FRI *)",
+            "Timezone": "Europe/Berlin",
+            "ScalableTargetAction": {"MinCapacity": 3, "MaxCapacity": 4},
+        },
+        {
+            "ScheduledActionName": "Weekend",
+            "Schedule": "cron(0 0 ? * SAT *)",
+            "Timezone": "Europe/Berlin",
+            "ScalableTargetAction": {"MaxCapacity": 2},
+        },
+    ]
+
+
+def test_no_scheduled_actions_by_default(dev: Synthesized) -> None:
+    _, target = dev.one("AWS::ApplicationAutoScaling::ScalableTarget")
+    assert "ScheduledActions" not in target["Properties"]
+
+
+def test_latency_step_policy_scales_out_on_p99_model_latency_above_the_slo(tmp_path: Path) -> None:
+    stage = _with_scaling(tmp_path, latency_step_scaling=True, slo_ms=25.0)
+    endpoint_id, _ = stage.one("AWS::SageMaker::Endpoint")
+    target_id, _ = stage.one("AWS::ApplicationAutoScaling::ScalableTarget")
+    (policy_id, policy), *others = [
+        (key, value)
+        for key, value in stage.of_type("AWS::ApplicationAutoScaling::ScalingPolicy").items()
+        if value["Properties"]["PolicyType"] == "StepScaling"
+    ]
+    assert not others  # one scale-out policy: scale-in stays with target tracking
+    assert policy["Properties"]["ScalingTargetId"] == {"Ref": target_id}
+    # Step bounds are relative to the alarm threshold: [25 ms, 37.5 ms) adds 1, from 37.5 ms adds 2.
+    assert policy["Properties"]["StepScalingPolicyConfiguration"] == {
+        "AdjustmentType": "ChangeInCapacity",
+        "Cooldown": 300,
+        "MetricAggregationType": "Average",
+        "StepAdjustments": [
+            {"MetricIntervalLowerBound": 0, "MetricIntervalUpperBound": 12500, "ScalingAdjustment": 1},
+            {"MetricIntervalLowerBound": 12500, "ScalingAdjustment": 2},
+        ],
+    }
+    (alarm,) = [
+        alarm
+        for alarm in stage.of_type("AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"].get("AlarmActions") == [{"Ref": policy_id}]
+    ]
+    assert alarm["Properties"] == {
+        "AlarmActions": [{"Ref": policy_id}],
+        "AlarmDescription": "Upper threshold scaling alarm",
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "Dimensions": [
+            {"Name": "EndpointName", "Value": {"Fn::GetAtt": [endpoint_id, "EndpointName"]}},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ],
+        "EvaluationPeriods": 2,
+        "ExtendedStatistic": "p99",
+        "MetricName": "ModelLatency",
+        "Namespace": "AWS/SageMaker",
+        "Period": 60,
+        "Threshold": 25000,  # microseconds, as SageMaker reports ModelLatency
+    }
+
+
+def test_no_latency_step_policy_by_default(dev: Synthesized) -> None:
+    policies = dev.of_type("AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    assert [policy["Properties"]["PolicyType"] for policy in policies] == ["TargetTrackingScaling"]
+    assert not [
+        alarm
+        for alarm in dev.of_type("AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"].get("AlarmDescription") == "Upper threshold scaling alarm"
+    ]

@@ -62,6 +62,9 @@ MOTO_SKIPPED_TYPES = (
     "AWS::EC2::SecurityGroupEgress",
     "AWS::ApplicationAutoScaling::ScalableTarget",
     "AWS::ApplicationAutoScaling::ScalingPolicy",
+    # The monitoring alarms (metric math) and the alarm topic's TLS-only policy.
+    "AWS::CloudWatch::Alarm",
+    "AWS::SNS::TopicPolicy",
 )
 # (resource type, attribute) pairs moto's Fn::GetAtt cannot resolve.
 MOTO_UNRESOLVABLE_ATTRIBUTES = frozenset({("AWS::EC2::VPCEndpoint", "DnsEntries")})

@@ -35,6 +35,8 @@ def test_stateful_resources_keep_their_logical_ids(dev: Synthesized) -> None:
 def test_outputs_give_clients_what_they_need(dev: Synthesized) -> None:
     outputs = dev.template_json["Outputs"]
     assert set(outputs) == {
+        "AlarmTopicArn",
+        "DashboardName",
         "EndpointName",
         "RuntimeVpcEndpointId",
         "RuntimeVpcEndpointDnsName",

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from stacks import stages
-from stacks.settings import AutoscalingSettings, SettingsError, StageSettings
+from stacks.settings import AutoscalingSettings, ScheduledCapacity, SettingsError, StageSettings
 
 from .conftest import REPO_ROOT
 
@@ -329,3 +329,120 @@ def test_cdk_app_rejects_an_unknown_stage_before_synthesizing(tmp_path: Path) ->
     assert result.returncode != 0
     assert "stage='staging' is not defined; allowed: one of ['dev', 'portable', 'prod', 'shared-vpc']" in result.stderr
     assert not list(tmp_path.glob("*.template.json"))
+
+
+# --- scaling over the day --------------------------------------------------------------------------
+
+
+def evening(**changes: Any) -> ScheduledCapacity:
+    return dataclasses.replace(
+        ScheduledCapacity(name="EveningPeak", cron="cron(0 17 * * ? *)", min_capacity=3), **changes
+    )
+
+
+def test_a_day_schedule_in_a_local_time_zone_is_accepted() -> None:
+    night = ScheduledCapacity(name="Night", cron="cron(0 23 * * ? *)", min_capacity=2)
+    settings = dev_with(autoscaling=scaling(time_zone="America/New_York", scheduled=(evening(), night)))
+    assert [action.name for action in settings.autoscaling.scheduled] == ["EveningPeak", "Night"]
+
+
+def test_unknown_time_zone_is_rejected() -> None:
+    assert problems_of(autoscaling=scaling(time_zone="America/NewYork")) == [
+        "autoscaling.time_zone='America/NewYork' is invalid: allowed: an IANA time zone name such as 'UTC' or "
+        "'America/New_York'"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cron", "reason"),
+    [
+        ("0 17 * * ? *", "not of the form cron(...)"),
+        ("cron(0 17 * * ?)", "5 fields instead of 6"),
+        ("cron(0 25 * * ? *)", "hours '25' is not within 0-23"),
+        ("cron(0 17 * * * *)", "exactly one of day-of-month and day-of-week must be '?'"),
+        ("cron(? 17 * * MON *)", "'?' is only for day-of-month or day-of-week, not minutes"),
+        ("cron(0/0 17 * * ? *)", "minutes '0/0' has a bad increment"),
+        ("cron(0 17 ? * MON-FUN *)", "day-of-week 'MON-FUN' is not within 1-7"),
+    ],
+)
+def test_malformed_cron_is_rejected(cron: str, reason: str) -> None:
+    assert problems_of(autoscaling=scaling(scheduled=(evening(cron=cron),))) == [
+        f"autoscaling.scheduled[0].cron={cron!r} is invalid: {reason}; allowed: "
+        "'cron(minutes hours day-of-month month day-of-week year)' such as 'cron(0 17 * * ? *)'"
+    ]
+
+
+@pytest.mark.parametrize(
+    "cron", ["cron(30 7 ? * MON-FRI *)", "cron(0 */2 1,15 * ? 2030)", "cron(0 6 L * ? *)", "cron(0 6 ? JAN-MAR 2#1 *)"]
+)
+def test_well_formed_crons_are_accepted(cron: str) -> None:
+    assert dev_with(autoscaling=scaling(scheduled=(evening(cron=cron),))).autoscaling.scheduled[0].cron == cron
+
+
+def test_scheduled_minimum_above_its_own_maximum_is_rejected() -> None:
+    night = ScheduledCapacity(name="Night", cron="cron(0 23 * * ? *)", min_capacity=9, max_capacity=6)
+    assert problems_of(autoscaling=scaling(scheduled=(evening(), night))) == [
+        "autoscaling.scheduled[1].min_capacity=9 is invalid: allowed: at most this action's max_capacity (6)"
+    ]
+
+
+def test_scheduled_minimum_above_the_maximum_it_keeps_is_rejected() -> None:
+    assert problems_of(autoscaling=scaling(scheduled=(evening(min_capacity=5),))) == [
+        "autoscaling.scheduled[0].min_capacity=5 is invalid: the action keeps the maximum at "
+        "autoscaling.max_capacity; allowed: at most 4, or set this action's max_capacity"
+    ]
+
+
+def test_scheduled_maximum_below_the_minimum_it_keeps_is_rejected() -> None:
+    assert problems_of(autoscaling=scaling(scheduled=(evening(min_capacity=None, max_capacity=1),))) == [
+        "autoscaling.scheduled[0].max_capacity=1 is invalid: the action keeps the minimum at "
+        "autoscaling.min_capacity; allowed: at least 2, or set this action's min_capacity"
+    ]
+
+
+def test_scheduled_minimum_below_two_with_high_availability_is_rejected() -> None:
+    assert problems_of(autoscaling=scaling(scheduled=(evening(min_capacity=1),))) == [
+        "autoscaling.scheduled[0].min_capacity=1 is invalid: high_availability needs instances in 2 AZs; "
+        "allowed: 2 or more, or high_availability=False"
+    ]
+
+
+def test_scheduled_action_without_capacities_is_rejected() -> None:
+    assert problems_of(autoscaling=scaling(scheduled=(evening(min_capacity=None),))) == [
+        "autoscaling.scheduled[0].min_capacity=None is invalid: allowed: a min_capacity, a max_capacity or both"
+    ]
+
+
+def test_duplicate_scheduled_names_are_rejected() -> None:
+    assert problems_of(autoscaling=scaling(scheduled=(evening(), evening(cron="cron(0 18 * * ? *)")))) == [
+        "autoscaling.scheduled[1].name='EveningPeak' is invalid: already used by autoscaling.scheduled[0]; "
+        "allowed: a name used once in the stage"
+    ]
+
+
+def test_scheduled_name_that_is_not_a_construct_id_is_rejected() -> None:
+    assert problems_of(autoscaling=scaling(scheduled=(evening(name="evening/peak"),))) == [
+        "autoscaling.scheduled[0].name='evening/peak' is invalid: allowed: letters, digits, '-' and '_', starting "
+        "with a letter, at most 64 characters"
+    ]
+
+
+def test_scheduled_capacity_of_the_wrong_type_is_rejected() -> None:
+    assert problems_of(autoscaling=scaling(scheduled=(evening(min_capacity="6"),))) == [
+        "autoscaling.scheduled[0].min_capacity='6' is invalid: expected int | None"
+    ]
+
+
+def test_scheduled_actions_with_autoscaling_off_are_rejected() -> None:
+    action = evening()
+    assert problems_of(autoscaling=scaling(enabled=False, scheduled=(action,))) == [
+        f"autoscaling.scheduled={(action,)!r} is invalid: scheduled actions need the scalable target; "
+        "allowed: () or autoscaling.enabled=True"
+    ]
+
+
+def test_latency_step_scaling_with_autoscaling_off_is_rejected() -> None:
+    assert problems_of(autoscaling=scaling(enabled=False, latency_step_scaling=True)) == [
+        "autoscaling.latency_step_scaling=True is invalid: the policy needs the scalable target; "
+        "allowed: False or autoscaling.enabled=True"
+    ]

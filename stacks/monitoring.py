@@ -1,0 +1,204 @@
+"""What an on-call engineer watches: a dashboard per endpoint, SLO alarms, and an encrypted alarm topic.
+
+SageMaker reports ModelLatency and OverheadLatency in microseconds; the dashboard shows milliseconds and
+the alarms compare microseconds. It publishes no instance-count metric, so the count is derived as
+Invocations / InvocationsPerInstance (the latter is invocations divided by instances in service).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from stacks.settings import StageSettings
+
+_MINUTE = Duration.minutes(1)
+_PERCENTILES = ("p50", "p90", "p99")
+
+
+class EndpointMonitoring(Construct):
+    """Dashboard, alarms (latency SLO, error rate, pinned at max capacity) and the topic they notify."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        endpoint_name: str,
+        variant_name: str,
+        settings: StageSettings,
+        encryption_key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._variant = {"EndpointName": endpoint_name, "VariantName": variant_name}
+        # CloudWatch must be able to use the key to publish to the encrypted topic.
+        encryption_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsPublishToTheEncryptedTopic",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+            )
+        )
+        self.topic = sns.Topic(
+            self, "AlarmTopic", display_name="RTB inference alarms", master_key=encryption_key, enforce_ssl=True
+        )
+        action = cloudwatch_actions.SnsAction(self.topic)
+        self.alarms = [
+            self._latency_alarm(settings.latency_slo_ms),
+            self._error_rate_alarm(settings.error_rate_alarm),
+            self._max_capacity_alarm(settings),
+        ]
+        for alarm in self.alarms:
+            alarm.add_alarm_action(action)
+            alarm.add_ok_action(action)
+        self.dashboard = self._dashboard(settings)
+
+    def _metric(self, name: str, statistic: str, namespace: str = "AWS/SageMaker") -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=namespace, metric_name=name, dimensions_map=self._variant, statistic=statistic, period=_MINUTE
+        )
+
+    def _latency_ms(self, name: str, percentile: str) -> cloudwatch.MathExpression:
+        metric_id = f"{name.lower()}_{percentile}"  # ids must be unique within one graph
+        return cloudwatch.MathExpression(
+            expression=f"{metric_id} / 1000",
+            using_metrics={metric_id: self._metric(name, percentile)},
+            label=f"{name} {percentile} (ms)",
+            period=_MINUTE,
+        )
+
+    def _instances(self) -> cloudwatch.MathExpression:
+        return cloudwatch.MathExpression(
+            expression="IF(per > 0, calls / per, 0)",
+            using_metrics={
+                "calls": self._metric("Invocations", "Sum"),
+                "per": self._metric("InvocationsPerInstance", "Sum"),
+            },
+            label="instances in service (derived)",
+            period=_MINUTE,
+        )
+
+    def _latency_alarm(self, slo_ms: float) -> cloudwatch.Alarm:
+        # p99 of model plus p99 of overhead: an upper bound of the p99 SageMaker adds, in microseconds.
+        total = cloudwatch.MathExpression(
+            expression="model + overhead",
+            using_metrics={
+                "model": self._metric("ModelLatency", "p99"),
+                "overhead": self._metric("OverheadLatency", "p99"),
+            },
+            label="p99 ModelLatency + p99 OverheadLatency (us)",
+            period=_MINUTE,
+        )
+        return total.create_alarm(
+            self,
+            "LatencySloAlarm",
+            alarm_description=f"p99 of model + overhead latency above the {slo_ms:g} ms SLO in 3 of 5 minutes",
+            threshold=slo_ms * 1000,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _error_rate_alarm(self, max_rate: float) -> cloudwatch.Alarm:
+        rate = cloudwatch.MathExpression(
+            expression="IF(calls > 0, errors / calls, 0)",
+            using_metrics={
+                "errors": self._metric("Invocation5XXErrors", "Sum"),
+                "calls": self._metric("Invocations", "Sum"),
+            },
+            label="5XX share of invocations",
+            period=_MINUTE,
+        )
+        return rate.create_alarm(
+            self,
+            "ErrorRateAlarm",
+            alarm_description=f"5XX errors above {max_rate:.2%} of invocations in 3 of 5 minutes",
+            threshold=max_rate,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _max_capacity_alarm(self, settings: StageSettings) -> cloudwatch.Alarm:
+        scaling = settings.autoscaling
+        ceiling = scaling.max_capacity if scaling.enabled else settings.initial_instance_count
+        minutes = settings.max_capacity_alarm_minutes
+        return self._instances().create_alarm(
+            self,
+            "AtMaxCapacityAlarm",
+            alarm_description=(
+                f"{ceiling} instances (the most autoscaling may run) for {minutes} minutes: raise "
+                "autoscaling.max_capacity or measure MAX_RPS again"
+            ),
+            threshold=ceiling,
+            evaluation_periods=minutes,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _dashboard(self, settings: StageSettings) -> cloudwatch.Dashboard:
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        slo = cloudwatch.HorizontalAnnotation(value=settings.latency_slo_ms, label="SLO")
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="ModelLatency (ms)",
+                left=[self._latency_ms("ModelLatency", p) for p in _PERCENTILES],
+                left_annotations=[slo],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="OverheadLatency (ms)",
+                left=[self._latency_ms("OverheadLatency", p) for p in _PERCENTILES],
+                left_annotations=[slo],
+                width=12,
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Invocations and errors (per minute)",
+                left=[self._metric("Invocations", "Sum")],
+                right=[self._metric("Invocation4XXErrors", "Sum"), self._metric("Invocation5XXErrors", "Sum")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Invocations per instance (per minute)",
+                left=[self._metric("InvocationsPerInstance", "Sum")],
+                left_annotations=[
+                    cloudwatch.HorizontalAnnotation(
+                        value=settings.autoscaling.invocations_per_instance_target, label="scaling target"
+                    )
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Instances in service (derived) and concurrency",
+                left=[self._instances()],
+                right=[self._metric("ConcurrentRequestsPerModel", "Maximum")],
+                width=8,
+            ),
+        )
+        instance = "/aws/sagemaker/Endpoints"
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="CPU, memory and GPU (%)",
+                left=[
+                    self._metric("CPUUtilization", "Average", instance),
+                    self._metric("MemoryUtilization", "Average", instance),
+                    self._metric("GPUUtilization", "Average", instance),
+                ],
+                width=12,
+            ),
+            cloudwatch.SingleValueWidget(
+                title="Instances in service now (derived)", metrics=[self._instances()], width=12
+            ),
+        )
+        return dashboard
