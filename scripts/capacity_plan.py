@@ -26,11 +26,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from scripts.cli import OneLineParser, UsageError, one_line  # noqa: E402
 from stacks import catalog  # noqa: E402
 
 PROG = "capacity_plan"
@@ -38,10 +39,6 @@ PRICES = Path(__file__).resolve().parent / "data" / "sagemaker_prices.json"
 HOURS_PER_MONTH = 730
 # Absorbs float error such as 3 x 0.1 = 0.30000000000000004 before ceil, so an exact fit is not one more.
 _EPSILON = 1e-9
-
-
-class UsageError(ValueError):
-    """A wrong argument: exit 2."""
 
 
 @dataclass(frozen=True)
@@ -178,13 +175,6 @@ def format_plan(inputs: Inputs, result: Plan, price: Price | None, table: dict[s
     return lines
 
 
-class _Parser(argparse.ArgumentParser):
-    """One line and exit 2, like the kit's other tools."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def _bounded(name: str, low: float, high: float | None, *, low_open: bool) -> Callable[[str], float]:
     """An argparse type for a finite number in a range, whose message names the range."""
 
@@ -215,7 +205,7 @@ def _min_ha(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     positive = _bounded("positive", 0, None, low_open=True)
     parser.add_argument("--peak-rps", type=positive, required=True, help="target peak requests per second")
     parser.add_argument("--stage", help="take the defaults below from this stage's settings")
@@ -250,7 +240,7 @@ def resolve(args: argparse.Namespace) -> tuple[Inputs, str]:
         try:
             settings = load_stage(args.stage)
         except SettingsError as error:
-            raise UsageError(" ".join(str(error).split())) from None
+            raise UsageError(one_line(error)) from None
         stage_scaling, stage_type = settings.autoscaling, settings.instance_type
     if args.max_rps_per_instance is not None:
         max_rps, origin = args.max_rps_per_instance, "given"
@@ -287,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         table = load_prices(PRICES)
         price = price_of(table, inputs.instance_type)
     except (OSError, ValueError, KeyError, TypeError) as error:
-        print(f"{PROG}: cannot read {PRICES}: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"{PROG}: cannot read {PRICES}: {one_line(error)}", file=sys.stderr)
         return 1
     print("\n".join(format_plan(inputs, plan(inputs), price, table, origin)))
     return 0

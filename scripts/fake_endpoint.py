@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import itertools
 import json
 import math
@@ -33,6 +32,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
+
+from scripts.cli import is_loopback_host
 
 FEATURE_COUNT = 7
 _INVOCATIONS = re.compile(r"^/endpoints/(?P<name>[^/?]+)/invocations$")
@@ -201,7 +202,7 @@ class FakeEndpoint:
             raise ValueError(f"service_time={service_time} is invalid: allowed: greater than 0 and at most 10 s")
         if max_queue is not None and max_queue < 0:
             raise ValueError(f"max_queue={max_queue} is invalid: allowed: 0 or more, or None (unbounded)")
-        if not _is_loopback(host):
+        if not is_loopback_host(host):
             raise ValueError(f"host={host!r} is invalid: allowed: a loopback address (127.0.0.0/8, ::1, localhost)")
         self.workers = workers
         self.service_time = service_time
@@ -310,15 +311,6 @@ class FakeEndpoint:
             with self._lock:
                 self.stats.served += 1
             job.done.set()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def main(argv: list[str] | None = None) -> int:

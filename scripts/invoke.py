@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 import boto3
 from botocore.exceptions import ClientError
@@ -32,15 +32,12 @@ from botocore.exceptions import ClientError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from scripts.cli import OneLineParser, UsageError, one_line  # noqa: E402
 from scripts.rtb_client import FEATURES, RequestError, predict, runtime_client, stack_output  # noqa: E402
 
 PROG = "invoke"
 STDIN = "-"
 ARGUMENT = "the row"  # how messages name a row given on the command line
-
-
-class UsageError(ValueError):
-    """The command line or the rows are wrong: exit 2."""
 
 
 @dataclass(frozen=True)
@@ -49,13 +46,6 @@ class Call:
 
     predictions: list[float]
     seconds: float
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse prints usage plus a message; the kit's tools print one line and exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
 
 
 def parse_rows(text: str, source: str) -> list[list[float]]:
@@ -171,7 +161,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--stage", help="read the endpoint name from the stage's deployed stack")
     target.add_argument("--endpoint-name", help="the SageMaker endpoint to call")
@@ -195,14 +185,14 @@ def stage_region(stage: str) -> tuple[str, str | None]:
     try:
         settings = load_stage(stage)
     except SettingsError as error:
-        raise UsageError(" ".join(str(error).split())) from None
+        raise UsageError(one_line(error)) from None
     return settings.stack_name, settings.region
 
 
 def runtime_message(error: Exception) -> str:
     """One line. Service errors and the kit's own already say what failed; other botocore errors (a
     timeout, no connection, no credentials) read better with their class name."""
-    text = " ".join(str(error).split())
+    text = one_line(error)
     return text if isinstance(error, ClientError | LookupError | RequestError) else f"{type(error).__name__}: {text}"
 
 

@@ -29,7 +29,6 @@ if __name__ == "__main__":
 
 import argparse
 import csv
-import ipaddress
 import json
 import math
 import random
@@ -52,6 +51,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from scripts import knee  # noqa: E402
+from scripts.cli import is_loopback_url, one_line  # noqa: E402
 from scripts.rtb_client import RequestError, encode_rows, predict, runtime_client, stack_output  # noqa: E402
 from stacks.settings import AutoscalingSettings, SettingsError, StageSettings  # noqa: E402
 
@@ -90,20 +90,6 @@ class Plan:
     def users(self, offered_rps: float) -> int:
         """Enough users that none is paced faster than user_rps."""
         return max(1, math.ceil(offered_rps / self.user_rps - 1e-9))
-
-
-def is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def parse_rows(args: argparse.Namespace) -> list[list[float]]:

@@ -23,7 +23,7 @@ import sys
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import boto3
 import botocore.session
@@ -34,6 +34,7 @@ from botocore.validate import validate_parameters
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from scripts.cli import OneLineParser, UsageError, one_line  # noqa: E402
 from stacks import catalog  # noqa: E402
 from stacks.settings import SettingsError, StageSettings  # noqa: E402
 from stacks.stages import STAGES, load_stage  # noqa: E402
@@ -41,10 +42,6 @@ from stacks.stages import STAGES, load_stage  # noqa: E402
 PROG = "recommend"
 OPERATION = "CreateInferenceRecommendationsJob"
 CONTENT_TYPE = "text/csv"
-
-
-class UsageError(ValueError):
-    """A wrong argument: exit 2."""
 
 
 @cache
@@ -148,7 +145,7 @@ def validate(request: dict[str, Any]) -> None:
     try:
         validate_parameters(request, _input_shape())
     except ParamValidationError as error:
-        raise UsageError(" ".join(str(error).split())) from None
+        raise UsageError(one_line(error)) from None
 
 
 def start(sagemaker: Any, request: dict[str, Any]) -> str:
@@ -156,13 +153,8 @@ def start(sagemaker: Any, request: dict[str, Any]) -> str:
     return str(sagemaker.create_inference_recommendations_job(**request)["JobArn"])
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", required=True)
     parser.add_argument("--role-arn", required=True, help="IAM role SageMaker assumes for the job")
     parser.add_argument("--sample-payload-url", required=True, help="s3://... tar.gz of sample text/csv payloads")
@@ -180,7 +172,7 @@ def _stage(name: str) -> StageSettings:
     try:
         return load_stage(name)
     except SettingsError as error:
-        raise UsageError(" ".join(str(error).split())) from None
+        raise UsageError(one_line(error)) from None
 
 
 def main(argv: list[str] | None = None, *, now: datetime | None = None, session: Any = None) -> int:
@@ -208,7 +200,7 @@ def main(argv: list[str] | None = None, *, now: datetime | None = None, session:
         session = session or boto3.Session(region_name=args.region or settings.region)
         print(f"started {start(session.client('sagemaker'), request)}")
     except Exception as error:  # one line for people and CI logs, whatever broke
-        print(f"{PROG}: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"{PROG}: {one_line(error)}", file=sys.stderr)
         return 1
     return 0
 

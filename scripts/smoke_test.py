@@ -21,6 +21,7 @@ import boto3
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from scripts.cli import one_line  # noqa: E402
 from scripts.rtb_client import predict, runtime_client, stack_output  # noqa: E402
 from stacks.stages import load_stage  # noqa: E402
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         session = boto3.Session(region_name=region)
         print(run(args.stage, session, runtime_client(session)))
     except Exception as error:  # one line for CI logs, whatever broke
-        print(f"smoke test failed: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"smoke test failed: {one_line(error)}", file=sys.stderr)
         return 1
     return 0
 

@@ -87,41 +87,42 @@ class EndpointMonitoring(Construct):
 
     def _latency_alarm(self, slo_ms: float) -> cloudwatch.Alarm:
         # p99 of model plus p99 of overhead: an upper bound of the p99 SageMaker adds, in microseconds.
-        total = cloudwatch.MathExpression(
-            expression="model + overhead",
-            using_metrics={
-                "model": self._metric("ModelLatency", "p99"),
-                "overhead": self._metric("OverheadLatency", "p99"),
-            },
-            label="p99 ModelLatency + p99 OverheadLatency (us)",
-            period=_MINUTE,
-        )
-        return total.create_alarm(
-            self,
+        return self._three_of_five_alarm(
             "LatencySloAlarm",
-            alarm_description=f"p99 of model + overhead latency above the {slo_ms:g} ms SLO in 3 of 5 minutes",
+            "model + overhead",
+            {"model": self._metric("ModelLatency", "p99"), "overhead": self._metric("OverheadLatency", "p99")},
+            label="p99 ModelLatency + p99 OverheadLatency (us)",
             threshold=slo_ms * 1000,
-            evaluation_periods=5,
-            datapoints_to_alarm=3,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            description=f"p99 of model + overhead latency above the {slo_ms:g} ms SLO in 3 of 5 minutes",
         )
 
     def _error_rate_alarm(self, max_rate: float) -> cloudwatch.Alarm:
-        rate = cloudwatch.MathExpression(
-            expression="IF(calls > 0, errors / calls, 0)",
-            using_metrics={
-                "errors": self._metric("Invocation5XXErrors", "Sum"),
-                "calls": self._metric("Invocations", "Sum"),
-            },
-            label="5XX share of invocations",
-            period=_MINUTE,
-        )
-        return rate.create_alarm(
-            self,
+        return self._three_of_five_alarm(
             "ErrorRateAlarm",
-            alarm_description=f"5XX errors above {max_rate:.2%} of invocations in 3 of 5 minutes",
+            "IF(calls > 0, errors / calls, 0)",
+            {"errors": self._metric("Invocation5XXErrors", "Sum"), "calls": self._metric("Invocations", "Sum")},
+            label="5XX share of invocations",
             threshold=max_rate,
+            description=f"5XX errors above {max_rate:.2%} of invocations in 3 of 5 minutes",
+        )
+
+    def _three_of_five_alarm(
+        self,
+        construct_id: str,
+        expression: str,
+        metrics: dict[str, cloudwatch.IMetric],
+        *,
+        label: str,
+        threshold: float,
+        description: str,
+    ) -> cloudwatch.Alarm:
+        """Above the threshold in 3 of 5 one-minute periods: one slow minute is not an incident."""
+        math = cloudwatch.MathExpression(expression=expression, using_metrics=metrics, label=label, period=_MINUTE)
+        return math.create_alarm(
+            self,
+            construct_id,
+            alarm_description=description,
+            threshold=threshold,
             evaluation_periods=5,
             datapoints_to_alarm=3,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from scripts import recommend
+from scripts import cli, recommend
 
 NOW = datetime(2026, 11, 21, 20, 45, 7, tzinfo=UTC)
 ROLE = "arn:aws:iam::123456789012:role/InferenceRecommenderRole"
@@ -173,5 +173,5 @@ def test_a_request_the_service_model_rejects_is_caught_before_sending(change: An
     request = expected({"ModelName": MODEL}, ["ml.c5.xlarge"])
     recommend.validate(request)
     change(request)
-    with pytest.raises(recommend.UsageError, match=re.escape(message)):
+    with pytest.raises(cli.UsageError, match=re.escape(message)):
         recommend.validate(request)

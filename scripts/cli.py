@@ -1,0 +1,37 @@
+"""What the kit's command-line tools share: one-line errors, exit 2 for usage, loopback checks."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+
+class UsageError(ValueError):
+    """A wrong argument or input: one line on stderr and exit 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus a message; the kit's tools raise UsageError and print one line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (CI logs and terminals read it whole), or its type if it has none."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_url(url: str) -> bool:
+    return is_loopback_host(urlsplit(url).hostname or "")
