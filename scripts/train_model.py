@@ -20,17 +20,20 @@ Outputs (default: the repository's ``model_artifacts/``):
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
-import io
 import json
-import tarfile
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import xgboost as xgb
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # run as a script: `python scripts/train_model.py`
+
+from scripts.archive import reproducible_tar_gz  # noqa: E402
 
 SEED = 20261121
 N_ROWS = 20_000
@@ -138,20 +141,8 @@ def load_booster(model_bytes: bytes) -> xgb.Booster:
 
 
 def package(model_bytes: bytes) -> bytes:
-    """Build a reproducible model.tar.gz: one member, fixed tar and gzip headers."""
-    info = tarfile.TarInfo(MODEL_FILE)
-    info.size = len(model_bytes)
-    info.mtime = 0
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    buffer = io.BytesIO()
-    with (
-        gzip.GzipFile(fileobj=buffer, mode="wb", filename="", mtime=0, compresslevel=9) as gz,
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-    ):
-        tar.addfile(info, io.BytesIO(model_bytes))
-    return buffer.getvalue()
+    """Build a reproducible model.tar.gz: one member at the root (the container loads the first file)."""
+    return reproducible_tar_gz({MODEL_FILE: model_bytes})
 
 
 def parse_csv_row(payload: str) -> FloatArray:

@@ -129,3 +129,94 @@ def xgboost_image(tag: str, region: str) -> ContainerImage | None:
         host=registry["host"],
         xgboost_version=entry["xgboost_version"],
     )
+
+
+@dataclass(frozen=True)
+class RegistryImage:
+    """One AWS-published container image (SageMaker Triton, Neo/Inferentia) in one region's registry."""
+
+    version: str
+    repository: str
+    tag: str
+    region: str
+    account: str
+    host: str
+    partition: str
+
+    @property
+    def uri(self) -> str:
+        return f"{self.host}/{self.repository}:{self.tag}"
+
+    @property
+    def repository_arn(self) -> str:
+        """The ECR repository the execution role pulls from."""
+        return f"arn:{self.partition}:ecr:{self.region}:{self.account}:repository/{self.repository}"
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def _registry_versions(table: str) -> tuple[str, ...]:
+    return tuple(sorted(_load(table)["versions"], key=_version_key))
+
+
+def _registry_table(table: str, version: str) -> dict[str, Any]:
+    entry: dict[str, Any] = _load(table)["versions"][version]
+    return entry
+
+
+def _registry_image(table: str, version: str, region: str) -> RegistryImage | None:
+    entry = _registry_table(table, version)
+    registry = entry["regions"].get(region)
+    if registry is None:
+        return None
+    return RegistryImage(
+        version=version,
+        repository=entry["repository"],
+        tag=entry["tag"],
+        region=region,
+        account=registry["account"],
+        host=registry["host"],
+        partition=registry["partition"],
+    )
+
+
+_TRITON_IMAGES = "triton_images.json"
+_INF1_IMAGES = "neo_inf1_images.json"
+
+
+def triton_image_versions() -> tuple[str, ...]:
+    """SageMaker Triton (GPU) image versions in the table, oldest first."""
+    return _registry_versions(_TRITON_IMAGES)
+
+
+def triton_image_version() -> str:
+    """The one Triton version the gpu profile serves (pinned in ``scripts/generate_tables.py``)."""
+    (version,) = triton_image_versions()
+    return version
+
+
+def triton_image_table(version: str) -> dict[str, Any]:
+    """The table entry of one Triton version: repository, tag and regions."""
+    return _registry_table(_TRITON_IMAGES, version)
+
+
+def triton_image(version: str, region: str) -> RegistryImage | None:
+    """The Triton GPU image of ``version`` in ``region``, or None where AWS publishes none."""
+    return _registry_image(_TRITON_IMAGES, version, region)
+
+
+def inf1_image_versions() -> tuple[str, ...]:
+    """Neo/Inferentia PyTorch versions for ml.inf1, oldest first."""
+    return _registry_versions(_INF1_IMAGES)
+
+
+def inf1_image_table(version: str) -> dict[str, Any]:
+    """The table entry of one Neo/Inferentia PyTorch version: repository, tag and regions."""
+    return _registry_table(_INF1_IMAGES, version)
+
+
+def inf1_image(version: str, region: str) -> RegistryImage | None:
+    """The Neo/Inferentia PyTorch image of ``version`` for ml.inf1 in ``region``, or None where there is none."""
+    return _registry_image(_INF1_IMAGES, version, region)
