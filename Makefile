@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 CDK := node_modules/.bin/cdk
 
-.PHONY: setup synth test lint format bench tables model lock clean diff deploy destroy deploy-ci-roles rehearse bench-client
+.PHONY: setup synth test lint format bench tables model triton-model inf1-model lock clean diff deploy destroy deploy-ci-roles rehearse bench-client
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -29,9 +29,10 @@ synth: setup
 	$(VENV)/bin/cfn-lint --ignore-checks W3010 -- cdk.out/*.template.json
 	@echo "synthesized stage $(STAGE) into cdk.out/ (cdk-nag and cfn-lint clean)"
 
-## The whole test suite (offline).
+## The whole test suite (offline), on every core. Snapshot updates run in one process:
+## make test PYTEST_ARGS="-n0 --snapshot-update"
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n auto $(PYTEST_ARGS)
 
 ## The real cdk bootstrap and cdk deploy of STAGE against moto on 127.0.0.1 (offline, no AWS account).
 rehearse: setup
@@ -72,9 +73,20 @@ bench-client: setup
 tables: setup
 	$(PY) scripts/generate_tables.py
 
-## Retrain and repackage the sample model (byte-for-byte reproducible).
+## Retrain and repackage the sample model, then the gpu and inferentia profiles' artifacts from it
+## (all byte-for-byte reproducible).
 model: setup
 	$(PY) scripts/train_model.py
+	$(PY) scripts/build_triton_artifact.py
+	$(PY) scripts/build_inf1_artifact.py
+
+## The gpu profile's Triton FIL model repository, from model_artifacts/model.tar.gz.
+triton-model: setup
+	$(PY) scripts/build_triton_artifact.py
+
+## The inferentia profile's traced PyTorch model (Neo compiles it during the deploy).
+inf1-model: setup
+	$(PY) scripts/build_inf1_artifact.py
 
 lock: setup
 	{ echo "# Every Python package of the dev environment, pinned (pip install -c). Regenerate with 'make lock'."; \

@@ -96,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'cdk synth ratio (app / empty)':<34} {cli_ratio:6.2f}x")
     if args.test_runs:
         tests = [
-            _time([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], dict(os.environ))
+            _time([sys.executable, "-m", "pytest", "-q", "-n", "auto", "-p", "no:cacheprovider"], dict(os.environ))
             for _ in range(args.test_runs)
         ]
-        print(_line("test suite (pytest -q)", tests))
+        print(_line("test suite (make test: pytest -q -n auto)", tests))
     return 0
 
 

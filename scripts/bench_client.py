@@ -1,11 +1,12 @@
 """Show what the pooled client saves: N sequential calls on one kept-alive connection, not N connections.
 
-    python scripts/bench_client.py [--calls 200]        (make bench-client)
+    python scripts/bench_client.py [--calls 200] [--profile cpu|gpu|inferentia]        (make bench-client)
 
 A local InvokeEndpoint server on 127.0.0.1 (HTTP/1.1 keep-alive, answers at once) counts the TCP
 connections it accepts while the same N calls run twice: through one ``runtime_client`` (the kit's way)
 and through a new client per call (what a handler that builds its client per request does). It prints
-the connections and the client-side time per call (median, p99) of both.
+the connections and the client-side time per call (median, p99) of both. Requests and answers are in the
+--profile's format (default cpu: text/csv), so the client's encoding and decoding are timed too.
 
 Loopback has no TLS and next to no round-trip time, so the times here are the floor; against the real
 HTTPS endpoint every new connection also pays the TCP and TLS handshakes (several round trips).
@@ -30,8 +31,9 @@ import boto3
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from scripts.fake_endpoint import PROFILE_FORMATS, ModelError  # noqa: E402
 from scripts.invoke import EndpointSession, percentile  # noqa: E402
-from scripts.rtb_client import predict, runtime_client  # noqa: E402
+from scripts.rtb_client import PROFILES, predict, runtime_client  # noqa: E402
 
 SAMPLE_ROW = (2.0, 0.0, 0.0, 7.0, 3.0, 20.0, 2.0)
 ENDPOINT = "local-bench"
@@ -47,12 +49,28 @@ class Reply:
     body: bytes = b""
     delay: float = 0.0
     error_type: str | None = None
+    content_type: str = "text/csv"
 
 
 def probabilities(body: bytes) -> Reply:
     """The default answer: 0.5 for every CSV line, the way the XGBoost container answers."""
     count = len([line for line in body.decode().splitlines() if line.strip()])
     return Reply(body=("\n".join("0.5" for _ in range(count)) + "\n").encode())
+
+
+def answers_for(profile: str) -> Callable[[bytes], Reply]:
+    """The answer in a profile's format: cpu as above; gpu and inferentia as scripts/fake_endpoint.py scores."""
+    if profile == "cpu":
+        return probabilities
+    answer_format = PROFILE_FORMATS[profile]
+
+    def answer(body: bytes) -> Reply:
+        try:
+            return Reply(body=answer_format.scorer(body), content_type=answer_format.content_type)
+        except ModelError as error:
+            return Reply(status=424, body=f'{{"message": "{error}"}}'.encode(), error_type="ModelError")
+
+    return answer
 
 
 @dataclass
@@ -102,7 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.delay and self.server.stopping.wait(reply.delay):
             return
         self.send_response(reply.status)
-        self.send_header("Content-Type", "text/csv" if reply.status == 200 else "application/json")
+        self.send_header("Content-Type", reply.content_type if reply.status == 200 else "application/json")
         if reply.error_type:
             self.send_header("x-amzn-ErrorType", reply.error_type)
         self.send_header("Content-Length", str(len(reply.body)))
@@ -155,7 +173,7 @@ class Run:
     setup_ms: list[float]
 
 
-def _timed_calls(url: str, calls: int, *, client_per_call: bool) -> tuple[list[float], list[float]]:
+def _timed_calls(url: str, calls: int, *, client_per_call: bool, profile: str) -> tuple[list[float], list[float]]:
     call_ms, setup_ms = [], []
     # One session either way, as in an ad server: only the client (and so its connection pool) differs.
     session = local_session()
@@ -164,7 +182,7 @@ def _timed_calls(url: str, calls: int, *, client_per_call: bool) -> tuple[list[f
         start = time.perf_counter()
         client = shared or local_client(url, session)
         ready = time.perf_counter()
-        predict(client, ENDPOINT, [SAMPLE_ROW])
+        predict(client, ENDPOINT, [SAMPLE_ROW], profile=profile)
         done = time.perf_counter()
         call_ms.append((done - ready) * 1000)
         if client_per_call:
@@ -175,17 +193,18 @@ def _timed_calls(url: str, calls: int, *, client_per_call: bool) -> tuple[list[f
     return call_ms, setup_ms
 
 
-def run_strategy(calls: int, *, client_per_call: bool) -> Run:
-    """``calls`` sequential calls against a fresh local endpoint."""
-    with local_endpoint() as endpoint:
-        call_ms, setup_ms = _timed_calls(endpoint.url, calls, client_per_call=client_per_call)
+def run_strategy(calls: int, *, client_per_call: bool, profile: str = "cpu") -> Run:
+    """``calls`` sequential calls against a fresh local endpoint that answers in the profile's format."""
+    with local_endpoint(answers_for(profile)) as endpoint:
+        call_ms, setup_ms = _timed_calls(endpoint.url, calls, client_per_call=client_per_call, profile=profile)
         return Run(connections=endpoint.seen.connections, call_ms=call_ms, setup_ms=setup_ms)
 
 
-def format_table(calls: int, pooled: Run, per_call: Run) -> list[str]:
+def format_table(calls: int, pooled: Run, per_call: Run, *, profile: str = "cpu") -> list[str]:
     pooled_median, per_call_median = statistics.median(pooled.call_ms), statistics.median(per_call.call_ms)
     lines = [
-        f"{calls} sequential InvokeEndpoint calls, local server on 127.0.0.1 (HTTP/1.1 keep-alive, replies at once)",
+        f"{calls} sequential InvokeEndpoint calls ({profile} profile), local server on 127.0.0.1 (HTTP/1.1 "
+        "keep-alive, replies at once)",
         f"{'strategy':<22}{'connections':>12}{'median ms':>11}{'p99 ms':>9}",
     ]
     for name, run in (("one pooled client", pooled), ("new client per call", per_call)):
@@ -211,10 +230,11 @@ def _calls(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=_calls, default=200, help="sequential calls per strategy (default 200)")
+    parser.add_argument("--profile", choices=PROFILES, default="cpu", help="request and answer format (default cpu)")
     args = parser.parse_args(argv)
-    pooled = run_strategy(args.calls, client_per_call=False)
-    per_call = run_strategy(args.calls, client_per_call=True)
-    print("\n".join(format_table(args.calls, pooled, per_call)))
+    pooled = run_strategy(args.calls, client_per_call=False, profile=args.profile)
+    per_call = run_strategy(args.calls, client_per_call=True, profile=args.profile)
+    print("\n".join(format_table(args.calls, pooled, per_call, profile=args.profile)))
     return 0
 
 

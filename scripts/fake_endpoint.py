@@ -1,9 +1,13 @@
 """A local stand-in for a SageMaker real-time endpoint with a known capacity, for proving the load test.
 
     python -m scripts.fake_endpoint --workers 4 --service-ms 20 --port 8080 [--max-queue 64] [--seconds 900]
+    python -m scripts.fake_endpoint --profile gpu ...          # answer as the gpu profile's container would
 
-It speaks SageMaker Runtime's InvokeEndpoint as botocore calls it (``POST /endpoints/{name}/invocations``,
-``text/csv`` in and out; SigV4 headers are accepted and ignored) on 127.0.0.1 only. Exactly ``workers``
+It speaks SageMaker Runtime's InvokeEndpoint as botocore calls it (``POST /endpoints/{name}/invocations``;
+SigV4 headers are accepted and ignored) on 127.0.0.1 only, in one serving profile's format (--profile):
+``cpu``, the XGBoost container's ``text/csv`` in and out; ``gpu``, Triton's KServe v2 JSON, FIL's two
+per-class probabilities per row; ``inferentia``, the Neo PyTorch container's JSON array of one row, answered
+``[p]``. Formats: tests/fixtures/client/README.md. Exactly ``workers``
 requests are in service at once, each for ``service_time`` seconds; the rest wait in one FIFO queue, so
 the capacity is ``workers / service_time`` requests per second: below it the latency is the service time,
 above it the queue and the latency grow. With ``max_queue`` set, a request that finds that many already
@@ -11,7 +15,8 @@ waiting gets 503 ServiceUnavailable at once, as SageMaker answers when an endpoi
 
 Predictions are a cheap deterministic logistic function of the row (not the packaged model): what is
 measured here is the service, not the model. A row with more than 7 values fails as in the XGBoost
-container (ModelError); a shorter one is scored as if the missing values were 0.
+container (ModelError); a shorter one is scored as if the missing values were 0. The gpu and inferentia
+formats refuse any shape but [rows, 7] and [1, 7], as Triton and the compiled model do.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ import math
 import queue
 import re
 import socket
+import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -68,6 +75,87 @@ def score_csv(body: bytes) -> bytes:
             raise ModelError(f"line {number}: {len(row)} features, the model was trained with {FEATURE_COUNT}")
         answers.append(format(score(row), ".9g"))
     return ("\n".join(answers) + "\n").encode()
+
+
+# The gpu profile's Triton model: its name and tensors as its config.pbtxt declares them.
+TRITON_MODEL, TRITON_INPUT, TRITON_OUTPUT = "rtb-filter", "input__0", "output__0"
+TRITON_MAX_BATCH = 4096  # max_batch_size in the kit's config.pbtxt (scripts/build_triton_artifact.py)
+
+
+def _float32(value: float) -> float:
+    """The value as FP32 holds it (Triton's and the compiled model's outputs are float32)."""
+    rounded: float = struct.unpack("f", struct.pack("f", value))[0]
+    return rounded
+
+
+def _json_request(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError as error:
+        raise ModelError(f"failed to parse the request JSON buffer: {error}") from None
+
+
+def _flat(values: Any) -> list[Any]:
+    return [item for value in values for item in _flat(value)] if isinstance(values, list) else [values]
+
+
+def _rows(values: list[Any], count: int, where: str) -> list[list[float]]:
+    if len(values) != count * FEATURE_COUNT or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values
+    ):
+        raise ModelError(f"{where}: expected {count * FEATURE_COUNT} numbers, got {str(values)[:80]}")
+    return [[float(v) for v in values[i : i + FEATURE_COUNT]] for i in range(0, len(values), FEATURE_COUNT)]
+
+
+def score_triton(body: bytes) -> bytes:
+    """A KServe v2 inference request for input__0 of shape [rows, 7] (data flat or nested), answered as
+    Triton answers with the FIL backend and predict_proba: output__0 of shape [rows, 2], [1 - p, p] per row."""
+    request = _json_request(body)
+    inputs = request.get("inputs") if isinstance(request, dict) else None
+    tensors = [tensor for tensor in inputs if isinstance(tensor, dict)] if isinstance(inputs, list) else []
+    if [tensor.get("name") for tensor in tensors] != [TRITON_INPUT]:
+        raise ModelError(f"expected 1 input '{TRITON_INPUT}' for model '{TRITON_MODEL}', got {len(tensors)}")
+    (tensor,) = tensors
+    shape = tensor.get("shape")
+    if tensor.get("datatype") != "FP32":
+        raise ModelError(f"input '{TRITON_INPUT}' data-type is {tensor.get('datatype')!r}, but the model expects FP32")
+    if not (isinstance(shape, list) and len(shape) == 2 and shape[1] == FEATURE_COUNT and isinstance(shape[0], int)):
+        raise ModelError(f"unexpected shape for input '{TRITON_INPUT}': expected [-1,{FEATURE_COUNT}], got {shape}")
+    if not 1 <= shape[0] <= TRITON_MAX_BATCH:
+        raise ModelError(f"inference request batch-size must be <= {TRITON_MAX_BATCH} for '{TRITON_MODEL}'")
+    outputs = request.get("outputs", [])
+    asked = [out.get("name") for out in outputs if isinstance(out, dict)] if isinstance(outputs, list) else []
+    if any(name != TRITON_OUTPUT for name in asked):
+        raise ModelError(f"unexpected inference output {asked} for model '{TRITON_MODEL}'")
+    data: list[float] = []
+    for row in _rows(_flat(tensor.get("data")), shape[0], TRITON_INPUT):
+        p = _float32(score(row))
+        data += [_float32(1.0 - p), p]
+    output = {"name": TRITON_OUTPUT, "datatype": "FP32", "shape": [shape[0], 2], "data": data}
+    return json.dumps({"model_name": TRITON_MODEL, "model_version": "1", "outputs": [output]}).encode()
+
+
+def score_neo(body: bytes) -> bytes:
+    """A JSON array [[7 numbers]], the [1, 7] tensor the model is compiled for, answered as the PyTorch
+    container's default output_fn serializes the model's output of shape [1]: [p]."""
+    request = _json_request(body)
+    if not (isinstance(request, list) and len(request) == 1 and isinstance(request[0], list)):
+        raise ModelError(f"the model is compiled for input shape [1, {FEATURE_COUNT}]; got {str(request)[:80]}")
+    (row,) = _rows(request[0], 1, "input")
+    return json.dumps([_float32(score(row))]).encode()
+
+
+@dataclass(frozen=True)
+class _Format:
+    content_type: str
+    scorer: Callable[[bytes], bytes]
+
+
+PROFILE_FORMATS = {
+    "cpu": _Format("text/csv", score_csv),
+    "gpu": _Format("application/json", score_triton),
+    "inferentia": _Format("application/json", score_neo),
+}
 
 
 @dataclass
@@ -143,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "ValidationError", f"Endpoint {name} of account 000000000000 not found.")
             return
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
-        if content_type != "text/csv":
+        if content_type != endpoint.format.content_type:
             self._model_error(415, f"Content type {content_type or '(none)'} is not supported by this container.")
             return
         job = endpoint.submit(body)
@@ -154,7 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
         if job.error is not None:
             self._model_error(400, job.error)
         else:
-            self._reply(200, job.answer, "text/csv")
+            self._reply(200, job.answer, endpoint.format.content_type)
 
     def _model_error(self, original_status: int, message: str) -> None:
         self.server.endpoint.count_model_error()
@@ -195,6 +283,7 @@ class FakeEndpoint:
         port: int = 0,
         max_queue: int | None = None,
         endpoint_name: str | None = None,
+        profile: str = "cpu",
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers={workers} is invalid: allowed: 1 or more")
@@ -202,12 +291,16 @@ class FakeEndpoint:
             raise ValueError(f"service_time={service_time} is invalid: allowed: greater than 0 and at most 10 s")
         if max_queue is not None and max_queue < 0:
             raise ValueError(f"max_queue={max_queue} is invalid: allowed: 0 or more, or None (unbounded)")
+        if profile not in PROFILE_FORMATS:
+            raise ValueError(f"profile={profile!r} is invalid: allowed: one of {list(PROFILE_FORMATS)}")
         if not is_loopback_host(host):
             raise ValueError(f"host={host!r} is invalid: allowed: a loopback address (127.0.0.0/8, ::1, localhost)")
         self.workers = workers
         self.service_time = service_time
         self.max_queue = max_queue
         self.endpoint_name = endpoint_name
+        self.profile = profile
+        self.format = PROFILE_FORMATS[profile]
         self.stats = ServerStats()
         self._host, self._port = host, port
         self._lock = threading.Lock()
@@ -303,7 +396,7 @@ class FakeEndpoint:
         while (job := self._queue.get()) is not None:
             started = time.perf_counter()
             try:
-                job.answer = score_csv(job.body)
+                job.answer = self.format.scorer(job.body)
             except ModelError as error:
                 job.error = str(error)
             # The service time includes the scoring, so a slow row cannot stretch the capacity.
@@ -321,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address (default: 127.0.0.1)")
     parser.add_argument("--max-queue", type=int, default=None, help="503 when this many wait (default: unbounded)")
     parser.add_argument("--endpoint-name", default=None, help="answer only this name (default: any)")
+    parser.add_argument(
+        "--profile", choices=list(PROFILE_FORMATS), default="cpu", help="the container format to speak (default: cpu)"
+    )
     parser.add_argument("--seconds", type=float, default=900.0, help="stop after this long (default: 900)")
     args = parser.parse_args(argv)
     try:
@@ -331,12 +427,13 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             max_queue=args.max_queue,
             endpoint_name=args.endpoint_name,
+            profile=args.profile,
         ).start()
     except (ValueError, OSError) as error:
         print(f"fake endpoint failed: {error}", file=sys.stderr)
         return 1
     print(
-        f"fake SageMaker endpoint on {endpoint.url}: {args.workers} workers x {args.service_ms:g} ms"
+        f"fake SageMaker endpoint ({args.profile}) on {endpoint.url}: {args.workers} workers x {args.service_ms:g} ms"
         f" = {endpoint.capacity_rps:g} RPS capacity; stops in {args.seconds:g} s or on Ctrl-C",
         flush=True,
     )

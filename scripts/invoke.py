@@ -4,10 +4,13 @@
     python scripts/invoke.py --stage dev --file rows.csv --repeat 100
     cat rows.csv | python scripts/invoke.py --endpoint-name NAME --region us-east-1 -
     python scripts/invoke.py --endpoint-name NAME --endpoint-url http://127.0.0.1:8080 ROW   # a local endpoint
+    python scripts/invoke.py --endpoint-name NAME --profile inferentia --file rows.csv      # a Neo/inf1 endpoint
 
 The endpoint comes from the deployed stack's EndpointName output (--stage) or --endpoint-name. Every call
 goes through one pooled client from scripts/rtb_client.py, the one ad servers should copy, so --repeat
-shows the latency of a kept-alive connection, not of a new TLS handshake per call.
+shows the latency of a kept-alive connection, not of a new TLS handshake per call. The request format is
+the serving profile's: the stage's with --stage, else --profile (default cpu); a profile that takes fewer
+rows per request (inferentia: one) gets several requests per call, and a call's latency covers them all.
 
 A row is 7 comma-separated numbers (dow, hour, IndexAdvertiserID, IndexDomain, IndexRegionID, IndexCityID,
 device_type_id); a file or stdin holds one row per line. Bad input gets one line on stderr: exit 2 for a
@@ -33,7 +36,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from scripts.cli import OneLineParser, UsageError, one_line  # noqa: E402
-from scripts.rtb_client import FEATURES, RequestError, predict, runtime_client, stack_output  # noqa: E402
+from scripts.rtb_client import (  # noqa: E402
+    FEATURES,
+    PROFILES,
+    RequestError,
+    codec_for,
+    predict,
+    runtime_client,
+    stack_output,
+)
 
 PROG = "invoke"
 STDIN = "-"
@@ -99,9 +110,16 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[rank - 1]
 
 
-def format_report(endpoint: str, rows: Sequence[Sequence[float]], calls: Sequence[Call]) -> list[str]:
+def format_report(
+    endpoint: str, rows: Sequence[Sequence[float]], calls: Sequence[Call], *, profile: str = "cpu"
+) -> list[str]:
     """Predictions of the first call (every call sends the same request), then the latency of each."""
-    lines = [f"endpoint {endpoint}: {len(rows)} row(s) per call, {len(calls)} call(s)"]
+    heading = f"endpoint {endpoint}: {len(rows)} row(s) per call, {len(calls)} call(s)"
+    if profile != "cpu":
+        per_request = codec_for(profile).max_rows_per_request
+        requests = math.ceil(len(rows) / per_request)
+        heading += f", profile {profile}: {requests} request(s) per call of at most {per_request} row(s)"
+    lines = [heading]
     for row, probability in zip(rows, calls[0].predictions, strict=True):
         lines.append(f"{','.join(format(value, 'g') for value in row)} -> {probability}")
     latencies = [call.seconds * 1000 for call in calls]
@@ -114,12 +132,14 @@ def format_report(endpoint: str, rows: Sequence[Sequence[float]], calls: Sequenc
     return lines
 
 
-def invoke(runtime: Any, endpoint: str, rows: Sequence[Sequence[float]], repeat: int) -> list[Call]:
+def invoke(
+    runtime: Any, endpoint: str, rows: Sequence[Sequence[float]], repeat: int, *, profile: str = "cpu"
+) -> list[Call]:
     """The same request ``repeat`` times, one after another, on one client (so one kept-alive connection)."""
     calls = []
     for _ in range(repeat):
         start = time.perf_counter()
-        predictions = predict(runtime, endpoint, rows)
+        predictions = predict(runtime, endpoint, rows, profile=profile)
         calls.append(Call(predictions=predictions, seconds=time.perf_counter() - start))
     return calls
 
@@ -170,11 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("row", nargs="?", help="one row, e.g. 2,0,0.0,7.0,3.0,20.0,2; or - to read stdin")
     parser.add_argument("--file", help="a file of rows, one per line")
     parser.add_argument("--repeat", type=_positive_int, default=1, help="send the same request N times")
+    parser.add_argument(
+        "--profile", choices=PROFILES, help="the serving profile's request format (default: the stage's, else cpu)"
+    )
     return parser
 
 
-def stage_region(stage: str) -> tuple[str, str | None]:
-    """(stack name, region) of a defined stage; UsageError for an unknown or invalid one."""
+def stage_region(stage: str) -> tuple[str, str | None, str]:
+    """(stack name, region, serving profile) of a defined stage; UsageError for an unknown or invalid one."""
     # Imported here: the stages pull in the CDK (a jsii process, seconds to start), which calls by
     # endpoint name and the benchmark never need.
     from stacks.settings import SettingsError
@@ -186,7 +209,16 @@ def stage_region(stage: str) -> tuple[str, str | None]:
         settings = load_stage(stage)
     except SettingsError as error:
         raise UsageError(one_line(error)) from None
-    return settings.stack_name, settings.region
+    return settings.stack_name, settings.region, settings.profile
+
+
+def resolve_profile(stage: str | None, stage_profile: str | None, flag: str | None) -> str:
+    """The stage's profile, else --profile, else cpu; a --profile that contradicts the stage is a usage error."""
+    if stage_profile is None:
+        return flag or "cpu"
+    if flag is not None and flag != stage_profile:
+        raise UsageError(f"--profile {flag} contradicts stage {stage}, whose profile is {stage_profile}")
+    return stage_profile
 
 
 def runtime_message(error: Exception) -> str:
@@ -202,7 +234,8 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, session: An
         args = build_parser().parse_args(argv)
         # Input first: a typo in a row should not wait for, or be hidden by, AWS configuration errors.
         rows = parse_rows(*read_input(args.row, args.file, stdin or sys.stdin))
-        stack_name, stage_default_region = stage_region(args.stage) if args.stage else ("", None)
+        stack_name, stage_default_region, stage_profile = stage_region(args.stage) if args.stage else ("", None, None)
+        profile = resolve_profile(args.stage, stage_profile, args.profile)
         region = args.region or stage_default_region
         session = session or boto3.Session(region_name=region)
         runtime_session = EndpointSession(session, args.endpoint_url) if args.endpoint_url else session
@@ -210,7 +243,8 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, session: An
         endpoint = args.endpoint_name or endpoint_of_stage(
             session.client("cloudformation"), args.stage, stack_name, region
         )
-        lines = format_report(endpoint, rows, invoke(runtime, endpoint, rows, args.repeat))
+        calls = invoke(runtime, endpoint, rows, args.repeat, profile=profile)
+        lines = format_report(endpoint, rows, calls, profile=profile)
     except UsageError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2

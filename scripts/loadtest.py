@@ -2,6 +2,7 @@
 
     python -m scripts.loadtest --stage dev                                   # the stage's deployed endpoint
     python -m scripts.loadtest --endpoint-url http://127.0.0.1:8080          # a local scripts/fake_endpoint.py
+    python -m scripts.loadtest --endpoint-url http://127.0.0.1:8080 --profile gpu    # ... started --profile gpu
     python -m scripts.loadtest --stage dev --write-back                      # ... and record MAX_RPS per instance
 
 Steps of constant offered load rise from --start-rps by --step-rps: Locust users (offered / --user-rps of
@@ -11,7 +12,8 @@ over the bound, or its achieved rate under --min-achieved of the offered one; af
 --refine steps halve the gap to the last good step. MAX_RPS is the achieved rate of the best good step
 below the lowest failing one (scripts/knee.py). The report (JSON) and the plot (PNG) go to --out-dir.
 Every run is bounded by --max-seconds. Exit 0 when a MAX_RPS was found; otherwise one line on stderr and
-exit 1.
+exit 1. Each call scores one row in the serving profile's format: the stage's profile, or --profile
+without a stage (default cpu).
 
 The Locust users share one kit client (scripts/rtb_client.py) per process: that is how ad servers call
 the endpoint (one pooled, kept-alive client per process), so the test measures the same path, and
@@ -52,7 +54,14 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from scripts import knee  # noqa: E402
 from scripts.cli import is_loopback_url, one_line  # noqa: E402
-from scripts.rtb_client import RequestError, encode_rows, predict, runtime_client, stack_output  # noqa: E402
+from scripts.rtb_client import (  # noqa: E402
+    PROFILES,
+    RequestError,
+    encode_rows,
+    predict,
+    runtime_client,
+    stack_output,
+)
 from stacks.settings import AutoscalingSettings, SettingsError, StageSettings  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "bench-results"
@@ -72,6 +81,7 @@ class Plan:
     endpoint_name: str
     endpoint_url: str | None
     stage: str | None
+    profile: str
     instance_type: str | None
     client: Any
     rows: list[list[float]]
@@ -90,6 +100,10 @@ class Plan:
     def users(self, offered_rps: float) -> int:
         """Enough users that none is paced faster than user_rps."""
         return max(1, math.ceil(offered_rps / self.user_rps - 1e-9))
+
+    def score(self, rows: Sequence[Sequence[float]]) -> list[float]:
+        """One call as every Locust user makes it: the kit's client, in the profile's format."""
+        return predict(self.client, self.endpoint_name, rows, profile=self.profile)
 
 
 def parse_rows(args: argparse.Namespace) -> list[list[float]]:
@@ -132,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
         "zonal DNS name (https://...)",
     )
     target.add_argument("--region", help="default: the stage's region, else the AWS configuration")
+    target.add_argument(
+        "--profile", choices=PROFILES, help="the serving profile's request format (default: the stage's, else cpu)"
+    )
     target.add_argument("--instances", type=int, help="instances behind the endpoint (default: the stage's initial "
                         "instance count, or 1 without a stage)")  # fmt: skip
     target.add_argument("--safety", type=float, help="safety factor for the target (default: the stage's, or 0.5)")
@@ -240,6 +257,16 @@ def _load_stage(name: str) -> StageSettings:
     return load_stage(name)
 
 
+def _profile(settings: StageSettings | None, flag: str | None) -> str:
+    """The stage's serving profile, else --profile, else cpu; a --profile that contradicts the stage is refused."""
+    if settings is None:
+        return flag or "cpu"
+    profile = settings.profile
+    if flag is not None and flag != profile:
+        raise LoadTestError(f"--profile {flag} contradicts stage {settings.name}, whose profile is {profile}")
+    return profile
+
+
 def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
     """Resolve the stage, endpoint and rows, build the client and check the endpoint answers one call.
 
@@ -247,6 +274,7 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
     check_arguments(args)
     rows = parse_rows(args)
     settings = _load_stage(args.stage) if args.stage is not None else None
+    profile = _profile(settings, args.profile)
     autoscaling = settings.autoscaling if settings is not None else AutoscalingSettings()
     region = args.region or (settings.region if settings is not None else None)
     local = args.endpoint_url is not None and is_loopback_url(args.endpoint_url)
@@ -281,7 +309,7 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
     label = args.stage or ("local" if local else endpoint_name)
     out_dir = Path(args.out_dir) if args.out_dir else DEFAULT_OUT / f"loadtest-{label}-{started}"
     try:
-        predict(client, endpoint_name, rows[:1])  # fail on a wrong name, URL or credentials before any load
+        predict(client, endpoint_name, rows[:1], profile=profile)  # a wrong name, URL or format fails before load
     except (ClientError, BotoCoreError, RequestError) as error:
         raise LoadTestError(f"endpoint {endpoint_name} did not answer a first request: {one_line(error)}") from None
     parameters = {
@@ -296,6 +324,7 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
         "arrivals": args.arrivals,
         "max_seconds": args.max_seconds,
         "rows": len(rows),
+        "profile": profile,
         "client": "scripts.rtb_client.runtime_client, one per process (pool "
         f"{max(64, most_users + 8)} connections), shared by all Locust users",
     }
@@ -303,6 +332,7 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
         endpoint_name=endpoint_name,
         endpoint_url=args.endpoint_url,
         stage=args.stage,
+        profile=profile,
         instance_type=settings.instance_type if settings is not None else None,
         client=client,
         rows=rows,
@@ -395,7 +425,7 @@ def run_steps(plan: Plan) -> tuple[list[knee.StepStats], knee.StopReason | None,
             started = time.perf_counter()
             error: BaseException | None = None
             try:
-                predict(plan.client, plan.endpoint_name, [row])
+                plan.score([row])
             except Exception as caught:  # every failure is a failed call, never the end of the test
                 error = caught
             latency_ms = (time.perf_counter() - started) * 1000
@@ -503,7 +533,7 @@ def run(plan: Plan) -> dict[str, Any]:
     began = time.monotonic()
     search = plan.search
     print(
-        f"load test of {plan.endpoint_name} at {plan.endpoint_url or 'the regional runtime'}: "
+        f"load test of {plan.endpoint_name} ({plan.profile}) at {plan.endpoint_url or 'the regional runtime'}: "
         f"p99 <= {plan.criteria.slo_p99_ms:g} ms, errors <= {plan.criteria.max_error_rate:.1%}, achieved >= "
         f"{plan.criteria.min_achieved_ratio:.0%} of offered; steps of {plan.step_seconds} s (first "
         f"{plan.warmup_seconds:g} s not counted) from {search.start_rps:g} RPS by {search.step_rps:g} "
@@ -521,7 +551,7 @@ def run(plan: Plan) -> dict[str, Any]:
         criteria=plan.criteria,
         instances=plan.instances,
         safety_factor=plan.safety_factor,
-        endpoint={"name": plan.endpoint_name, "url": plan.endpoint_url, "stage": plan.stage},
+        endpoint={"name": plan.endpoint_name, "url": plan.endpoint_url, "stage": plan.stage, "profile": plan.profile},
         parameters=plan.parameters,
     )
     report |= {

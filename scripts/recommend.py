@@ -121,7 +121,7 @@ def build_request(
         "Task": "CLASSIFICATION",
         "Framework": "XGBOOST",
         # The XGBoost of the container the stage serves with (the settings require it to match the model's).
-        "FrameworkVersion": catalog.xgboost_image_table(settings.image_tag)["xgboost_version"],
+        "FrameworkVersion": catalog.xgboost_image_table(settings.container_version)["xgboost_version"],
         "PayloadConfig": {
             "SamplePayloadUrl": payload_url,
             "SupportedContentTypes": [CONTENT_TYPE],

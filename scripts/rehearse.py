@@ -12,12 +12,16 @@ and ``--no-lookups`` keeps moto's ids out of cdk.context.json. The stack is not 
 before its endpoints and fails; stopping the server discards everything. Stages that create their VPC (dev, prod,
 portable) can be rehearsed; one that uses an existing VPC (shared-vpc) fails, as that VPC does not exist in moto.
 
-The one Lambda function. The ``dev`` template has one Lambda-backed custom resource, ``Custom::VpcRestrictDefaultSG``
+The kit's own custom resource. ``Custom::SageMakerEniCleanup`` (stacks/teardown.py) is served by Python in this
+repository; the rehearsal checks that the deployed zip holds exactly this checkout's ``stacks/handlers`` and runs
+that handler in this process against moto's EC2 and CloudFormation APIs (on Create it only names itself).
+
+CDK's Lambda function. The ``dev`` template also has CDK's custom resource ``Custom::VpcRestrictDefaultSG``
 (CDK's provider that strips the rules of the VPC's default security group). moto runs Lambda code only in
 Docker; without it the invocation fails, nobody answers the custom resource, and moto's change-set execution
 marks the stack CREATE_COMPLETE all the same: a green deploy in which the handler never ran. This script
 therefore replaces moto's Docker call (``LambdaFunction._invoke_lambda``, the one path every invocation takes:
-custom resources and the Invoke API alike) with a dispatcher. It recognises exactly one function, CDK's provider
+custom resources and the Invoke API alike) with a dispatcher. Besides the kit's handler it recognises CDK's provider
 as shipped with aws-cdk-lib 2.275.0 (handler, description, and the sha256 of both files of its code asset), and
 runs a Python stand-in that makes the handler's EC2 calls through moto's API and PUTs the response body CDK's
 ``__entrypoint__.js`` would to the event's ResponseURL. Any other invocation, any FAILED answer and any
@@ -28,19 +32,22 @@ What a green rehearsal does not prove (moto 5.2.5; each item seen in a run of th
 - IAM is not evaluated. The server takes any keys; a session of the SageMaker execution role lists buckets and
   roles and creates a VPC, none of which its policy allows. The execution policy, the bootstrap roles, the VPC
   endpoint policies and the KMS key policy are stored, never enforced.
-- No Lambda code runs. The default-security-group handler is the Python stand-in described above, which mirrors
-  CDK's handler but is not it. moto's default security group also lacks AWS's self-referencing ingress rule, so
-  only the handler's egress revoke changes anything here (the summary shows both calls).
+- No Lambda runtime runs; the kit's handler runs in this process. The default-security-group handler is the
+  Python stand-in described above, which mirrors CDK's handler but is not it. moto's default security group also
+  lacks AWS's self-referencing ingress rule, so only the handler's egress revoke changes anything here (the
+  summary shows both calls).
 - Application Auto Scaling: ``ScalableTarget`` and ``ScalingPolicy`` are skipped (moto warns, creates nothing,
   the stack still completes); DescribeScalableTargets is empty.
 - Monitoring: ``AWS::CloudWatch::Alarm`` (metric-math alarms) and ``AWS::SNS::TopicPolicy`` are skipped the same
   way; the topic and the dashboard are created.
 - Security-group egress: ``AWS::EC2::SecurityGroupEgress`` is skipped, and the ``SecurityGroupEgress`` property of
   ``AWS::EC2::SecurityGroup`` is ignored, so every group keeps moto's allow-all egress (the endpoint group's
-  "disallow all" rule and the model group's HTTPS-only rule are absent). Ingress rules are created. In the
-  bootstrap stack ``AWS::S3::BucketPolicy`` is skipped too. Any other skipped type fails the rehearsal.
-- Ignored settings: ``EnableNetworkIsolation`` (DescribeModel says false), ``EnableDnsHostnames`` (the VPC
-  reports it off), ``PrivateDnsEnabled`` (stored, but moto serves no DNS), the endpoint config's ``KmsKeyId``
+  "disallow all" rule and the model group's HTTPS-only rule are absent). Ingress rules are created.
+  ``AWS::S3::BucketPolicy`` is skipped too (the bootstrap bucket's; in ``prod`` the capture buckets'). Any
+  other skipped type fails the rehearsal.
+- Ignored settings: ``EndpointName`` (moto generates one), ``EnableNetworkIsolation`` (DescribeModel says false),
+  ``EnableDnsHostnames`` (the VPC reports it off), ``PrivateDnsEnabled`` (stored, but moto serves no DNS), the
+  endpoint config's ``KmsKeyId``
   (stored, nothing is encrypted; DescribeKey on the stack's key even fails with HTTP 500).
 - No model is served: the endpoint is InService at once with two instances, no image is pulled, no artifact
   downloaded, and InvokeEndpoint returns the canned bytes ``body``.
@@ -87,6 +94,8 @@ from urllib.parse import urlsplit
 from botocore.exceptions import ClientError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as `python scripts/rehearse.py`: the kit's handlers are imported
+    sys.path.insert(0, str(REPO_ROOT))
 NODE_BIN = REPO_ROOT / "node_modules" / ".bin"
 CDK = NODE_BIN / "cdk"
 MOTO_VERSION = "5.2.5"  # the moto internals patched below are this version's
@@ -114,6 +123,11 @@ PROVIDER_CODE_SHA256 = {
 CREATE_FAILED_MARKER = "AWSCDK::CustomResourceProviderFramework::CREATE_FAILED"
 MISSING_PHYSICAL_ID_MARKER = "AWSCDK::CustomResourceProviderFramework::MISSING_PHYSICAL_ID"
 
+# The kit's own custom resource (stacks/teardown.py): its handler is Python in this repository, so the
+# rehearsal runs that very code, in this process, against moto, after checking the deployed zip holds it.
+KIT_RESOURCE_TYPE = "Custom::SageMakerEniCleanup"
+KIT_HANDLER = "handlers.eni_cleanup.handler"
+
 # Types moto's CloudFormation skips with a warning, per stack (listed in the docstring); any other fails.
 BOOTSTRAP_STACK = "CDKToolkit"
 KNOWN_SKIPPED_BOOTSTRAP = frozenset({"AWS::S3::BucketPolicy"})
@@ -124,6 +138,8 @@ KNOWN_SKIPPED_APP = frozenset(
         "AWS::ApplicationAutoScaling::ScalingPolicy",
         "AWS::CloudWatch::Alarm",
         "AWS::SNS::TopicPolicy",
+        # The data-capture and Neo output buckets' TLS-only policies (prod, inferentia).
+        "AWS::S3::BucketPolicy",
     }
 )
 SKIPPED_TYPE_MESSAGE = "No Moto CloudFormation support for %s"
@@ -291,6 +307,31 @@ def provider_mismatch(*, handler: str | None, description: str | None, code_zip:
     return None
 
 
+def kit_handler_mismatch(code_zip: bytes) -> str | None:
+    """Why a function's code is not this checkout's stacks/handlers package; None if it is."""
+    try:
+        files = code_files(code_zip)
+    except zipfile.BadZipFile:
+        return "its code is not a zip file"
+    from stacks.handler_code import STACKS_DIR, handler_files
+
+    expected = {path: (STACKS_DIR / path).read_bytes() for path in handler_files("eni_cleanup")}
+    if files != expected:
+        return f"its code is not this checkout's stacks/handlers ({sorted(files)} vs {sorted(expected)})"
+    return None
+
+
+@dataclass(frozen=True)
+class LambdaContext:
+    """What the kit's handlers read of Lambda's context object."""
+
+    log_stream_name: str = "rehearsal"
+    remaining_millis: int = 900_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_millis
+
+
 def check_response_url(url: str, port: int) -> None:
     """Refuse any ResponseURL that is not this rehearsal's moto server."""
     parts = urlsplit(url)
@@ -326,6 +367,7 @@ class LambdaStandIn:
 
     ec2: Any
     port: int
+    cloudformation: Any = None
     send: Callable[[str, Mapping[str, Any]], None] = put_response
     failures: list[str] = field(default_factory=list, init=False)
     answers: dict[str, Answer] = field(default_factory=dict, init=False)
@@ -350,6 +392,9 @@ class LambdaStandIn:
             self.failures.append(" ".join(reason.split()))
 
     def _invoke(self, function: Any, event: Any) -> None:
+        if function.handler == KIT_HANDLER:
+            self._invoke_kit_handler(function, event)
+            return
         mismatch = provider_mismatch(
             handler=function.handler, description=function.description, code_zip=function.code_bytes
         )
@@ -370,6 +415,31 @@ class LambdaStandIn:
         if error is not None:
             # moto ignores a FAILED answer (the stack would still complete), so the rehearsal fails here.
             raise RehearsalError(f"the {PROVIDER_RESOURCE_TYPE} stand-in answered FAILED: {error}")
+
+    def _invoke_kit_handler(self, function: Any, event: Any) -> None:
+        """Run the kit's own ENI-cleanup handler on moto's EC2 and CloudFormation APIs."""
+        from stacks.handlers import eni_cleanup
+
+        mismatch = kit_handler_mismatch(function.code_bytes)
+        if mismatch is not None:
+            raise RehearsalError(f"{KIT_HANDLER}: {mismatch}")
+        if not isinstance(event, dict) or event.get("ResourceType") != KIT_RESOURCE_TYPE:
+            raise RehearsalError(f"invoked with something other than a {KIT_RESOURCE_TYPE} request: {event!r:.200}")
+        check_response_url(event["ResponseURL"], self.port)
+        loopback = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        body = eni_cleanup.handler(
+            event,
+            LambdaContext(),
+            clients=lambda: eni_cleanup.Clients(ec2=self.ec2, cloudformation=self.cloudformation),
+            opener=loopback.open,
+        )
+        logical_id = event["LogicalResourceId"]
+        with self._lock:
+            self.answers[logical_id] = Answer(
+                logical_id, body["Status"], [f"the kit's handler: {event['RequestType']}"]
+            )
+        if body["Status"] != "SUCCESS":
+            raise RehearsalError(f"the kit's {KIT_RESOURCE_TYPE} handler answered FAILED: {body['Reason']}")
 
     def _run(self, calls: list[Ec2Call]) -> tuple[list[str], str | None]:
         outcomes: list[str] = []
@@ -561,7 +631,7 @@ def wait_for_custom_resources(name: str, template: Mapping[str, Any], stand_in: 
         for lid, res in resources.items()
         if str(res.get("Type", "")).startswith("Custom::") or res.get("Type") == "AWS::CloudFormation::CustomResource"
     }
-    foreign = {lid for lid in custom if resources[lid]["Type"] != PROVIDER_RESOURCE_TYPE}
+    foreign = {lid for lid in custom if resources[lid]["Type"] not in (PROVIDER_RESOURCE_TYPE, KIT_RESOURCE_TYPE)}
     if foreign:
         raise RehearsalError(f"custom resources without a stand-in: {', '.join(sorted(foreign))}")
     while True:
@@ -676,7 +746,7 @@ def rehearse(stage: str, port: int, deadline: float) -> Summary:
     ):
         endpoint_url = f"http://localhost:{port}"
         clients = boto3_clients(endpoint_url)
-        stand_in = LambdaStandIn(ec2=clients["ec2"], port=port)
+        stand_in = LambdaStandIn(ec2=clients["ec2"], port=port, cloudformation=clients["cloudformation"])
         with lambda_routed_to(stand_in, port):
             progress(f"moto listening on {HOST}:{port}; the CLI gets AWS_ENDPOINT_URL={endpoint_url}")
             env = isolated_environment(

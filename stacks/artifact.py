@@ -23,6 +23,7 @@ class ModelArtifact:
     xgboost_version: str
     feature_count: int
     sha256: str
+    manifest: dict[str, Any]
 
 
 def manifest_path(artifact: Path) -> Path:
@@ -35,7 +36,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _first_model_file(path: Path) -> str:
+def _members(path: Path) -> list[tarfile.TarInfo]:
     try:
         with tarfile.open(path, "r:gz") as archive:
             members = archive.getmembers()
@@ -47,9 +48,21 @@ def _first_model_file(path: Path) -> str:
             raise ArtifactError(f"holds an unsafe path {name!r}")
         if not (member.isfile() or member.isdir()):
             raise ArtifactError(f"holds {name!r}, which is not a regular file")
+    return members
+
+
+def _model_file(members: list[tarfile.TarInfo], named: str | None, *, root_file_first: bool) -> str:
+    """The first file at the root (the XGBoost container's rule), else the manifest's ``model_file``
+    (Triton's model repository, Neo's model.pth)."""
     files = [member for member in members if member.isfile()]
     if not files:
         raise ArtifactError("holds no model file")
+    if not root_file_first:
+        if named is None:
+            raise ArtifactError("has a manifest without model_file")
+        if not any(member.name == named and member.size > 0 for member in files):
+            raise ArtifactError(f"does not hold the non-empty model file {named!r} its manifest names")
+        return named
     # The built-in XGBoost container loads the first file it finds at the archive root.
     first = files[0]
     if "/" in first.name.strip("./") or first.size == 0:
@@ -73,12 +86,15 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return dict(manifest)
 
 
-def inspect_artifact(path: Path) -> ModelArtifact:
-    """Open the archive and its manifest; raise ArtifactError if the container could not serve it."""
+def inspect_artifact(path: Path, *, root_file_first: bool = True) -> ModelArtifact:
+    """Open the archive and its manifest; raise ArtifactError if the container could not serve it.
+
+    ``root_file_first``: the built-in XGBoost container's layout (it loads the first file at the root)."""
     if not path.is_file():
         raise ArtifactError("does not exist (run: python scripts/train_model.py)")
-    model_file = _first_model_file(path)
+    members = _members(path)
     manifest = _read_manifest(manifest_path(path))
+    model_file = _model_file(members, manifest.get("model_file"), root_file_first=root_file_first)
     digest = _sha256(path)
     if manifest["sha256"] != digest:
         raise ArtifactError(
@@ -91,4 +107,5 @@ def inspect_artifact(path: Path) -> ModelArtifact:
         xgboost_version=str(manifest["xgboost_version"]),
         feature_count=len(manifest["features"]),
         sha256=digest,
+        manifest=manifest,
     )

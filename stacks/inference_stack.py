@@ -9,7 +9,7 @@ from constructs import Construct
 
 from stacks.autoscaling import VariantAutoscaling
 from stacks.encryption import EncryptionKey
-from stacks.model_endpoint import XgboostEndpoint
+from stacks.model_endpoint import InferenceEndpoint
 from stacks.monitoring import EndpointMonitoring
 from stacks.network import InferenceNetwork
 from stacks.runtime_endpoint import RuntimeVpcEndpoint
@@ -33,10 +33,12 @@ class InferenceStack(Stack):
         runtime = RuntimeVpcEndpoint(
             self, "RuntimeEndpoint", vpc=network.vpc, subnets=network.subnets, client_cidrs=settings.client_cidrs
         )
-        inference = XgboostEndpoint(
+        inference = InferenceEndpoint(
             self, "Inference", settings=settings, vpc=network.vpc, subnets=network.subnets, encryption_key=key
         )
-        network.allow_s3_object_reads([inference.artifact_arn])
+        network.allow_s3_object_reads(inference.artifact_arns)
+        if inference.capture is not None:
+            network.allow_s3_object_writes([inference.capture.object_arns])
         if settings.autoscaling.enabled:
             VariantAutoscaling(
                 self,
@@ -50,11 +52,13 @@ class InferenceStack(Stack):
         monitoring = EndpointMonitoring(
             self,
             "Monitoring",
-            endpoint_name=inference.endpoint.attr_endpoint_name,
+            endpoint_name=inference.endpoint_name,
             variant_name=inference.variant_name,
             settings=settings,
             encryption_key=key,
         )
+        # On-call hears of a rollback too, not only SageMaker.
+        monitoring.notify(inference.rollout.alarms)
 
         CfnOutput(self, "EndpointName", value=inference.endpoint.attr_endpoint_name)
         CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)

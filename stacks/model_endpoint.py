@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, ArnFormat, Stack, Validations
+from aws_cdk import Acknowledgment, Annotations, ArnFormat, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -10,16 +10,21 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from stacks.compilation import NeoCompilation
 from stacks.compliance import nag_arn
-from stacks.container_image import resolve_xgboost_image
-from stacks.settings import StageSettings
+from stacks.container_image import resolve_image
+from stacks.data_capture import CaptureBucket
+from stacks.rollout import GuardedRollout
+from stacks.settings import REPO_ROOT, StageSettings
+from stacks.teardown import NetworkInterfaceCleanup
 
 VARIANT_NAME = "AllTraffic"
+SHADOW_VARIANT_NAME = "Shadow"
 HTTPS = ec2.Port.tcp(443)
 
 
-class XgboostEndpoint(Construct):
-    """A real-time endpoint serving the model with the built-in XGBoost container, inside the VPC."""
+class InferenceEndpoint(Construct):
+    """A real-time endpoint serving the model with the stage profile's container, inside the VPC."""
 
     def __init__(
         self,
@@ -33,8 +38,30 @@ class XgboostEndpoint(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.artifact = s3_assets.Asset(self, "ModelArtifact", path=str(settings.artifact_path))
-        self.artifact_arn = self.artifact.bucket.arn_for_objects(self.artifact.s3_object_key)
-        image = resolve_xgboost_image(self, tag=settings.image_tag, region=settings.region)
+        artifacts = [self.artifact]
+        shadow_artifact = None
+        if settings.shadow is not None:
+            shadow_artifact = s3_assets.Asset(
+                self, "ShadowArtifact", path=str(REPO_ROOT / settings.shadow.model_artifact)
+            )
+            artifacts.append(shadow_artifact)
+        self.artifact_arns = [artifact.bucket.arn_for_objects(artifact.s3_object_key) for artifact in artifacts]
+        profile = settings.serving
+        image = resolve_image(self, profile=profile, version=settings.container_version, region=settings.region)
+        model_data_url = self.artifact.s3_object_url
+        self.compilation: NeoCompilation | None = None
+        if profile.compiled:
+            # The model serves what Neo compiles from the traced artifact, not the artifact itself.
+            self.compilation = NeoCompilation(
+                self,
+                "Compilation",
+                traced=self.artifact,
+                neo=settings.artifact.manifest["neo"],
+                encryption_key=encryption_key,
+                log_retention_days=settings.log_retention_days,
+            )
+            model_data_url = self.compilation.model_data_url
+            self.artifact_arns = [self.compilation.compiled_objects]
 
         self.security_group = ec2.SecurityGroup(
             self,
@@ -49,42 +76,83 @@ class XgboostEndpoint(Construct):
         # network-isolated: this path serves SageMaker's download of the artifact.
         self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), HTTPS, "Model artifact download from S3")
 
+        self.capture: CaptureBucket | None = None
+        if settings.data_capture.enabled:
+            self.capture = CaptureBucket(
+                self, "DataCapture", settings=settings.data_capture, encryption_key=encryption_key
+            )
         self.role, self.execution_policy = self._execution_role(
-            vpc, image.repository_arn, encryption_key if settings.kms_encryption else None
+            vpc,
+            image.repository_arn,
+            encryption_key if settings.kms_encryption else None,
+            self.capture.write_statements() if self.capture is not None else [],
         )
+        if self.capture is not None:
+            self.capture.acknowledge_writes(self.execution_policy)
+        if self.compilation is not None:
+            self.compilation.acknowledge_reads(self.execution_policy)
         selected = vpc.select_subnets(subnets=subnets.subnets)
-        self.model = sagemaker.CfnModel(
+        self.cleanup = NetworkInterfaceCleanup(
             self,
-            "Model",
-            execution_role_arn=self.role.role_arn,
-            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
-                image=image.uri, model_data_url=self.artifact.s3_object_url, mode="SingleModel"
-            ),
-            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
-                security_group_ids=[self.security_group.security_group_id], subnets=selected.subnet_ids
-            ),
-            enable_network_isolation=True,
+            "NetworkInterfaceCleanup",
+            vpc=vpc,
+            security_group=self.security_group,
+            encryption_key=encryption_key,
+            log_retention_days=settings.log_retention_days,
+            # SageMaker releases its interfaces with the execution role: keep it until they are gone.
+            delete_after=[*selected.subnets, self.role, self.execution_policy],
         )
-        # SageMaker uses the role as soon as the model exists; its policy must be attached first.
-        self.model.node.add_dependency(self.execution_policy)
+        vpc_config = sagemaker.CfnModel.VpcConfigProperty(
+            security_group_ids=[self.security_group.security_group_id], subnets=selected.subnet_ids
+        )
+
+        def model(construct_id: str, data_url: str) -> sagemaker.CfnModel:
+            created = sagemaker.CfnModel(
+                self,
+                construct_id,
+                execution_role_arn=self.role.role_arn,
+                primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                    image=image.uri,
+                    model_data_url=data_url,
+                    mode="SingleModel",
+                    environment=dict(profile.environment) or None,
+                ),
+                vpc_config=vpc_config,
+                enable_network_isolation=True,
+            )
+            # SageMaker uses the role as soon as the model exists; its policy must be attached first.
+            # Deleted before the interface cleanup runs (stacks/teardown.py).
+            created.node.add_dependency(self.execution_policy, self.cleanup.resource)
+            return created
+
+        self.model = model("Model", model_data_url)
 
         self.endpoint_config = sagemaker.CfnEndpointConfig(
             self,
             "EndpointConfig",
             production_variants=[
-                sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-                    variant_name=VARIANT_NAME,
-                    model_name=self.model.attr_model_name,
-                    instance_type=settings.instance_type,
-                    initial_instance_count=settings.initial_instance_count,
-                    initial_variant_weight=1.0,
-                    routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(
-                        routing_strategy="LEAST_OUTSTANDING_REQUESTS"
-                    ),
-                    container_startup_health_check_timeout_in_seconds=settings.container_startup_timeout_seconds,
-                    model_data_download_timeout_in_seconds=settings.model_download_timeout_seconds,
+                self._variant(
+                    settings, VARIANT_NAME, self.model, settings.instance_type, settings.initial_instance_count
                 )
             ],
+            shadow_production_variants=(
+                [
+                    self._variant(
+                        settings,
+                        SHADOW_VARIANT_NAME,
+                        model("ShadowModel", shadow_artifact.s3_object_url),
+                        settings.shadow.instance_type or settings.instance_type,
+                        settings.shadow.instance_count,
+                        # Relative to the production variant's weight of 1: the share of requests copied.
+                        weight=settings.shadow.sampling_percent / 100,
+                    )
+                ]
+                if settings.shadow is not None and shadow_artifact is not None
+                else None
+            ),
+            data_capture_config=(
+                self.capture.config(content_type=profile.content_type) if self.capture is not None else None
+            ),
             kms_key_id=encryption_key.key_arn if settings.kms_encryption else None,
         )
         if not settings.kms_encryption:
@@ -99,17 +167,63 @@ class XgboostEndpoint(Construct):
                     for pack in ("NIST.800.53.R5", "HIPAA.Security")
                 )
             )
+        self.endpoint_name = settings.endpoint_name
+        self.rollout = GuardedRollout(
+            self,
+            "Rollout",
+            endpoint_name=self.endpoint_name,
+            variant_name=VARIANT_NAME,
+            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            settings=settings,
+            execution_role=self.role,
+        )
         self.endpoint = sagemaker.CfnEndpoint(
             self,
             "Endpoint",
+            endpoint_name=self.endpoint_name,
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
             # Keep the autoscaled instance count (and weights) when a new EndpointConfig rolls out.
             retain_all_variant_properties=True,
+            deployment_config=self.rollout.deployment_config() if profile.guardrails else None,
         )
+        if not profile.guardrails:
+            Annotations.of(self).add_warning_v2(
+                "rtb:NoDeploymentGuardrails",
+                f"the {profile.name} profile's instances ({settings.instance_type}) have no SageMaker deployment "
+                "guardrails: endpoint updates shift all traffic at once, without canary steps or automatic "
+                "rollback (the rollback alarms still notify the alarm topic)",
+            )
+        if self.rollout.policy is not None:
+            # SageMaker reads the rollback alarms with the execution role during the update.
+            self.endpoint.node.add_dependency(self.rollout.policy)
         self.variant_name = VARIANT_NAME
 
+    @staticmethod
+    def _variant(
+        settings: StageSettings,
+        name: str,
+        model: sagemaker.CfnModel,
+        instance_type: str,
+        count: int,
+        *,
+        weight: float = 1.0,
+    ) -> sagemaker.CfnEndpointConfig.ProductionVariantProperty:
+        return sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+            variant_name=name,
+            model_name=model.attr_model_name,
+            instance_type=instance_type,
+            initial_instance_count=count,
+            initial_variant_weight=weight,
+            routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(
+                routing_strategy="LEAST_OUTSTANDING_REQUESTS"
+            ),
+            container_startup_health_check_timeout_in_seconds=settings.container_startup_timeout_seconds,
+            model_data_download_timeout_in_seconds=settings.model_download_timeout_seconds,
+            inference_ami_version=settings.serving.inference_ami_version,
+        )
+
     def _execution_role(
-        self, vpc: ec2.IVpc, repository_arn: str, key: kms.IKey | None
+        self, vpc: ec2.IVpc, repository_arn: str, key: kms.IKey | None, extra: list[iam.PolicyStatement]
     ) -> tuple[iam.Role, iam.ManagedPolicy]:
         stack = Stack.of(self)
         role = iam.Role(
@@ -120,7 +234,7 @@ class XgboostEndpoint(Construct):
         )
         log_groups = "/aws/sagemaker/Endpoints/*"
         statements = [
-            iam.PolicyStatement(sid="ReadModelArtifact", actions=["s3:GetObject"], resources=[self.artifact_arn]),
+            iam.PolicyStatement(sid="ReadModelArtifact", actions=["s3:GetObject"], resources=self.artifact_arns),
             iam.PolicyStatement(
                 sid="PullContainerImage",
                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
@@ -178,6 +292,7 @@ class XgboostEndpoint(Construct):
                     resources=[key.key_arn],
                 )
             )
+        statements.extend(extra)
         # A managed policy, not an inline one (NIST 800-53 / HIPAA IAMNoInlinePolicy).
         policy = iam.ManagedPolicy(self, "ExecutionPolicy", roles=[role], statements=statements)
         Validations.of(policy).acknowledge(

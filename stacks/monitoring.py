@@ -49,16 +49,20 @@ class EndpointMonitoring(Construct):
         self.topic = sns.Topic(
             self, "AlarmTopic", display_name="RTB inference alarms", master_key=encryption_key, enforce_ssl=True
         )
-        action = cloudwatch_actions.SnsAction(self.topic)
         self.alarms = [
             self._latency_alarm(settings.latency_slo_ms),
             self._error_rate_alarm(settings.error_rate_alarm),
             self._max_capacity_alarm(settings),
         ]
-        for alarm in self.alarms:
+        self.notify(self.alarms)
+        self.dashboard = self._dashboard(settings)
+
+    def notify(self, alarms: list[cloudwatch.Alarm]) -> None:
+        """Send these alarms' ALARM and OK transitions to the topic."""
+        action = cloudwatch_actions.SnsAction(self.topic)
+        for alarm in alarms:
             alarm.add_alarm_action(action)
             alarm.add_ok_action(action)
-        self.dashboard = self._dashboard(settings)
 
     def _metric(self, name: str, statistic: str, namespace: str = "AWS/SageMaker") -> cloudwatch.Metric:
         return cloudwatch.Metric(

@@ -123,6 +123,20 @@ class InferenceNetwork(Construct):
             )
         )
 
+    def allow_s3_object_writes(self, object_arns: list[str]) -> None:
+        """Let the gateway endpoint pass writes of exactly these objects (captured requests), in case
+        SageMaker uploads them through the model's subnets."""
+        if self.s3_endpoint is None:
+            return
+        self.s3_endpoint.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteDataCapture",
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=object_arns,
+            )
+        )
+
 
 def _silence_cdk_provider_lint(stack: Stack) -> None:
     """CDK's default-security-group handler repeats a dependency its GetAtt already implies (cfn-lint

@@ -18,6 +18,7 @@ from typing import Any
 
 from stacks import catalog
 from stacks.artifact import ArtifactError, ModelArtifact, inspect_artifact
+from stacks.profiles import PROFILES, TRITON_MODEL_NAME, Profile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +84,45 @@ class AutoscalingSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RolloutSettings:
+    """Deployment guardrails: how an endpoint update (model, container) shifts traffic and rolls back."""
+
+    # CANARY: one step of step_percent, then the rest; LINEAR: steps of step_percent; ALL_AT_ONCE: one step.
+    traffic_shifting: str = "CANARY"
+    # Share of the variant's capacity per step: canary 1-50, linear 10-50 (SageMaker's bounds).
+    step_percent: int = 25
+    # Baking time after each step, while the rollback alarms watch the new fleet.
+    wait_interval_seconds: int = 300
+    # How long the old fleet stays after the last step, ready for a rollback.
+    termination_wait_seconds: int = 300
+    max_execution_timeout_seconds: int = 3600
+    # Roll back when the new fleet's 5XX rate or p99 ModelLatency alarm fires during the rollout.
+    auto_rollback: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShadowSettings:
+    """A shadow variant: a candidate model answering a copy of production traffic; its answers are dropped."""
+
+    model_artifact: str
+    # None: the production variant's instance type.
+    instance_type: str | None = None
+    instance_count: int = 1
+    # Share of production requests copied to the shadow.
+    sampling_percent: int = 10
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataCaptureSettings:
+    """Model Monitor data capture of requests and responses to a retained, encrypted bucket."""
+
+    enabled: bool = False
+    sampling_percent: int = 5
+    # Captured objects expire after this many days (and old versions 30 days after they are replaced).
+    retention_days: int = 90
+
+
+@dataclass(frozen=True, kw_only=True)
 class StageSettings:
     """Everything that differs between stages. Defaults are the recommended production values."""
 
@@ -97,11 +137,15 @@ class StageSettings:
     vpc_cidr: str = "10.42.0.0/16"
     # Networks, besides the exported client security group, that may call the runtime endpoint.
     client_cidrs: tuple[str, ...] = ()
+    # The serving stack: "cpu" (built-in XGBoost), "gpu" (Triton FIL), "inferentia" (Neo, ml.inf1).
+    profile: str = "cpu"
     instance_type: str = "ml.c5.xlarge"
     initial_instance_count: int = 2
     high_availability: bool = True
-    image_tag: str = "3.2-0"
-    model_artifact: str = "model_artifacts/model.tar.gz"
+    # None: the profile's pinned container version (stacks/profiles.py).
+    image_tag: str | None = None
+    # None: the profile's artifact (model_artifacts/, built by `make model`).
+    model_artifact: str | None = None
     kms_encryption: bool = True
     container_startup_timeout_seconds: int = 300
     model_download_timeout_seconds: int = 300
@@ -113,6 +157,9 @@ class StageSettings:
     # Minutes pinned at the most instances autoscaling may run before the capacity alarm fires.
     max_capacity_alarm_minutes: int = 30
     autoscaling: AutoscalingSettings = field(default_factory=AutoscalingSettings)
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
+    data_capture: DataCaptureSettings = field(default_factory=DataCaptureSettings)
+    shadow: ShadowSettings | None = None
 
     def __post_init__(self) -> None:
         problems = list(_type_problems(self)) or list(_rule_problems(self))
@@ -120,16 +167,36 @@ class StageSettings:
             raise SettingsError(self.name, problems)
 
     @property
+    def serving(self) -> Profile:
+        return PROFILES[self.profile]
+
+    @property
+    def container_version(self) -> str:
+        """The container image version (XGBoost tag, Triton release, Neo PyTorch version) served."""
+        return self.image_tag or self.serving.default_version()
+
+    @property
+    def artifact_file(self) -> str:
+        return self.model_artifact or self.serving.default_artifact
+
+    @property
     def artifact_path(self) -> Path:
-        return REPO_ROOT / self.model_artifact
+        return REPO_ROOT / self.artifact_file
 
     @cached_property
     def artifact(self) -> ModelArtifact:
-        return inspect_artifact(self.artifact_path)
+        return inspect_profile_artifact(self.serving, self.artifact_path)
 
     @property
     def stack_name(self) -> str:
         return f"RtbInference-{self.name}"
+
+    @property
+    def endpoint_name(self) -> str:
+        """Named after the stack and the instance type. The rollback alarms must name the endpoint before
+        it exists, and a new instance type must mean a new endpoint: SageMaker refuses to change the
+        instance type of a variant registered with Application Auto Scaling (see README)."""
+        return f"{self.stack_name}-{self.instance_type.removeprefix('ml.').replace('.', '-')}"
 
     @property
     def environment_agnostic(self) -> bool:
@@ -190,6 +257,9 @@ def _rule_problems(s: StageSettings) -> Iterator[str]:
     if not TIMEOUT_RANGE[0] <= s.model_download_timeout_seconds <= TIMEOUT_RANGE[1]:
         yield _problem("model_download_timeout_seconds", s.model_download_timeout_seconds, "allowed: 60 to 3600")
     yield from _monitoring_problems(s)
+    yield from _rollout_problems(s.rollout)
+    yield from _data_capture_problems(s.data_capture)
+    yield from _shadow_problems(s)
     if s.log_retention_days not in LOG_RETENTION_DAYS:
         yield _problem("log_retention_days", s.log_retention_days, f"allowed: one of {list(LOG_RETENTION_DAYS)}")
 
@@ -199,19 +269,26 @@ def _identity_problems(s: StageSettings) -> Iterator[str]:
         yield _problem("name", s.name, "allowed: lowercase letters, digits and '-', starting with a letter")
     if s.account is not None and not _ACCOUNT.match(s.account):
         yield _problem("account", s.account, "allowed: a 12-digit AWS account id, or None")
-    if s.image_tag not in catalog.xgboost_image_tags():
-        yield _problem("image_tag", s.image_tag, f"allowed: one of {list(catalog.xgboost_image_tags())}")
+    if s.profile not in PROFILES:
+        yield _problem("profile", s.profile, f"allowed: one of {list(PROFILES)}")
+        return
+    versions = s.serving.versions()
+    if s.image_tag is not None and s.image_tag not in versions:
+        yield _problem(
+            "image_tag", s.image_tag, f"the {s.profile} profile's images: allowed: one of {list(versions)}, or None"
+        )
         return
     if s.region is None:
         return
     if not _REGION.match(s.region):
         yield _problem("region", s.region, "allowed: an AWS region name such as 'us-east-1', or None")
-    elif catalog.xgboost_image(s.image_tag, s.region) is None:
-        regions = sorted(catalog.xgboost_image_table(s.image_tag)["regions"])
+    elif s.serving.registry(s.container_version).image(s.region) is None:
+        regions = sorted(s.serving.registry(s.container_version).regions)
         yield _problem(
             "region",
             s.region,
-            f"SageMaker publishes no XGBoost {s.image_tag} image there; allowed: one of {regions}",
+            f"SageMaker publishes no {s.serving.image_label} {s.container_version} image there; "
+            f"allowed: one of {regions}",
         )
 
 
@@ -277,12 +354,13 @@ def _instance_problems(s: StageSettings) -> Iterator[str]:
         )
         return
     instance = catalog.InstanceType.parse(s.instance_type)
-    if not instance.is_x86_cpu:
+    if s.profile in PROFILES and not s.serving.fits(instance):
+        fitting = [name for name, profile in PROFILES.items() if profile.fits(instance)]
+        hint = f", or profile={fitting[0]!r}" if fitting else ""
         yield _problem(
             "instance_type",
             s.instance_type,
-            "the built-in XGBoost container serves x86 CPU instances; allowed: ml.c5, ml.c6i, ml.m5, ml.r5 "
-            "and other x86 CPU families",
+            f"the {s.profile} profile serves {s.serving.families}; allowed: one of those{hint}",
         )
     if instance.is_burstable and s.autoscaling.enabled:
         yield _problem(
@@ -509,27 +587,65 @@ def _major_minor(version: str) -> str:
 
 
 def _artifact_problems(s: StageSettings) -> Iterator[str]:
+    if s.profile not in PROFILES:
+        return
     try:
         artifact = s.artifact
     except ArtifactError as error:
-        yield _problem("model_artifact", s.model_artifact, f"the artifact {error}")
+        yield _problem("model_artifact", s.artifact_file, f"the artifact {error}")
         return
+    yield from _fit_problems(s, "model_artifact", s.artifact_file, artifact)
+
+
+def inspect_profile_artifact(profile: Profile, path: Path) -> ModelArtifact:
+    """The artifact, checked for the layout the profile's container reads."""
+    return inspect_artifact(path, root_file_first=profile.name == "cpu")
+
+
+def _fit_problems(s: StageSettings, setting: str, path: str, artifact: ModelArtifact) -> Iterator[str]:
+    """Why the profile's container cannot serve this (otherwise sound) artifact."""
     if artifact.feature_count != 7:
-        yield _problem(
-            "model_artifact", s.model_artifact, f"the model takes {artifact.feature_count} features; allowed: 7"
-        )
-    if s.image_tag not in catalog.xgboost_image_tags():
-        return
-    runtime = catalog.xgboost_image_table(s.image_tag)["xgboost_version"]
-    if _major_minor(runtime) != _major_minor(artifact.xgboost_version):
-        # XGBoost models saved by one minor version can load but predict differently in another
-        # (base_score encoding changed in 2.x/3.x), so the container must run the training version.
-        yield _problem(
-            "image_tag",
-            s.image_tag,
-            f"it runs XGBoost {runtime} but the model was saved with XGBoost {artifact.xgboost_version}; "
-            "allowed: a tag whose XGBoost matches the model's, or retrain with that version",
-        )
+        yield _problem(setting, path, f"the model takes {artifact.feature_count} features; allowed: 7")
+    manifest = artifact.manifest
+    version = s.container_version
+    if version not in s.serving.versions():
+        return  # image_tag is reported on its own; the artifact is not wrong for an image that does not exist
+    if s.profile == "cpu":
+        runtime = catalog.xgboost_image_table(version)["xgboost_version"]
+        if _major_minor(runtime) != _major_minor(artifact.xgboost_version):
+            # XGBoost models saved by one minor version can load but predict differently in another
+            # (base_score encoding changed in 2.x/3.x), so the container must run the training version.
+            yield _problem(
+                "image_tag",
+                version,
+                f"it runs XGBoost {runtime} but the model was saved with XGBoost {artifact.xgboost_version}; "
+                "allowed: a tag whose XGBoost matches the model's, or retrain with that version",
+            )
+    elif s.profile == "gpu":
+        triton = manifest.get("triton", {})
+        if triton.get("backend") != "fil" or triton.get("model_name") != TRITON_MODEL_NAME:
+            yield _problem(
+                setting,
+                path,
+                "the gpu profile serves a Triton FIL model repository; allowed: make triton-model's output",
+            )
+        elif triton.get("image_version") != version:
+            yield _problem(
+                setting, path, f"it was built for Triton {triton.get('image_version')}, not {version}; rebuild it"
+            )
+    elif s.profile == "inferentia":
+        neo = manifest.get("neo", {})
+        if neo.get("target_device") != "ml_inf1" or neo.get("framework") != "PYTORCH":
+            yield _problem(
+                setting,
+                path,
+                "the inferentia profile compiles a traced PyTorch model for ml_inf1 with Neo (XGBoost cannot be "
+                "compiled for Inferentia); allowed: a compiled-ready artifact from make inf1-model",
+            )
+        elif neo.get("framework_version") != version:
+            yield _problem(
+                setting, path, f"it targets Neo PyTorch {neo.get('framework_version')}, not {version}; rebuild it"
+            )
 
 
 def _monitoring_problems(s: StageSettings) -> Iterator[str]:
@@ -542,3 +658,110 @@ def _monitoring_problems(s: StageSettings) -> Iterator[str]:
     # CloudWatch evaluates at most one day of one-minute periods.
     if not 1 <= s.max_capacity_alarm_minutes <= 1440:
         yield _problem("max_capacity_alarm_minutes", s.max_capacity_alarm_minutes, "allowed: 1 to 1440")
+
+
+TRAFFIC_SHIFTING = ("CANARY", "LINEAR", "ALL_AT_ONCE")
+# SageMaker's bounds: canary size at most 50% of the fleet, linear steps 10-50%.
+_STEP_PERCENT = {"CANARY": (1, 50), "LINEAR": (10, 50), "ALL_AT_ONCE": (1, 100)}
+# The rollback alarms evaluate two one-minute datapoints; a shorter bake could shift before they can fire.
+MIN_BAKE_WITH_ROLLBACK_SECONDS = 120
+
+
+def rollout_steps(rollout: RolloutSettings) -> int:
+    """Traffic-shifting steps, each followed by a baking period of wait_interval_seconds."""
+    if rollout.traffic_shifting == "LINEAR":
+        return -(-100 // rollout.step_percent)
+    return 2 if rollout.traffic_shifting == "CANARY" else 1
+
+
+def _rollout_problems(rollout: RolloutSettings) -> Iterator[str]:
+    if rollout.traffic_shifting not in TRAFFIC_SHIFTING:
+        yield _problem(
+            "rollout.traffic_shifting", rollout.traffic_shifting, f"allowed: one of {list(TRAFFIC_SHIFTING)}"
+        )
+        return
+    low, high = _STEP_PERCENT[rollout.traffic_shifting]
+    if not low <= rollout.step_percent <= high:
+        yield _problem(
+            "rollout.step_percent",
+            rollout.step_percent,
+            f"a {rollout.traffic_shifting} step is a share of the variant's capacity; allowed: {low} to {high}",
+        )
+        return
+    low_wait = MIN_BAKE_WITH_ROLLBACK_SECONDS if rollout.auto_rollback else 0
+    if not low_wait <= rollout.wait_interval_seconds <= 3600:
+        why = " (the rollback alarms need two one-minute datapoints per step)" if rollout.auto_rollback else ""
+        yield _problem(
+            "rollout.wait_interval_seconds", rollout.wait_interval_seconds, f"allowed: {low_wait} to 3600{why}"
+        )
+    if not 0 <= rollout.termination_wait_seconds <= 3600:
+        yield _problem("rollout.termination_wait_seconds", rollout.termination_wait_seconds, "allowed: 0 to 3600")
+    waiting = rollout_steps(rollout) * rollout.wait_interval_seconds + rollout.termination_wait_seconds
+    if not 600 <= rollout.max_execution_timeout_seconds <= 14400:
+        yield _problem(
+            "rollout.max_execution_timeout_seconds", rollout.max_execution_timeout_seconds, "allowed: 600 to 14400"
+        )
+    elif rollout.max_execution_timeout_seconds <= waiting:
+        yield _problem(
+            "rollout.max_execution_timeout_seconds",
+            rollout.max_execution_timeout_seconds,
+            f"the rollout waits {waiting} s ({rollout_steps(rollout)} bakes of wait_interval_seconds plus "
+            f"termination_wait_seconds); allowed: more than {waiting}, at most 14400",
+        )
+
+
+def _data_capture_problems(capture: DataCaptureSettings) -> Iterator[str]:
+    if not 1 <= capture.sampling_percent <= 100:
+        yield _problem("data_capture.sampling_percent", capture.sampling_percent, "allowed: 1 to 100")
+    if not 1 <= capture.retention_days <= 3650:
+        yield _problem("data_capture.retention_days", capture.retention_days, "allowed: 1 to 3650")
+
+
+def _shadow_problems(s: StageSettings) -> Iterator[str]:
+    shadow = s.shadow
+    if shadow is None:
+        return
+    if not isinstance(shadow, ShadowSettings):
+        yield _problem("shadow", shadow, "expected ShadowSettings or None")
+        return
+    if not 1 <= shadow.sampling_percent <= 100:
+        yield _problem("shadow.sampling_percent", shadow.sampling_percent, "allowed: 1 to 100")
+    if shadow.instance_count < 1:
+        yield _problem("shadow.instance_count", shadow.instance_count, "allowed: 1 or more")
+    instance_type = shadow.instance_type or s.instance_type
+    if shadow.instance_type is not None:
+        known = catalog.hosting_instance_types()
+        if instance_type not in known:
+            yield _problem(
+                "shadow.instance_type", instance_type, "allowed: a type in stacks/data/instance_types.json, or None"
+            )
+            return
+        if s.instance_type in known:
+            main = catalog.InstanceType.parse(s.instance_type)
+            candidate = catalog.InstanceType.parse(instance_type)
+            if candidate.has_local_nvme != main.has_local_nvme:
+                yield _problem(
+                    "shadow.instance_type",
+                    instance_type,
+                    "the endpoint config's KmsKeyId covers every variant, so the shadow needs the same kind of "
+                    f"storage as {s.instance_type}; allowed: a type {'with' if main.has_local_nvme else 'without'} "
+                    "local NVMe storage, or None",
+                )
+    if s.profile not in PROFILES:
+        return
+    if s.serving.compiled:
+        yield _problem(
+            "shadow",
+            shadow,
+            "the inferentia profile compiles its one artifact with Neo during the deploy; allowed: None",
+        )
+        return
+    listed = shadow.instance_type is not None and instance_type in catalog.hosting_instance_types()
+    if listed and not s.serving.fits(catalog.InstanceType.parse(instance_type)):
+        yield _problem("shadow.instance_type", instance_type, f"the {s.profile} profile serves {s.serving.families}")
+    try:
+        artifact = inspect_profile_artifact(s.serving, REPO_ROOT / shadow.model_artifact)
+    except ArtifactError as error:
+        yield _problem("shadow.model_artifact", shadow.model_artifact, f"the artifact {error}")
+        return
+    yield from _fit_problems(s, "shadow.model_artifact", shadow.model_artifact, artifact)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from stacks.github_ci import GitHubCiSettings
 from stacks.measurements import measured_max_rps
-from stacks.settings import AutoscalingSettings, ScheduledCapacity, SettingsError, StageSettings
+from stacks.settings import AutoscalingSettings, DataCaptureSettings, ScheduledCapacity, SettingsError, StageSettings
 
 DEFAULT_STAGE = "dev"
 
@@ -67,6 +67,35 @@ def prod() -> StageSettings:
                 ScheduledCapacity(name="Night", cron="cron(0 23 * * ? *)", min_capacity=3),
             ),
         ),
+        # A sample of production traffic for Model Monitor baselines and drift checks.
+        data_capture=DataCaptureSettings(enabled=True, sampling_percent=2),
+    )
+
+
+def gpu() -> StageSettings:
+    """The gpu profile: Triton's FIL backend on ml.g4dn (local NVMe storage, so no KmsKeyId)."""
+    return StageSettings(
+        name="gpu",
+        region="us-east-1",
+        client_azs=("us-east-1a", "us-east-1b"),
+        vpc_cidr="10.44.0.0/16",
+        profile="gpu",
+        instance_type="ml.g4dn.xlarge",
+        kms_encryption=False,
+        autoscaling=AutoscalingSettings(min_capacity=2, max_capacity=4, max_rps_per_instance=1000),
+    )
+
+
+def inferentia() -> StageSettings:
+    """The inferentia profile: the traced model, compiled by Neo during the deploy, on ml.inf1."""
+    return StageSettings(
+        name="inferentia",
+        region="us-east-1",
+        client_azs=("us-east-1a", "us-east-1b"),
+        vpc_cidr="10.45.0.0/16",
+        profile="inferentia",
+        instance_type="ml.inf1.xlarge",
+        autoscaling=AutoscalingSettings(min_capacity=2, max_capacity=4, max_rps_per_instance=1000),
     )
 
 
@@ -80,6 +109,8 @@ STAGES: dict[str, Callable[[], StageSettings]] = {
     "prod": prod,
     "shared-vpc": shared_vpc,
     "portable": portable,
+    "gpu": gpu,
+    "inferentia": inferentia,
 }
 
 

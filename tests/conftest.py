@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from aws_cdk.assertions import Template
 from stacks.compliance import add_compliance_checks
 from stacks.github_ci import GitHubCiSettings, GitHubCiStack
 from stacks.inference_stack import InferenceStack
-from stacks.settings import StageSettings
+from stacks.settings import DataCaptureSettings, RolloutSettings, ShadowSettings, StageSettings
 from stacks.stages import load_stage
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +91,22 @@ def synth_stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[
     yield get
 
 
+# The dev stage with every optional rollout feature on and a bigger instance type: the "after" of a
+# before/after pair with dev (tests/test_rollout.py), and the template that shows the options.
+DEV_OPTIONS = {
+    "instance_type": "ml.c5.2xlarge",
+    "rollout": RolloutSettings(traffic_shifting="LINEAR", step_percent=20, wait_interval_seconds=180),
+    "data_capture": DataCaptureSettings(enabled=True, sampling_percent=10),
+    "shadow": ShadowSettings(model_artifact="model_artifacts/model.tar.gz", sampling_percent=20),
+}
+
+
+@pytest.fixture(scope="session")
+def dev_options(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    settings = dataclasses.replace(load_stage("dev"), **DEV_OPTIONS)  # type: ignore[arg-type]
+    return synthesize(settings, tmp_path_factory.mktemp("cdk-dev-options"))
+
+
 @pytest.fixture(scope="session")
 def dev(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
     return synth_stage("dev")
@@ -105,7 +122,7 @@ def portable(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
     return synth_stage("portable")
 
 
-@pytest.fixture(scope="session", params=["dev", "prod", "shared-vpc", "portable"])
+@pytest.fixture(scope="session", params=["dev", "prod", "shared-vpc", "portable", "gpu", "inferentia"])
 def any_stage(request: pytest.FixtureRequest, synth_stage: Callable[[str], Synthesized]) -> Synthesized:
     return synth_stage(str(request.param))
 

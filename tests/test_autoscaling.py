@@ -34,8 +34,9 @@ def test_scalable_target_uses_the_sagemaker_service_linked_role(dev: Synthesized
         ":role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
         "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
     )
-    # No extra role minted for scaling: the only roles are the execution, flow-log and CDK handler roles.
-    assert len(dev.of_type("AWS::IAM::Role")) == 3
+    # No extra role minted for scaling: the only roles are the execution, flow-log, ENI-cleanup and CDK
+    # handler roles.
+    assert len(dev.of_type("AWS::IAM::Role")) == 4
 
 
 @pytest.mark.parametrize(("max_rps", "safety"), [(1000.0, 0.5), (2400.0, 0.25), (350.0, 1.0)])

@@ -19,6 +19,11 @@ def test_a_new_client_per_call_opens_a_connection_per_call() -> None:
     assert (run.connections, len(run.call_ms), len(run.setup_ms)) == (CALLS, CALLS, CALLS)
 
 
+def test_the_pooled_client_keeps_one_connection_in_the_inferentia_format_too() -> None:
+    run = bench_client.run_strategy(3, client_per_call=False, profile="inferentia")
+    assert (run.connections, len(run.call_ms)) == (1, 3)
+
+
 def test_the_benchmark_prints_both_connection_counts(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_client.main(["--calls", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -162,7 +162,7 @@ def test_arguments_override_the_stage(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 BASE = ["--peak-rps", "10", "--max-rps-per-instance", "1"]
-STAGES_LIST = "['dev', 'portable', 'prod', 'shared-vpc']"
+STAGES_LIST = "['dev', 'gpu', 'inferentia', 'portable', 'prod', 'shared-vpc']"
 
 
 @pytest.mark.parametrize(

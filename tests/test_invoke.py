@@ -18,7 +18,7 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from scripts import invoke
-from scripts.bench_client import Reply, local_client, local_endpoint, local_session, probabilities
+from scripts.bench_client import Reply, answers_for, local_client, local_endpoint, local_session, probabilities
 from scripts.rtb_client import FEATURES, predict
 
 SAMPLE = "2,0,0.0,7.0,3.0,20.0,2"
@@ -186,6 +186,22 @@ def test_many_rows_from_a_file_go_in_one_request(tmp_path: Path, capsys: pytest.
     assert [body for _, _, body in endpoint.seen.requests] == [b"1,15,1,42,29,56,5\n6,15,0,18,5,171,2\n"]
 
 
+def test_the_inferentia_profile_sends_one_row_per_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text("1,15,1,42,29,56,5\n6,15,0,18,5,171,2\n")
+    with local_endpoint(answers_for("inferentia")) as endpoint:
+        argv = _local(endpoint.url, "--profile", "inferentia", "--file", str(rows))
+        code, out, err = _run(argv, capsys, session=local_session())
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == (
+        "endpoint local: 2 row(s) per call, 1 call(s), profile inferentia: 2 request(s) per call of at most 1 row(s)"
+    )
+    assert [(headers["Content-Type"], body) for _, headers, body in endpoint.seen.requests] == [
+        ("application/json", b"[[1.0, 15.0, 1.0, 42.0, 29.0, 56.0, 5.0]]"),
+        ("application/json", b"[[6.0, 15.0, 0.0, 18.0, 5.0, 171.0, 2.0]]"),
+    ]
+
+
 def test_rows_from_stdin(capsys: pytest.CaptureFixture[str]) -> None:
     with local_endpoint() as endpoint:
         code, out, _ = _run(_local(endpoint.url, "-"), capsys, session=local_session(), stdin=io.StringIO(SAMPLE))
@@ -269,7 +285,7 @@ def test_a_missing_file_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Ca
     )
 
 
-STAGES_LIST = "['dev', 'portable', 'prod', 'shared-vpc']"
+STAGES_LIST = "['dev', 'gpu', 'inferentia', 'portable', 'prod', 'shared-vpc']"
 
 
 @pytest.mark.parametrize(
@@ -282,6 +298,7 @@ STAGES_LIST = "['dev', 'portable', 'prod', 'shared-vpc']"
             "argument --endpoint-name: not allowed with argument --stage",
         ),
         (["--endpoint-name", "x", "--bogus", SAMPLE], "unrecognized arguments: --bogus"),
+        (["--stage", "dev", "--profile", "gpu", SAMPLE], "--profile gpu contradicts stage dev, whose profile is cpu"),
     ],
 )
 def test_bad_targets_are_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

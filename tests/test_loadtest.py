@@ -258,6 +258,25 @@ def test_a_rows_file_line_with_the_wrong_feature_count_is_named(
     assert error.startswith("rows.csv line 2 has 6 values; the model takes 7")
 
 
+def test_a_gpu_endpoint_is_load_tested_in_the_kserve_format_and_a_format_mismatch_fails_before_load(
+    capsys: pytest.CaptureFixture[str], endpoint: FakeEndpoint
+) -> None:
+    rows = [SAMPLE, [1.0, 23.0, 10.0, 50.0, 35.0, 370.0, 7.0]]
+    with FakeEndpoint(workers=2, service_time=0.001, profile="gpu") as gpu:
+        plan = loadtest.prepare(loadtest.build_parser().parse_args(["--endpoint-url", gpu.url, "--profile", "gpu"]))
+        # What every Locust user calls, in the gpu format: the first-request check plus this call.
+        assert plan.score(rows) == pytest.approx([score(row) for row in rows], rel=1e-6)
+        assert (plan.profile, plan.parameters["profile"], gpu.stats.served, gpu.stats.model_errors) == (
+            "gpu",
+            "gpu",
+            2,
+            0,
+        )
+    error = _fails(capsys, ["--endpoint-url", endpoint.url, "--profile", "gpu"])  # a cpu container
+    assert error.startswith("endpoint fake-endpoint did not answer a first request: An error occurred (ModelError)")
+    assert "Content type application/json is not supported by this container" in error
+
+
 def test_the_load_refuses_to_run_inside_an_unpatched_process(endpoint: FakeEndpoint) -> None:
     plan = loadtest.prepare(loadtest.build_parser().parse_args(["--endpoint-url", endpoint.url]))
     with pytest.raises(loadtest.LoadTestError, match=r"run the load test as a program \(python -m scripts.loadtest\)"):

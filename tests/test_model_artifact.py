@@ -85,7 +85,7 @@ def same_xgboost_as_training(manifest: dict[str, Any]) -> None:
 
 def test_tests_run_the_xgboost_of_the_deployed_container(manifest: dict[str, Any]) -> None:
     """Predictions checked here are the container's only if the XGBoost versions are the same."""
-    container = catalog.xgboost_image_table(stages.dev().image_tag)["xgboost_version"]
+    container = catalog.xgboost_image_table(stages.dev().container_version)["xgboost_version"]
     assert xgb.__version__ == container == manifest["xgboost_version"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -70,30 +71,35 @@ def test_endpoint_config_is_encrypted_with_the_rotating_customer_key(any_stage: 
     assert key["Properties"]["EnableKeyRotation"] is True
     assert key["DeletionPolicy"] == "Retain"
     _, config = any_stage.one("AWS::SageMaker::EndpointConfig")
-    assert config["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    if any_stage.settings.kms_encryption:
+        assert config["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    else:  # local NVMe storage (gpu stage): see the next test
+        assert "KmsKeyId" not in config["Properties"]
 
 
-def test_endpoint_config_has_no_kms_key_on_local_nvme_instances(synth_stage: Any, tmp_path_factory: Any) -> None:
-    import dataclasses
-
-    from stacks.stages import dev
-
-    from .conftest import synthesize
-
-    settings = dataclasses.replace(dev(), instance_type="ml.c5d.xlarge", kms_encryption=False)
-    stage = synthesize(settings, tmp_path_factory.mktemp("nvme"))
+def test_endpoint_config_has_no_kms_key_on_local_nvme_instances(synth_stage: Any) -> None:
+    """The gpu stage's ml.g4dn keeps the model on NVMe storage the instance encrypts; SageMaker rejects a key."""
+    stage = synth_stage("gpu")
+    assert stage.settings.kms_encryption is False
     _, config = stage.one("AWS::SageMaker::EndpointConfig")
     assert "KmsKeyId" not in config["Properties"]
-    assert config["Properties"]["ProductionVariants"][0]["InstanceType"] == "ml.c5d.xlarge"
+    assert config["Properties"]["ProductionVariants"][0]["InstanceType"] == "ml.g4dn.xlarge"
 
 
 def test_endpoint_retains_variant_properties_on_update(any_stage: Synthesized) -> None:
     config_id, _ = any_stage.one("AWS::SageMaker::EndpointConfig")
     _, endpoint = any_stage.one("AWS::SageMaker::Endpoint")
-    assert endpoint["Properties"] == {
-        "EndpointConfigName": {"Fn::GetAtt": [config_id, "EndpointConfigName"]},
-        "RetainAllVariantProperties": True,
-    }
+    assert endpoint["Properties"]["EndpointConfigName"] == {"Fn::GetAtt": [config_id, "EndpointConfigName"]}
+    assert endpoint["Properties"]["RetainAllVariantProperties"] is True
+
+
+def test_endpoint_is_named_after_the_stack_and_its_instance_type(any_stage: Synthesized) -> None:
+    """The one physical name: the rollback alarms name the endpoint before it exists, and a new instance
+    type must replace the endpoint (tests/test_rollout.py)."""
+    _, endpoint = any_stage.one("AWS::SageMaker::Endpoint")
+    name = endpoint["Properties"]["EndpointName"]
+    assert name == f"{any_stage.settings.stack_name}-{any_stage.settings.instance_type[3:].replace('.', '-')}"
+    assert re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name)  # SageMaker's EndpointName pattern
 
 
 @pytest.mark.parametrize(
@@ -101,7 +107,6 @@ def test_endpoint_retains_variant_properties_on_update(any_stage: Synthesized) -
     [
         ("AWS::SageMaker::Model", "ModelName"),
         ("AWS::SageMaker::EndpointConfig", "EndpointConfigName"),
-        ("AWS::SageMaker::Endpoint", "EndpointName"),
         ("AWS::IAM::Role", "RoleName"),
         ("AWS::IAM::ManagedPolicy", "ManagedPolicyName"),
         ("AWS::KMS::Key", "KeyId"),

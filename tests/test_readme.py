@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from stacks.settings import AutoscalingSettings, StageSettings
+from stacks.settings import AutoscalingSettings, DataCaptureSettings, RolloutSettings, ShadowSettings, StageSettings
 
 from .conftest import REPO_ROOT
 
@@ -14,15 +14,23 @@ _ROW = re.compile(r"^\| `(?P<name>[a-z0-9_.]+)` \| (?P<default>[^|]+) \|", re.MU
 
 def _documented() -> dict[str, str]:
     text = (REPO_ROOT / "README.md").read_text()
-    table = text[text.index("### Settings") : text.index("## Deploy, invoke, destroy")]
+    start = text.index("### Settings")
+    table = text[start : text.index("\n## ", start)]
     return {match["name"]: match["default"].strip() for match in _ROW.finditer(table)}
 
 
 def _defaults() -> dict[str, str]:
     found: dict[str, str] = {}
-    for cls, prefix in ((StageSettings, ""), (AutoscalingSettings, "autoscaling.")):
+    nested = (
+        (StageSettings, ""),
+        (AutoscalingSettings, "autoscaling."),
+        (RolloutSettings, "rollout."),
+        (DataCaptureSettings, "data_capture."),
+        (ShadowSettings, "shadow."),
+    )
+    for cls, prefix in nested:
         for field in dataclasses.fields(cls):
-            if field.name == "autoscaling":
+            if field.name in ("autoscaling", "rollout", "data_capture"):
                 continue
             if field.default is dataclasses.MISSING:
                 found[prefix + field.name] = "(required)"

@@ -135,7 +135,8 @@ BY = ["--model-name", MODEL]
     ("argv", "message"),
     [
         (["--stage", "staging", "--role-arn", ROLE, "--sample-payload-url", PAYLOAD, *BY],
-         "no stage 'staging'; allowed: one of ['dev', 'portable', 'prod', 'shared-vpc'] (stacks/stages.py)"),
+         "no stage 'staging'; allowed: one of ['dev', 'gpu', 'inferentia', 'portable', 'prod', 'shared-vpc'] "
+         "(stacks/stages.py)"),
         (ARGS, "give the model one way: --model-name (a SageMaker Model) or --model-package-arn"),
         ([*ARGS, *BY, "--model-package-arn", PACKAGE],
          "give the model one way: --model-name (a SageMaker Model) or --model-package-arn"),

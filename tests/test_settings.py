@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 
 from stacks import stages
-from stacks.settings import AutoscalingSettings, ScheduledCapacity, SettingsError, StageSettings
+from stacks.settings import (
+    AutoscalingSettings,
+    DataCaptureSettings,
+    RolloutSettings,
+    ScheduledCapacity,
+    SettingsError,
+    ShadowSettings,
+    StageSettings,
+)
 
 from .conftest import REPO_ROOT
 
@@ -46,7 +54,8 @@ def test_unknown_stage_lists_the_defined_ones() -> None:
     with pytest.raises(SettingsError) as caught:
         stages.load_stage("staging")
     assert caught.value.problems == [
-        "stage='staging' is not defined; allowed: one of ['dev', 'portable', 'prod', 'shared-vpc'] (stacks/stages.py)"
+        "stage='staging' is not defined; allowed: one of ['dev', 'gpu', 'inferentia', 'portable', 'prod', "
+        "'shared-vpc'] (stacks/stages.py)"
     ]
 
 
@@ -83,11 +92,14 @@ def test_burstable_instance_without_autoscaling_is_accepted() -> None:
     assert settings.instance_type == "ml.t2.medium"
 
 
-@pytest.mark.parametrize("instance_type", ["ml.inf1.xlarge", "ml.c6g.xlarge", "ml.p3.2xlarge"])
-def test_instance_the_xgboost_container_cannot_serve_is_rejected(instance_type: str) -> None:
+@pytest.mark.parametrize(
+    ("instance_type", "hint"),
+    [("ml.inf1.xlarge", ", or profile='inferentia'"), ("ml.c6g.xlarge", ""), ("ml.p3.2xlarge", "")],
+)
+def test_instance_the_xgboost_container_cannot_serve_is_rejected(instance_type: str, hint: str) -> None:
     assert problems_of(instance_type=instance_type) == [
-        f"instance_type={instance_type!r} is invalid: the built-in XGBoost container serves x86 CPU instances; "
-        "allowed: ml.c5, ml.c6i, ml.m5, ml.r5 and other x86 CPU families"
+        f"instance_type={instance_type!r} is invalid: the cpu profile serves x86 CPU types such as ml.c5, ml.c6i, "
+        f"ml.m5; allowed: one of those{hint}"
     ]
 
 
@@ -214,7 +226,7 @@ def test_image_whose_xgboost_differs_from_the_model_is_rejected() -> None:
 
 def test_unknown_image_tag_is_rejected() -> None:
     assert problems_of(image_tag="latest") == [
-        "image_tag='latest' is invalid: allowed: one of ['1.7-1', '3.0-5', '3.2-0']"
+        "image_tag='latest' is invalid: the cpu profile's images: allowed: one of ['1.7-1', '3.0-5', '3.2-0'], or None"
     ]
 
 
@@ -327,7 +339,10 @@ def test_cdk_app_rejects_an_unknown_stage_before_synthesizing(tmp_path: Path) ->
         [sys.executable, "app.py"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode != 0
-    assert "stage='staging' is not defined; allowed: one of ['dev', 'portable', 'prod', 'shared-vpc']" in result.stderr
+    assert (
+        "stage='staging' is not defined; allowed: one of ['dev', 'gpu', 'inferentia', 'portable', 'prod', 'shared-vpc']"
+        in result.stderr
+    )
     assert not list(tmp_path.glob("*.template.json"))
 
 
@@ -446,3 +461,125 @@ def test_latency_step_scaling_with_autoscaling_off_is_rejected() -> None:
         "autoscaling.latency_step_scaling=True is invalid: the policy needs the scalable target; "
         "allowed: False or autoscaling.enabled=True"
     ]
+
+
+# --- rollout, data capture and the shadow variant ---------------------------------------------------
+
+
+def rollout(**changes: Any) -> RolloutSettings:
+    return dataclasses.replace(stages.dev().rollout, **changes)
+
+
+def capture(**changes: Any) -> DataCaptureSettings:
+    return dataclasses.replace(stages.dev().data_capture, **changes)
+
+
+def shadow(**changes: Any) -> ShadowSettings:
+    """A shadow variant serving the stage's own model unless changed."""
+    return ShadowSettings(**({"model_artifact": "model_artifacts/model.tar.gz"} | changes))
+
+
+def test_unknown_traffic_shifting_is_rejected() -> None:
+    assert problems_of(rollout=rollout(traffic_shifting="X")) == [
+        "rollout.traffic_shifting='X' is invalid: allowed: one of ['CANARY', 'LINEAR', 'ALL_AT_ONCE']"
+    ]
+
+
+@pytest.mark.parametrize(("shifting", "percent", "allowed"), [("CANARY", 60, "1 to 50"), ("LINEAR", 5, "10 to 50")])
+def test_step_outside_sagemakers_bounds_is_rejected(shifting: str, percent: int, allowed: str) -> None:
+    assert problems_of(rollout=rollout(traffic_shifting=shifting, step_percent=percent)) == [
+        f"rollout.step_percent={percent} is invalid: a {shifting} step is a share of the variant's capacity; "
+        f"allowed: {allowed}"
+    ]
+
+
+def test_bake_too_short_for_the_rollback_alarms_is_rejected() -> None:
+    assert problems_of(rollout=rollout(wait_interval_seconds=60)) == [
+        "rollout.wait_interval_seconds=60 is invalid: allowed: 120 to 3600 (the rollback alarms need two "
+        "one-minute datapoints per step)"
+    ]
+
+
+def test_no_bake_without_auto_rollback_is_accepted() -> None:
+    settings = dev_with(rollout=rollout(wait_interval_seconds=0, auto_rollback=False))
+    assert (settings.rollout.wait_interval_seconds, settings.rollout.auto_rollback) == (0, False)
+
+
+def test_termination_wait_over_an_hour_is_rejected() -> None:
+    # A timeout that covers the waiting, so the termination wait is the one problem.
+    changes = rollout(termination_wait_seconds=4000, max_execution_timeout_seconds=14400)
+    assert problems_of(rollout=changes) == ["rollout.termination_wait_seconds=4000 is invalid: allowed: 0 to 3600"]
+
+
+def test_execution_timeout_below_sagemakers_minimum_is_rejected() -> None:
+    assert problems_of(rollout=rollout(max_execution_timeout_seconds=500)) == [
+        "rollout.max_execution_timeout_seconds=500 is invalid: allowed: 600 to 14400"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "timeout", "waiting", "bakes"),
+    [
+        ({}, 700, 900, 2),  # canary: 2 x 300 + 300
+        ({}, 900, 900, 2),  # the whole waiting time leaves none for the steps themselves
+        (
+            {"traffic_shifting": "LINEAR", "step_percent": 30, "wait_interval_seconds": 120},
+            700,
+            780,
+            4,
+        ),  # 4 x 120 + 300
+    ],
+)
+def test_execution_timeout_within_the_rollouts_waiting_is_rejected(
+    changes: dict[str, Any], timeout: int, waiting: int, bakes: int
+) -> None:
+    assert problems_of(rollout=rollout(max_execution_timeout_seconds=timeout, **changes)) == [
+        f"rollout.max_execution_timeout_seconds={timeout} is invalid: the rollout waits {waiting} s ({bakes} bakes "
+        f"of wait_interval_seconds plus termination_wait_seconds); allowed: more than {waiting}, at most 14400"
+    ]
+
+
+def test_execution_timeout_just_over_the_waiting_is_accepted() -> None:
+    assert dev_with(rollout=rollout(max_execution_timeout_seconds=901)).rollout.max_execution_timeout_seconds == 901
+
+
+@pytest.mark.parametrize("percent", [0, 101])
+def test_capture_sampling_outside_one_to_a_hundred_is_rejected(percent: int) -> None:
+    assert problems_of(data_capture=capture(enabled=True, sampling_percent=percent)) == [
+        f"data_capture.sampling_percent={percent} is invalid: allowed: 1 to 100"
+    ]
+
+
+def test_capture_retention_of_zero_days_is_rejected() -> None:
+    assert problems_of(data_capture=capture(enabled=True, retention_days=0)) == [
+        "data_capture.retention_days=0 is invalid: allowed: 1 to 3650"
+    ]
+
+
+def test_shadow_sampling_of_zero_is_rejected() -> None:
+    assert problems_of(shadow=shadow(sampling_percent=0)) == ["shadow.sampling_percent=0 is invalid: allowed: 1 to 100"]
+
+
+def test_shadow_without_instances_is_rejected() -> None:
+    assert problems_of(shadow=shadow(instance_count=0)) == ["shadow.instance_count=0 is invalid: allowed: 1 or more"]
+
+
+def test_shadow_with_a_missing_artifact_is_rejected() -> None:
+    assert problems_of(shadow=shadow(model_artifact="model_artifacts/nope.tar.gz")) == [
+        "shadow.model_artifact='model_artifacts/nope.tar.gz' is invalid: the artifact does not exist "
+        "(run: python scripts/train_model.py)"
+    ]
+
+
+def test_shadow_on_nvme_storage_beside_a_kms_encrypted_variant_is_rejected() -> None:
+    assert problems_of(shadow=shadow(instance_type="ml.c5d.xlarge")) == [
+        "shadow.instance_type='ml.c5d.xlarge' is invalid: the endpoint config's KmsKeyId covers every variant, so "
+        "the shadow needs the same kind of storage as ml.c5.xlarge; allowed: a type without local NVMe storage, "
+        "or None"
+    ]
+
+
+def test_a_valid_shadow_is_accepted() -> None:
+    settings = dev_with(shadow=shadow(instance_type="ml.c5.2xlarge", instance_count=2, sampling_percent=100))
+    assert settings.shadow == shadow(instance_type="ml.c5.2xlarge", instance_count=2, sampling_percent=100)
+    assert settings.shadow is not None and settings.shadow.instance_count == 2

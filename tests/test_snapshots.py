@@ -42,7 +42,7 @@ def test_masking_removes_only_noise(dev: Synthesized) -> None:
     assert set(masked["Resources"]) == set(dev.resources)
 
 
-@pytest.mark.parametrize("stage_name", ["dev", "prod", "shared-vpc", "portable"])
+@pytest.mark.parametrize("stage_name", ["dev", "prod", "shared-vpc", "portable", "gpu", "inferentia"])
 def test_template_matches_the_reviewed_snapshot(
     stage_name: str, synth_stage: Any, json_snapshot: SnapshotAssertion
 ) -> None:

@@ -1,0 +1,135 @@
+"""Deployment guardrails: endpoint updates roll out blue/green and roll back on the new fleet's alarms.
+
+The alarms watch the new fleet only: SageMaker publishes its metrics with the new EndpointConfigName
+as a dimension once it takes traffic, so an old fleet that already errs does not block every rollout.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from stacks.settings import RolloutSettings, StageSettings
+
+_MINUTE = Duration.minutes(1)
+
+
+class GuardedRollout(Construct):
+    """The rollback alarms on the new fleet and the endpoint's blue/green deployment config."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        endpoint_name: str,
+        variant_name: str,
+        endpoint_config_name: str,
+        settings: StageSettings,
+        execution_role: iam.IRole,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._rollout = settings.rollout
+        self._new_fleet = {
+            "EndpointName": endpoint_name,
+            "VariantName": variant_name,
+            "EndpointConfigName": endpoint_config_name,
+        }
+        self.alarms: list[cloudwatch.Alarm] = []
+        self.policy: iam.ManagedPolicy | None = None
+        if not self._rollout.auto_rollback:
+            return
+        self.alarms = [
+            self._alarm(
+                "NewFleetErrorRateAlarm",
+                # Average of a 0/1-per-request count is the share of requests answered 5XX.
+                self._metric("Invocation5XXErrors", "Average"),
+                threshold=settings.error_rate_alarm,
+                description=f"Rollback: the new fleet answers more than {settings.error_rate_alarm:.2%} 5XX",
+            ),
+            self._alarm(
+                "NewFleetLatencyAlarm",
+                self._metric("ModelLatency", "p99"),  # microseconds
+                threshold=settings.latency_slo_ms * 1000,
+                description=f"Rollback: the new fleet's p99 ModelLatency is above {settings.latency_slo_ms:g} ms",
+            ),
+        ]
+        # SageMaker reads the alarms with the execution role. A policy of its own, not the model's:
+        # the alarms name the endpoint config, which names the model, which waits for its policy.
+        self.policy = iam.ManagedPolicy(
+            self,
+            "ReadRollbackAlarms",
+            roles=[execution_role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadRollbackAlarms",
+                    actions=["cloudwatch:DescribeAlarms"],
+                    resources=[self._alarm_arn(alarm) for alarm in self.alarms],
+                )
+            ],
+        )
+
+    def _alarm_arn(self, alarm: cloudwatch.Alarm) -> str:
+        # The same ARN as GetAtt Arn, built from the name: moto (make rehearse) skips alarms and cannot
+        # resolve their attributes, only their Ref.
+        return Stack.of(self).format_arn(
+            service="cloudwatch",
+            resource="alarm",
+            resource_name=alarm.alarm_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+
+    def _metric(self, name: str, statistic: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace="AWS/SageMaker",
+            metric_name=name,
+            dimensions_map=self._new_fleet,
+            statistic=statistic,
+            period=_MINUTE,
+        )
+
+    def _alarm(
+        self, construct_id: str, metric: cloudwatch.Metric, *, threshold: float, description: str
+    ) -> cloudwatch.Alarm:
+        # Two minutes in a row: quick enough to stop a canary within one baking period.
+        return metric.create_alarm(
+            self,
+            construct_id,
+            alarm_description=description,
+            threshold=threshold,
+            evaluation_periods=2,
+            datapoints_to_alarm=2,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def deployment_config(self) -> sagemaker.CfnEndpoint.DeploymentConfigProperty:
+        rollout = self._rollout
+        rollback = (
+            sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
+                alarms=[sagemaker.CfnEndpoint.AlarmProperty(alarm_name=alarm.alarm_name) for alarm in self.alarms]
+            )
+            if self.alarms
+            else None
+        )
+        return sagemaker.CfnEndpoint.DeploymentConfigProperty(
+            auto_rollback_configuration=rollback,
+            blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
+                traffic_routing_configuration=_traffic_routing(rollout),
+                termination_wait_in_seconds=rollout.termination_wait_seconds,
+                maximum_execution_timeout_in_seconds=rollout.max_execution_timeout_seconds,
+            ),
+        )
+
+
+def _traffic_routing(rollout: RolloutSettings) -> sagemaker.CfnEndpoint.TrafficRoutingConfigProperty:
+    step = sagemaker.CfnEndpoint.CapacitySizeProperty(type="CAPACITY_PERCENT", value=rollout.step_percent)
+    return sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
+        type=rollout.traffic_shifting,
+        wait_interval_in_seconds=rollout.wait_interval_seconds,
+        canary_size=step if rollout.traffic_shifting == "CANARY" else None,
+        linear_step_size=step if rollout.traffic_shifting == "LINEAR" else None,
+    )
