@@ -38,7 +38,13 @@ def _context(stage: str) -> str:
 
 def _time(command: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, check=False, capture_output=True, text=True)
+    if result.returncode != 0:
+        # A failed run is no measurement: say what failed instead of a traceback of the runner.
+        lines = (result.stdout + result.stderr).strip().splitlines()
+        failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+        tail = "\n".join(failed or lines[-15:])
+        raise SystemExit(f"{' '.join(command[:4])} ... failed (exit {result.returncode}):\n{tail}")
     return time.perf_counter() - start
 
 

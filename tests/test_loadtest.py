@@ -319,7 +319,9 @@ def test_write_back_records_max_rps_per_instance_for_the_stage(endpoint: FakeEnd
 # --- the real load test, in a subprocess, against a known capacity ----------------------------------------
 
 WORKERS, SERVICE_TIME = 4, 0.020  # 200 RPS
-SLO_MS = 40.0  # twice the service time: met below capacity, crossed once the queue grows past it
+# Three times the service time: met below capacity even while the other test worker keeps a core busy
+# (at twice, p99 reached 52 ms at 87.5% load on a loaded 2-core machine), crossed once the queue grows.
+SLO_MS = 60.0
 
 
 def test_the_load_test_finds_the_known_capacity_of_a_local_endpoint(tmp_path: Path) -> None:
