@@ -31,7 +31,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from scripts.cli import OneLineParser, UsageError, one_line  # noqa: E402
+from scripts.cli import OneLineParser, UsageError, one_line, positive_int  # noqa: E402
 from stacks import catalog  # noqa: E402
 
 PROG = "capacity_plan"
@@ -194,16 +194,6 @@ def _bounded(name: str, low: float, high: float | None, *, low_open: bool) -> Ca
     return parse
 
 
-def _min_ha(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"allowed: 1 or more, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     positive = _bounded("positive", 0, None, low_open=True)
@@ -212,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-rps-per-instance", type=positive, help="measured MAX_RPS of one instance")
     parser.add_argument("--safety", type=_bounded("safety", 0, 1, low_open=True), help="default: stage's, else 0.5")
     parser.add_argument("--instance-type", help="default: the stage's, else ml.c5.xlarge")
-    parser.add_argument("--min-ha", type=_min_ha, default=2, help="fewest instances ever (default 2, 2 AZs)")
+    parser.add_argument("--min-ha", type=positive_int, default=2, help="fewest instances ever (default 2, 2 AZs)")
     parser.add_argument(
         "--trough-fraction",
         type=_bounded("fraction", 0, 1, low_open=False),

@@ -19,6 +19,17 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"allowed: 1 or more, got {value}")
+    return value
+
+
 def one_line(error: BaseException) -> str:
     """The error's message on one line (CI logs and terminals read it whole), or its type if it has none."""
     return " ".join(str(error).split()) or type(error).__name__

@@ -35,7 +35,7 @@ from botocore.exceptions import ClientError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from scripts.cli import OneLineParser, UsageError, one_line  # noqa: E402
+from scripts.cli import OneLineParser, UsageError, one_line, positive_int  # noqa: E402
 from scripts.rtb_client import (  # noqa: E402
     FEATURES,
     PROFILES,
@@ -170,16 +170,6 @@ class EndpointSession:
         return self._session.client(service_name, endpoint_url=self._endpoint_url, **kwargs)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     target = parser.add_mutually_exclusive_group(required=True)
@@ -189,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--region", help="default: the stage's region, else the AWS config")
     parser.add_argument("row", nargs="?", help="one row, e.g. 2,0,0.0,7.0,3.0,20.0,2; or - to read stdin")
     parser.add_argument("--file", help="a file of rows, one per line")
-    parser.add_argument("--repeat", type=_positive_int, default=1, help="send the same request N times")
+    parser.add_argument("--repeat", type=positive_int, default=1, help="send the same request N times")
     parser.add_argument(
         "--profile", choices=PROFILES, help="the serving profile's request format (default: the stage's, else cpu)"
     )

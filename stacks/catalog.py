@@ -91,21 +91,6 @@ class InstanceType:
         return "g" not in parts["attributes"]
 
 
-@dataclass(frozen=True)
-class ContainerImage:
-    """One built-in XGBoost container image for one region."""
-
-    tag: str
-    repository: str
-    account: str
-    host: str
-    xgboost_version: str
-
-    @property
-    def uri(self) -> str:
-        return f"{self.host}/{self.repository}:{self.tag}"
-
-
 def xgboost_image_tags() -> tuple[str, ...]:
     return tuple(sorted(_load("xgboost_images.json")["versions"]))
 
@@ -114,43 +99,6 @@ def xgboost_image_table(tag: str) -> dict[str, Any]:
     """The table entry of one container tag: repository, XGBoost version and regions."""
     entry: dict[str, Any] = _load("xgboost_images.json")["versions"][tag]
     return entry
-
-
-def xgboost_image(tag: str, region: str) -> ContainerImage | None:
-    """The image of ``tag`` in ``region``, or None where AWS publishes none."""
-    entry = xgboost_image_table(tag)
-    registry = entry["regions"].get(region)
-    if registry is None:
-        return None
-    return ContainerImage(
-        tag=tag,
-        repository=entry["repository"],
-        account=registry["account"],
-        host=registry["host"],
-        xgboost_version=entry["xgboost_version"],
-    )
-
-
-@dataclass(frozen=True)
-class RegistryImage:
-    """One AWS-published container image (SageMaker Triton, Neo/Inferentia) in one region's registry."""
-
-    version: str
-    repository: str
-    tag: str
-    region: str
-    account: str
-    host: str
-    partition: str
-
-    @property
-    def uri(self) -> str:
-        return f"{self.host}/{self.repository}:{self.tag}"
-
-    @property
-    def repository_arn(self) -> str:
-        """The ECR repository the execution role pulls from."""
-        return f"arn:{self.partition}:ecr:{self.region}:{self.account}:repository/{self.repository}"
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -164,22 +112,6 @@ def _registry_versions(table: str) -> tuple[str, ...]:
 def _registry_table(table: str, version: str) -> dict[str, Any]:
     entry: dict[str, Any] = _load(table)["versions"][version]
     return entry
-
-
-def _registry_image(table: str, version: str, region: str) -> RegistryImage | None:
-    entry = _registry_table(table, version)
-    registry = entry["regions"].get(region)
-    if registry is None:
-        return None
-    return RegistryImage(
-        version=version,
-        repository=entry["repository"],
-        tag=entry["tag"],
-        region=region,
-        account=registry["account"],
-        host=registry["host"],
-        partition=registry["partition"],
-    )
 
 
 _TRITON_IMAGES = "triton_images.json"
@@ -202,11 +134,6 @@ def triton_image_table(version: str) -> dict[str, Any]:
     return _registry_table(_TRITON_IMAGES, version)
 
 
-def triton_image(version: str, region: str) -> RegistryImage | None:
-    """The Triton GPU image of ``version`` in ``region``, or None where AWS publishes none."""
-    return _registry_image(_TRITON_IMAGES, version, region)
-
-
 def inf1_image_versions() -> tuple[str, ...]:
     """Neo/Inferentia PyTorch versions for ml.inf1, oldest first."""
     return _registry_versions(_INF1_IMAGES)
@@ -215,8 +142,3 @@ def inf1_image_versions() -> tuple[str, ...]:
 def inf1_image_table(version: str) -> dict[str, Any]:
     """The table entry of one Neo/Inferentia PyTorch version: repository, tag and regions."""
     return _registry_table(_INF1_IMAGES, version)
-
-
-def inf1_image(version: str, region: str) -> RegistryImage | None:
-    """The Neo/Inferentia PyTorch image of ``version`` for ml.inf1 in ``region``, or None where there is none."""
-    return _registry_image(_INF1_IMAGES, version, region)

@@ -113,6 +113,16 @@ def dev(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
 
 
 @pytest.fixture(scope="session")
+def gpu(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
+    return synth_stage("gpu")
+
+
+@pytest.fixture(scope="session")
+def inferentia(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
+    return synth_stage("inferentia")
+
+
+@pytest.fixture(scope="session")
 def shared_vpc(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
     return synth_stage("shared-vpc")
 

@@ -506,13 +506,13 @@ def shared_vpc_rehearsal(shared_vpc: Synthesized) -> Rehearsal:
 
 
 @pytest.fixture(scope="module")
-def gpu_rehearsal(synth_stage: Callable[[str], Synthesized]) -> Rehearsal:
-    return rehearse(synth_stage("gpu"))
+def gpu_rehearsal(gpu: Synthesized) -> Rehearsal:
+    return rehearse(gpu)
 
 
 @pytest.fixture(scope="module")
-def inferentia_rehearsal(synth_stage: Callable[[str], Synthesized]) -> Rehearsal:
-    return rehearse(synth_stage("inferentia"))
+def inferentia_rehearsal(inferentia: Synthesized) -> Rehearsal:
+    return rehearse(inferentia)
 
 
 def stack_vpc(rehearsal: Rehearsal) -> dict[str, Any]:

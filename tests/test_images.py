@@ -6,11 +6,20 @@ import importlib.util
 import json
 
 import pytest
+from aws_cdk import App, Environment, Stack
 
 from stacks import catalog, stages
+from stacks.container_image import resolve_image
 from stacks.profiles import PROFILES
 
 from .conftest import REPO_ROOT, Synthesized
+
+
+def _uri(profile: str, version: str, region: str) -> str | None:
+    """The image URI the stack deploys (stacks/container_image.py reads the profile's registry)."""
+    found = PROFILES[profile].registry(version).image(region)
+    return None if found is None else found[1]
+
 
 needs_sdk = pytest.mark.skipif(
     importlib.util.find_spec("sagemaker") is None, reason="the SageMaker SDK (sagemaker-core) is not installed"
@@ -36,9 +45,7 @@ def test_every_region_resolves_to_the_uri_the_sdk_builds() -> None:
 
     tag = stages.dev().container_version
     for region in catalog.xgboost_image_table(tag)["regions"]:
-        image = catalog.xgboost_image(tag, region)
-        assert image is not None
-        assert image.uri == image_uris.retrieve("xgboost", region, version=tag), region
+        assert _uri("cpu", tag, region) == image_uris.retrieve("xgboost", region, version=tag), region
 
 
 def test_committed_instance_types_match_botocore() -> None:
@@ -102,12 +109,10 @@ def test_every_region_resolves_to_the_triton_gpu_uri_the_sdk_builds() -> None:
 
     version = catalog.triton_image_version()
     for region in catalog.triton_image_table(version)["regions"]:
-        image = catalog.triton_image(version, region)
-        assert image is not None
         expected = image_uris.retrieve(
             "sagemaker-tritonserver", region, version=version, instance_type=TRITON_INSTANCE_TYPE
         )
-        assert image.uri == expected, region
+        assert _uri("gpu", version, region) == expected, region
 
 
 @needs_sdk
@@ -117,12 +122,10 @@ def test_every_region_resolves_to_the_inf1_uri_the_sdk_builds() -> None:
     # The version the inferentia profile deploys (the others share its accounts; the table test covers them).
     for version in (PROFILES["inferentia"].default_version(),):
         for region in catalog.inf1_image_table(version)["regions"]:
-            image = catalog.inf1_image(version, region)
-            assert image is not None
             expected = image_uris.retrieve(
                 "inferentia-pytorch", region, version=version, instance_type=INF1_INSTANCE_TYPE
             )
-            assert image.uri == expected, (version, region)
+            assert _uri("inferentia", version, region) == expected, (version, region)
 
 
 @needs_sdk
@@ -164,20 +167,39 @@ def test_registry_partitions_match_botocore() -> None:
         assert registry["partition"] == session.get_partition_for_region(region), region
 
 
-def test_execution_role_resource_is_the_regions_ecr_repository() -> None:
-    triton = catalog.triton_image("26.05", "us-west-2")
-    assert triton is not None
-    assert triton.uri == "763104351884.dkr.ecr.us-west-2.amazonaws.com/sagemaker-tritonserver:26.05-py3"
-    assert triton.repository_arn == "arn:aws:ecr:us-west-2:763104351884:repository/sagemaker-tritonserver"
-    inf1 = catalog.inf1_image("1.9", "cn-north-1")
-    assert inf1 is not None
-    assert inf1.uri == "472730292857.dkr.ecr.cn-north-1.amazonaws.com.cn/sagemaker-neo-pytorch:1.9-inf-py3"
-    assert inf1.repository_arn == "arn:aws-cn:ecr:cn-north-1:472730292857:repository/sagemaker-neo-pytorch"
+@pytest.mark.parametrize(
+    ("profile", "version", "region", "uri", "repository"),
+    [
+        (
+            "gpu",
+            "26.05",
+            "us-west-2",
+            "763104351884.dkr.ecr.us-west-2.amazonaws.com/sagemaker-tritonserver:26.05-py3",
+            ":ecr:us-west-2:763104351884:repository/sagemaker-tritonserver",
+        ),
+        (
+            "inferentia",
+            "1.9",
+            "cn-north-1",
+            "472730292857.dkr.ecr.cn-north-1.amazonaws.com.cn/sagemaker-neo-pytorch:1.9-inf-py3",
+            ":ecr:cn-north-1:472730292857:repository/sagemaker-neo-pytorch",
+        ),
+    ],
+)
+def test_execution_role_resource_is_the_regions_ecr_repository(
+    profile: str, version: str, region: str, uri: str, repository: str
+) -> None:
+    """What resolve_image gives the model and the execution role; the partition (aws-cn in China) is the
+    deploy region's."""
+    stack = Stack(App(), "Probe", env=Environment(region=region))
+    image = resolve_image(stack, profile=PROFILES[profile], version=version, region=region)
+    assert stack.resolve(image.uri) == uri
+    assert stack.resolve(image.repository_arn) == {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, repository]]}
 
 
 def test_regions_without_an_image_resolve_to_none() -> None:
-    assert catalog.triton_image("26.05", "cn-north-1") is None
-    assert catalog.inf1_image("1.9", "ap-south-2") is None
+    assert _uri("gpu", "26.05", "cn-north-1") is None
+    assert _uri("inferentia", "1.9", "ap-south-2") is None
 
 
 def test_triton_and_inf1_images_are_never_latest() -> None:

@@ -263,7 +263,7 @@ def test_percentile_is_nearest_rank(values: list[float], p: float, expected: flo
         ([""], "", "no rows to score: the row is empty"),
         ([], "", "give the rows one way: a ROW argument, - to read stdin, or --file PATH"),
         (["--file", "rows.csv", SAMPLE], "", "give the rows one way: a ROW argument, - to read stdin, or --file PATH"),
-        (["--repeat", "0", SAMPLE], "", "argument --repeat: must be at least 1, got 0"),
+        (["--repeat", "0", SAMPLE], "", "argument --repeat: allowed: 1 or more, got 0"),
         (["--repeat", "two", SAMPLE], "", "argument --repeat: expected a whole number, got 'two'"),
     ],
 )

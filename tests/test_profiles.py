@@ -61,16 +61,6 @@ def _function(stage: Synthesized, handler: str) -> tuple[str, dict[str, Any]]:
     return found
 
 
-@pytest.fixture(scope="module")
-def gpu(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
-    return synth_stage("gpu")
-
-
-@pytest.fixture(scope="module")
-def inferentia(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
-    return synth_stage("inferentia")
-
-
 # --- the image of each profile ---------------------------------------------------------------------
 
 
