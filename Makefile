@@ -8,16 +8,44 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 CDK := node_modules/.bin/cdk
 
-.PHONY: setup synth test lint format bench tables model triton-model inf1-model lock clean diff deploy destroy deploy-ci-roles rehearse bench-client
+.PHONY: setup setup-dev setup-model synth synth-all stages test test-model lint format bench tables model triton-model \
+	inf1-model lock check-locks clean diff deploy destroy deploy-ci-roles rehearse bench-client
 
-setup: $(VENV)/.installed node_modules/.installed
+# Python packages come in three pinned layers (locks/, from `make lock`), installed by uv, which the
+# setup bootstraps from PyPI into the venv. Each layer adds to the one before it:
+#   synth  (make synth, diff, deploy)            CDK, cdk-nag, boto3, cfn-lint
+#   dev    (make test, lint, rehearse, bench)     + pytest, moto, XGBoost, linters, Locust
+#   model  (make model, test-model)               + torch, hummingbird-ml, Treelite, tritonclient
+UV_VERSION := 0.13.8
+UV := $(VENV)/bin/uv
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+setup: $(VENV)/.synth node_modules/.installed
+setup-dev: setup $(VENV)/.dev
+setup-model: setup-dev $(VENV)/.model
+
+$(UV):
+	@echo "setup: creating $(VENV) with $$(python3 --version) and installing uv $(UV_VERSION) (a few seconds)"
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synth: locks/synth.txt | $(UV)
+	@echo "setup: synth layer, locks/synth.txt (aws-cdk-lib, cdk-nag, boto3, cfn-lint; ~20 s and ~400 MB when uncached)"
+	$(UV) pip install --quiet --python $(VENV)/bin/python -r locks/synth.txt
+	touch $@
+
+$(VENV)/.dev: locks/dev.txt $(VENV)/.synth
+	@echo "setup: dev layer, locks/dev.txt (pytest, moto, XGBoost, linters, Locust; ~30 s and ~600 MB more when uncached)"
+	$(UV) pip install --quiet --python $(VENV)/bin/python -r locks/dev.txt
+	touch $@
+
+$(VENV)/.model: locks/model.txt $(VENV)/.dev
+	@echo "setup: model layer, locks/model.txt (torch, hummingbird-ml, Treelite, tritonclient; from PyPI, Linux's"
+	@echo "       torch brings the CUDA libraries: several GB and minutes)"
+	$(UV) pip install --quiet --python $(VENV)/bin/python -r locks/model.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
+	@echo "setup: the pinned CDK CLI and Node.js from npm (package-lock.json; ~10 s)"
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -29,13 +57,25 @@ synth: setup
 	$(VENV)/bin/cfn-lint --ignore-checks W3010 -- cdk.out/*.template.json
 	@echo "synthesized stage $(STAGE) into cdk.out/ (cdk-nag and cfn-lint clean)"
 
+## The stages stacks/stages.py defines, one per line; synth-all synthesizes each (what CI runs).
+stages: setup
+	@$(PY) -c 'from stacks.stages import STAGES; print(*STAGES, sep="\n")'
+
+synth-all: setup
+	@set -e; for stage in $$($(MAKE) --no-print-directory -s stages); do $(MAKE) --no-print-directory synth STAGE=$$stage; done
+
 ## The whole test suite (offline), on every core. Snapshot updates run in one process:
 ## make test PYTEST_ARGS="-n0 --snapshot-update"
-test: setup
+test: setup-dev
 	$(PY) -m pytest -q -n auto $(PYTEST_ARGS)
 
+## The checks that need the model-building layer: rebuild the gpu and inferentia artifacts and compare them
+## with XGBoost (torch, Treelite, Triton's config schema).
+test-model: setup-model
+	$(PY) -m pytest -q -n auto --model-build tests/model_build $(PYTEST_ARGS)
+
 ## The real cdk bootstrap and cdk deploy of STAGE against moto on 127.0.0.1 (offline, no AWS account).
-rehearse: setup
+rehearse: setup-dev
 	$(PY) scripts/rehearse.py --stage $(STAGE)
 
 ## These three need AWS credentials for the stage's account.
@@ -52,45 +92,55 @@ destroy: setup
 deploy-ci-roles: setup
 	$(CDK) deploy RtbInference-GitHubCi
 
-lint: setup
+lint: setup-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-format: setup
+format: setup-dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
 ## Synth time against an empty CDK app (the jsii floor), and the test-suite time: medians.
-bench: setup
+bench: setup-dev
 	$(PY) scripts/bench.py
 
 ## The kit's client against a local endpoint: N calls on one pooled client (1 connection) vs a new client per call.
-bench-client: setup
+bench-client: setup-dev
 	$(PY) scripts/bench_client.py
 
 ## Regenerate the committed image and instance-type tables from the SDK / botocore.
-tables: setup
+tables: setup-dev
 	$(PY) scripts/generate_tables.py
 
 ## Retrain and repackage the sample model, then the gpu and inferentia profiles' artifacts from it
 ## (all byte-for-byte reproducible).
-model: setup
+model: setup-model
 	$(PY) scripts/train_model.py
 	$(PY) scripts/build_triton_artifact.py
 	$(PY) scripts/build_inf1_artifact.py
 
 ## The gpu profile's Triton FIL model repository, from model_artifacts/model.tar.gz.
-triton-model: setup
+triton-model: setup-model
 	$(PY) scripts/build_triton_artifact.py
 
 ## The inferentia profile's traced PyTorch model (Neo compiles it during the deploy).
-inf1-model: setup
+inf1-model: setup-model
 	$(PY) scripts/build_inf1_artifact.py
 
-lock: setup
-	{ echo "# Every Python package of the dev environment, pinned (pip install -c). Regenerate with 'make lock'."; \
-	  $(VENV)/bin/pip freeze --exclude-editable | sort; } > constraints.txt
+## Re-resolve the three layers from PyPI for every platform (uv's universal lock), model first so that each
+## layer pins the same versions as the one above it. Then `make check-locks`.
+LOCK := $(UV) pip compile --quiet --universal --python-version 3.11 --no-config --no-header --annotation-style line \
+	--default-index https://pypi.org/simple
+lock: | $(UV)
+	$(LOCK) requirements-model.txt -o locks/model.txt
+	$(LOCK) -c locks/model.txt requirements-dev.txt -o locks/dev.txt
+	$(LOCK) -c locks/model.txt requirements.txt -o locks/synth.txt
+
+## Every pin of every layer resolves from PyPI alone (no local indexes, wheel stores or pip configuration),
+## on Linux x86_64 and macOS arm64. Needs PyPI; CI runs it.
+check-locks: | $(UV)
+	$(VENV)/bin/python scripts/check_locks.py
 
 clean:
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -55,10 +55,21 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from scripts import train_model  # noqa: E402
 from scripts.archive import reproducible_tar_gz  # noqa: E402
+from scripts.inf1_format import (  # noqa: E402
+    ARTIFACT,
+    MANIFEST,
+    MODEL_FILE,
+    NEO_FRAMEWORK,
+    NEO_FRAMEWORK_VERSION,
+    NEO_TARGET_DEVICE,
+    NEO_TORCH_MAX_FILE_FORMAT_VERSION,
+    TOLERANCE,
+    ConversionError,
+    check_loadable,
+    code_ops,
+    file_format_version,
+)
 
-MODEL_FILE = "model.pth"
-ARTIFACT = "model.tar.gz"
-MANIFEST = "model-manifest.json"
 DEFAULT_SOURCE = REPO_ROOT / "model_artifacts" / train_model.ARTIFACT
 DEFAULT_OUT_DIR = REPO_ROOT / "model_artifacts" / "inf1"
 
@@ -66,46 +77,17 @@ N_FEATURES = len(train_model.FEATURES)
 INPUT_NAME = "input0"
 INPUT_SHAPE = (1, N_FEATURES)
 
-NEO_FRAMEWORK = "PYTORCH"
-NEO_FRAMEWORK_VERSION = "1.9"
-NEO_TARGET_DEVICE = "ml_inf1"
 # Neuron's compiler may cast float32 matrix products to bfloat16 (its default differs between releases).
 # bfloat16 holds integers exactly only up to 256 (IndexCityID reaches 370) and leaf values to ~3 digits:
 # emulated on the CPU, that moves P(bid) by up to 0.06. Ask for float32 throughout; the value is a JSON
 # string, as the API documents CompilerOptions for ml_inf1.
 NEO_COMPILER_OPTIONS = '"--fast-math none"'
-# kMaxSupportedFileFormatVersion in caffe2/serialize/versions.h of the release/1.9 branch.
-NEO_TORCH_MAX_FILE_FORMAT_VERSION = 6
-# Operators the GEMM tree strategy and the wrapper may trace to; every one is in torch 1.9's ATen.
-TORCH_1_9_OPS = frozenset(
-    {
-        "aten::add",
-        "aten::eq",
-        "aten::lt",
-        "aten::matmul",
-        "aten::mm",
-        "aten::select",
-        "aten::sigmoid",
-        "aten::slice",
-        "aten::squeeze",
-        "aten::sum",
-        "aten::t",
-        "aten::to",
-        "aten::view",
-    }
-)
-
 TREE_IMPLEMENTATION = "gemm"
 OBJECTIVE = "binary:logistic"
 VALIDATION_SEED = train_model.SEED + 1
 VALIDATION_ROWS = 1000
-TOLERANCE = 1e-5
 
 FloatArray = npt.NDArray[np.float32]
-
-
-class ConversionError(RuntimeError):
-    """The model cannot be converted into an archive Neo's torch can load; the message says why."""
 
 
 class BidFilter(torch.nn.Module):
@@ -244,20 +226,6 @@ def serialize(traced: torch.jit.ScriptModule) -> bytes:
     return out.getvalue()
 
 
-def _archive_records(pth: bytes) -> dict[str, bytes]:
-    reader = torch._C.PyTorchFileReader(io.BytesIO(pth))
-    return {name: reader.get_record(name) for name in reader.get_all_records()}
-
-
-def file_format_version(pth: bytes) -> int:
-    """The TorchScript file-format version, read where torch's reader reads it."""
-    records = _archive_records(pth)
-    raw = records.get(".data/version", records.get("version"))
-    if raw is None:
-        raise ConversionError("the TorchScript archive has no version record")
-    return int(raw.decode().strip())
-
-
 def validation_rows() -> FloatArray:
     """Rows drawn like the training data, from a seed training did not use."""
     rows, _ = train_model.make_dataset(np.random.default_rng(VALIDATION_SEED), VALIDATION_ROWS)
@@ -292,18 +260,6 @@ def max_abs_diff(pth: bytes, booster: xgb.Booster, rows: FloatArray) -> float:
 def package(pth: bytes) -> bytes:
     """A reproducible model.tar.gz: ``model.pth`` at the root, where Neo looks for it."""
     return reproducible_tar_gz({MODEL_FILE: pth})
-
-
-def check_loadable(version: int, ops: Iterable[str]) -> None:
-    """Raise unless torch ``NEO_FRAMEWORK_VERSION`` can read the archive and has every operator."""
-    if version > NEO_TORCH_MAX_FILE_FORMAT_VERSION:
-        raise ConversionError(
-            f"TorchScript file-format version {version} is newer than torch {NEO_FRAMEWORK_VERSION} reads "
-            f"(at most {NEO_TORCH_MAX_FILE_FORMAT_VERSION})"
-        )
-    unknown = sorted(set(ops) - TORCH_1_9_OPS)
-    if unknown:
-        raise ConversionError(f"the traced graph uses operators not checked against torch 1.9: {unknown}")
 
 
 def data_input_config() -> dict[str, list[int]]:
@@ -359,6 +315,9 @@ def build(out_dir: Path = DEFAULT_OUT_DIR, source: Path = DEFAULT_SOURCE) -> Inf
     pth = serialize(traced)
     version = file_format_version(pth)
     check_loadable(version, ops)
+    # The default suite reads the operators from the archive's code without torch: keep that reading honest.
+    if code_ops(pth) != ops:
+        raise ConversionError(f"the archive's code calls {code_ops(pth)}, the traced graph runs {ops}")
     diff = max_abs_diff(pth, classifier.get_booster(), validation_rows())
     if not diff <= TOLERANCE:
         raise ConversionError(f"the traced model differs from XGBoost by {diff:.3g} (> {TOLERANCE})")

@@ -18,12 +18,35 @@ from stacks.compliance import add_compliance_checks
 from stacks.github_ci import GitHubCiSettings, GitHubCiStack
 from stacks.inference_stack import InferenceStack
 from stacks.settings import DataCaptureSettings, RolloutSettings, ShadowSettings, StageSettings
-from stacks.stages import load_stage
+from stacks.stages import STAGES, load_stage
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # jsii prints a banner per process on Node 20; the Makefile pins Node 22 but tests may run outside it.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
+
+# Checks that need the model-building layer (torch, Treelite, Triton's schema): `make test-model` runs them.
+MODEL_BUILD_TESTS = REPO_ROOT / "tests" / "model_build"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--model-build",
+        action="store_true",
+        help="collect tests/model_build too (needs the model-building layer: make setup-model)",
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if config.getoption("--model-build"):
+        return None
+    return collection_path == MODEL_BUILD_TESTS or MODEL_BUILD_TESTS in collection_path.parents or None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if config.getoption("--model-build"):
+        return None
+    return "tests/model_build not collected (needs torch, Treelite, tritonclient): make test-model runs it"
 
 
 def cdk_context() -> dict[str, Any]:
@@ -132,7 +155,7 @@ def portable(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
     return synth_stage("portable")
 
 
-@pytest.fixture(scope="session", params=["dev", "prod", "shared-vpc", "portable", "gpu", "inferentia"])
+@pytest.fixture(scope="session", params=list(STAGES))
 def any_stage(request: pytest.FixtureRequest, synth_stage: Callable[[str], Synthesized]) -> Synthesized:
     return synth_stage(str(request.param))
 

@@ -10,6 +10,7 @@ import pytest
 
 from scripts import capacity_plan as cp
 from stacks import catalog
+from stacks.stages import STAGES
 
 KIT_TYPES = (
     "ml.c5.large",
@@ -162,7 +163,7 @@ def test_arguments_override_the_stage(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 BASE = ["--peak-rps", "10", "--max-rps-per-instance", "1"]
-STAGES_LIST = "['dev', 'gpu', 'inferentia', 'portable', 'prod', 'shared-vpc']"
+STAGES_LIST = str(sorted(STAGES))
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from botocore.stub import Stubber
 from scripts import invoke
 from scripts.bench_client import Reply, answers_for, local_client, local_endpoint, local_session, probabilities
 from scripts.rtb_client import FEATURES, predict
+from stacks.stages import STAGES
 
 SAMPLE = "2,0,0.0,7.0,3.0,20.0,2"
 ENDPOINT = "RtbInference-dev-InferenceEndpointA45980A1-ABC123"
@@ -285,7 +286,7 @@ def test_a_missing_file_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Ca
     )
 
 
-STAGES_LIST = "['dev', 'gpu', 'inferentia', 'portable', 'prod', 'shared-vpc']"
+STAGES_LIST = str(sorted(STAGES))
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import pytest
 from botocore.stub import Stubber
 
 from scripts import cli, recommend
+from stacks.stages import STAGES
 
 NOW = datetime(2026, 11, 21, 20, 45, 7, tzinfo=UTC)
 ROLE = "arn:aws:iam::123456789012:role/InferenceRecommenderRole"
@@ -135,8 +136,7 @@ BY = ["--model-name", MODEL]
     ("argv", "message"),
     [
         (["--stage", "staging", "--role-arn", ROLE, "--sample-payload-url", PAYLOAD, *BY],
-         "no stage 'staging'; allowed: one of ['dev', 'gpu', 'inferentia', 'portable', 'prod', 'shared-vpc'] "
-         "(stacks/stages.py)"),
+         f"no stage 'staging'; allowed: one of {sorted(STAGES)} (stacks/stages.py)"),
         (ARGS, "give the model one way: --model-name (a SageMaker Model) or --model-package-arn"),
         ([*ARGS, *BY, "--model-package-arn", PACKAGE],
          "give the model one way: --model-name (a SageMaker Model) or --model-package-arn"),
