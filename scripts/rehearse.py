@@ -177,6 +177,8 @@ class Target:
     stack: str
     account: str
     region: str
+    # The container image the model must run in this region (environment-agnostic: the template's mapping).
+    image: str
 
     @property
     def environment(self) -> str:
@@ -219,13 +221,14 @@ def target_of(settings: StageSettings, *, region: str | None = None) -> Target:
         raise RehearsalError(f"{where} deploys to {settings.region}: --region applies only to stages without one")
     chosen = settings.region or region or DEFAULT_REGION
     registry = settings.serving.registry(settings.container_version)
-    if registry.image(chosen) is None:  # a stage's own region is validated with its settings already
+    found = registry.image(chosen)
+    if found is None:  # a stage's own region is validated with its settings already
         image = f"{settings.serving.image_label} {settings.container_version} image"
         raise RehearsalError(
             f"{where}: --region {chosen}: SageMaker publishes no {image} there (the template's image mapping "
             f"has no entry for it); allowed: one of {', '.join(sorted(registry.regions))}"
         )
-    return Target(stage=settings.name, stack=settings.stack_name, account=ACCOUNT, region=chosen)
+    return Target(stage=settings.name, stack=settings.stack_name, account=ACCOUNT, region=chosen, image=found[1])
 
 
 # --- the environment of the CLI ----------------------------------------------------------------------------
@@ -756,6 +759,7 @@ class Summary:
     stack_status: str
     endpoint_name: str
     endpoint_status: str
+    model_image: str
     runtime_vpc_endpoint: str
     s3_vpc_endpoint: str
     default_security_group: str
@@ -785,6 +789,11 @@ def verify(clients: Mapping[str, Any], target: Target) -> Summary:
     endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_id.rsplit("/", 1)[-1])
     if endpoint["EndpointStatus"] != "InService":
         raise RehearsalError(f"SageMaker endpoint {endpoint['EndpointName']} is {endpoint['EndpointStatus']}")
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    variant = one(config["ProductionVariants"], f"production variant of {config['EndpointConfigName']}")
+    image = sagemaker.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]["Image"]
+    if image != target.image:
+        raise RehearsalError(f"the model runs {image}, not {target.image}, the image published in {target.region}")
 
     vpc_id = one(physical.get("AWS::EC2::VPC", []), "AWS::EC2::VPC in the stack")
     in_vpc = [{"Name": "vpc-id", "Values": [vpc_id]}]
@@ -811,6 +820,7 @@ def verify(clients: Mapping[str, Any], target: Target) -> Summary:
         stack_status=status,
         endpoint_name=endpoint["EndpointName"],
         endpoint_status=endpoint["EndpointStatus"],
+        model_image=image,
         runtime_vpc_endpoint=f"{runtime['VpcEndpointId']} (Interface, {runtime_service}, private DNS on)",
         s3_vpc_endpoint=f"{gateway['VpcEndpointId']} (Gateway, {s3_service})",
         default_security_group=f"{group['GroupId']}: no ingress, no egress rules",
@@ -913,6 +923,7 @@ def print_summary(target: Target, summary: Summary, elapsed: float) -> None:
         f"rehearsal of {target.stack} in {target.environment} against moto: OK in {elapsed:.1f} s",
         f"  stack status            {summary.stack_status}",
         f"  SageMaker endpoint      {summary.endpoint_name} ({summary.endpoint_status})",
+        f"  model image             {summary.model_image}",
         f"  runtime VPC endpoint    {summary.runtime_vpc_endpoint}",
         f"  S3 VPC endpoint         {summary.s3_vpc_endpoint}",
         f"  default security group  {summary.default_security_group}",

@@ -394,6 +394,8 @@ def test_a_stage_outside_us_east_1_is_bootstrapped_in_its_own_region(eu_stage: S
     assert bootstrap_args[:2] == ["bootstrap", f"aws://{rehearse.ACCOUNT}/{EU_REGION}"]
     assert target.runtime_service == f"com.amazonaws.{EU_REGION}.sagemaker.runtime"
     assert target.s3_service == f"com.amazonaws.{EU_REGION}.s3"
+    # SageMaker's images live in an account per region: the model must run eu-west-1's.
+    assert target.image == f"141502667606.dkr.ecr.{EU_REGION}.amazonaws.com/sagemaker-xgboost:3.2-0"
 
 
 def _ssm_in(region: str) -> Any:
@@ -462,7 +464,9 @@ def test_every_stage_is_rehearsed_in_its_region_or_refused_with_the_reason(name:
 def test_an_environment_agnostic_stage_goes_to_the_default_or_the_given_region(eu_stage: StageSettings) -> None:
     agnostic = dataclasses.replace(eu_stage, region=None, client_azs=())
     assert rehearse.target_of(agnostic).region == rehearse.DEFAULT_REGION == "us-east-1"
+    assert rehearse.target_of(agnostic).image.startswith("683313688378.dkr.ecr.us-east-1.")
     assert rehearse.target_of(agnostic, region=EU_REGION).region == EU_REGION
+    assert rehearse.target_of(agnostic, region=EU_REGION).image.startswith(f"141502667606.dkr.ecr.{EU_REGION}.")
     with pytest.raises(rehearse.RehearsalError, match=r"--region xx-nowhere-1: SageMaker publishes no XGBoost"):
         rehearse.target_of(agnostic, region="xx-nowhere-1")
 
