@@ -9,8 +9,16 @@ failure, on a timeout and on Ctrl-C or SIGTERM. Nothing leaves the machine: the 
 the caller (AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE are /dev/null), and every request not addressed to
 localhost goes to a proxy port that refuses connections. The synthesized assembly goes to a temporary folder,
 and ``--no-lookups`` keeps moto's ids out of cdk.context.json. The stack is not destroyed: moto deletes the VPC
-before its endpoints and fails; stopping the server discards everything. Stages that create their VPC (dev, prod,
-portable) can be rehearsed; one that uses an existing VPC (shared-vpc) fails, as that VPC does not exist in moto.
+before its endpoints and fails; stopping the server discards everything.
+
+Which stages, and where. Any stage of stacks/stages.py, in the region it names: ``cdk bootstrap`` targets
+``aws://ACCOUNT/<the stage's region>`` and the CLI's AWS_REGION and AWS_DEFAULT_REGION are that region, because moto
+keeps each region's state apart like AWS (the bootstrap stack, its ``cdk-hnb659fds-assets-ACCOUNT-REGION`` bucket
+and the ``/cdk-bootstrap/hnb659fds/version`` parameter exist only where they were bootstrapped). An
+environment-agnostic stage (region None) is rehearsed in ``--region``, by default us-east-1 (DEFAULT_REGION), if
+its profile's image is published there. Refused at once, with the reason: a stage that uses an existing VPC (it
+does not exist in an empty moto account), one whose profile compiles its model with Neo (no stand-in), and one that
+names an account other than moto's; tests/test_deploy_rehearsal.py rehearses those in-process.
 
 The kit's own custom resource. ``Custom::SageMakerEniCleanup`` (stacks/teardown.py) is served by Python in this
 repository; the rehearsal checks that the deployed zip holds exactly this checkout's ``stacks/handlers`` and runs
@@ -73,6 +81,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -87,11 +96,14 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from stacks.settings import StageSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as `python scripts/rehearse.py`: the kit's handlers are imported
@@ -101,9 +113,12 @@ CDK = NODE_BIN / "cdk"
 MOTO_VERSION = "5.2.5"  # the moto internals patched below are this version's
 HOST = "127.0.0.1"
 ACCOUNT = "123456789012"  # moto's default account
-REGION = "us-east-1"
-RUNTIME_SERVICE = f"com.amazonaws.{REGION}.sagemaker.runtime"
-S3_SERVICE = f"com.amazonaws.{REGION}.s3"
+# Where an environment-agnostic stage (region None) is rehearsed unless --region names another: the region
+# the shipped stages use. Any region works whose container image the stage's profile publishes.
+DEFAULT_REGION = "us-east-1"
+# `cdk bootstrap` writes its version here, in the region it bootstraps; `cdk deploy` reads it in the stack's.
+BOOTSTRAP_QUALIFIER = "hnb659fds"
+BOOTSTRAP_VERSION_PARAMETER = f"/cdk-bootstrap/{BOOTSTRAP_QUALIFIER}/version"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 DEFAULT_TIMEOUT_SECONDS = 240.0
@@ -122,6 +137,8 @@ PROVIDER_CODE_SHA256 = {
 # __entrypoint__.js's markers for a physical id it never got.
 CREATE_FAILED_MARKER = "AWSCDK::CustomResourceProviderFramework::CREATE_FAILED"
 MISSING_PHYSICAL_ID_MARKER = "AWSCDK::CustomResourceProviderFramework::MISSING_PHYSICAL_ID"
+# moto's ResponseURL path (moto/cloudformation/custom_model.py); the region is the stack's.
+RESPONSE_PATH = re.compile(r"^/cloudformation_(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)/cfnresponse$")
 
 # The kit's own custom resource (stacks/teardown.py): its handler is Python in this repository, so the
 # rehearsal runs that very code, in this process, against moto, after checking the deployed zip holds it.
@@ -149,15 +166,82 @@ class RehearsalError(Exception):
     """A failed rehearsal; the message is the one-line reason."""
 
 
+# --- where the stage goes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """The stage's stack, and the account and region it is bootstrapped and deployed in."""
+
+    stage: str
+    stack: str
+    account: str
+    region: str
+    # The container image the model must run in this region (environment-agnostic: the template's mapping).
+    image: str
+
+    @property
+    def environment(self) -> str:
+        """The environment ``cdk bootstrap`` takes: the one the stack deploys to."""
+        return f"aws://{self.account}/{self.region}"
+
+    @property
+    def runtime_service(self) -> str:
+        return f"com.amazonaws.{self.region}.sagemaker.runtime"
+
+    @property
+    def s3_service(self) -> str:
+        return f"com.amazonaws.{self.region}.s3"
+
+
+def target_of(settings: StageSettings, *, region: str | None = None) -> Target:
+    """Where ``settings`` is rehearsed; RehearsalError naming what the rehearsal cannot do for this stage.
+
+    ``region`` picks the region of an environment-agnostic stage (default DEFAULT_REGION); a stage that
+    names its region is rehearsed there and nowhere else.
+    """
+    where = f"stage {settings.name!r}"
+    if settings.serving.compiled:
+        raise RehearsalError(
+            f"{where}: the {settings.profile} profile compiles its model with SageMaker Neo during the deploy, "
+            "which moto does not have and this script has no stand-in for; tests/test_deploy_rehearsal.py "
+            "rehearses it in-process with the uncompiled model"
+        )
+    if settings.vpc_id is not None:
+        raise RehearsalError(
+            f"{where}: it uses the existing VPC {settings.vpc_id}, which an empty moto account does not have; "
+            "tests/test_deploy_rehearsal.py rehearses it in-process against a copy of the looked-up VPC"
+        )
+    if settings.account is not None and settings.account != ACCOUNT:
+        raise RehearsalError(
+            f"{where}: it deploys to account {settings.account}, moto serves only its default account {ACCOUNT}; "
+            "set account=None (or that id) in a copy of the stage to rehearse it"
+        )
+    if region is not None and settings.region is not None and region != settings.region:
+        raise RehearsalError(f"{where} deploys to {settings.region}: --region applies only to stages without one")
+    chosen = settings.region or region or DEFAULT_REGION
+    registry = settings.serving.registry(settings.container_version)
+    found = registry.image(chosen)
+    if found is None:  # a stage's own region is validated with its settings already
+        image = f"{settings.serving.image_label} {settings.container_version} image"
+        raise RehearsalError(
+            f"{where}: --region {chosen}: SageMaker publishes no {image} there (the template's image mapping "
+            f"has no entry for it); allowed: one of {', '.join(sorted(registry.regions))}"
+        )
+    return Target(stage=settings.name, stack=settings.stack_name, account=ACCOUNT, region=chosen, image=found[1])
+
+
 # --- the environment of the CLI ----------------------------------------------------------------------------
 
 
 def isolated_environment(
-    base: Mapping[str, str], *, endpoint_url: str, cdk_home: Path, dead_proxy: str
+    base: Mapping[str, str], *, endpoint_url: str, region: str, cdk_home: Path, dead_proxy: str
 ) -> dict[str, str]:
-    """``base`` without any AWS, CDK or proxy setting, plus fake credentials aimed at moto.
+    """``base`` without any AWS, CDK or proxy setting, plus fake credentials aimed at moto, in ``region``.
 
-    Requests to localhost go straight to moto; any other goes to ``dead_proxy``, which refuses connections.
+    ``region`` is the CLI's default region: where an environment-agnostic stack goes, and where the SDK
+    calls of both commands are signed for. Requests to localhost go straight to moto; any other goes to
+    ``dead_proxy``, which refuses connections.
     """
     env = {
         name: value
@@ -167,8 +251,8 @@ def isolated_environment(
     env.update(FAKE_CREDENTIALS)
     env.update(
         {
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
             "AWS_ENDPOINT_URL": endpoint_url,
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
@@ -185,17 +269,17 @@ def isolated_environment(
     return env
 
 
-def cli_commands(stage: str, output: Path) -> list[tuple[str, list[str]]]:
-    """The two CLI runs, named: bootstrap of moto's account and region, then deploy of the stage's stack."""
-    common = ["-c", f"stage={stage}", "--no-lookups", "--no-notices", "--output", str(output)]
+def cli_commands(target: Target, output: Path) -> list[tuple[str, list[str]]]:
+    """The two CLI runs, named: bootstrap of the environment the stack deploys to, then deploy of the stack.
+
+    moto keeps each region's state apart, like AWS: bootstrapping another region than the stack's leaves the
+    stack's region without the bootstrap stack, bucket and version parameter.
+    """
+    common = ["-c", f"stage={target.stage}", "--no-lookups", "--no-notices", "--output", str(output)]
     return [
-        ("cdk bootstrap", ["bootstrap", f"aws://{ACCOUNT}/{REGION}", *common]),
-        ("cdk deploy", ["deploy", stack_name(stage), "--require-approval", "never", *common]),
+        ("cdk bootstrap", ["bootstrap", target.environment, *common]),
+        ("cdk deploy", ["deploy", target.stack, "--require-approval", "never", *common]),
     ]
-
-
-def stack_name(stage: str) -> str:
-    return f"RtbInference-{stage}"
 
 
 def unexpected_skips(skipped: set[str], template_types: set[str] | None, known: frozenset[str]) -> list[str]:
@@ -339,11 +423,32 @@ def check_response_url(url: str, port: int) -> None:
         raise RehearsalError(f"refusing to send a custom-resource response to {url}: not this rehearsal's server")
 
 
+def response_region(url: str) -> str:
+    """The region of the stack a ResponseURL answers: moto writes it into the path, ``/cloudformation_REGION/...``."""
+    match = RESPONSE_PATH.match(urlsplit(url).path)
+    if match is None:
+        raise RehearsalError(f"refusing to send a custom-resource response to {url}: not moto's cfnresponse path")
+    return match["region"]
+
+
+def response_opener(url: str) -> urllib.request.OpenerDirector:
+    """An opener for answers to ``url``: no proxy, and a User-Agent naming the stack's region.
+
+    moto files an answer under the region of the request, which it takes from the host name, the User-Agent's
+    ``region/NAME`` or the signature, never from the path it wrote the region into; this unsigned PUT to
+    localhost has none of them, so without the header every answer would go to us-east-1's stacks (HTTP 400
+    for a stack anywhere else).
+    """
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    opener.addheaders = [("User-Agent", f"rtb-rehearsal region/{response_region(url)}")]
+    return opener
+
+
 def put_response(url: str, body: Mapping[str, Any]) -> None:
     """PUT ``body`` to ``url`` as __entrypoint__.js does (JSON, empty content type); no proxy, loopback only."""
     data = json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="PUT", headers={"content-type": ""})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    opener = response_opener(url)
     with opener.open(request, timeout=HTTP_TIMEOUT_SECONDS):
         pass  # urllib raises on an HTTP error status
 
@@ -426,7 +531,7 @@ class LambdaStandIn:
         if not isinstance(event, dict) or event.get("ResourceType") != KIT_RESOURCE_TYPE:
             raise RehearsalError(f"invoked with something other than a {KIT_RESOURCE_TYPE} request: {event!r:.200}")
         check_response_url(event["ResponseURL"], self.port)
-        loopback = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        loopback = response_opener(event["ResponseURL"])
         body = eni_cleanup.handler(
             event,
             LambdaContext(),
@@ -618,7 +723,9 @@ def stop_process_group(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def wait_for_custom_resources(name: str, template: Mapping[str, Any], stand_in: LambdaStandIn, deadline: float) -> None:
+def wait_for_custom_resources(
+    target: Target, template: Mapping[str, Any], stand_in: LambdaStandIn, deadline: float
+) -> None:
     """Until every Custom:: resource of the template was answered SUCCESS and moto marked it created.
 
     moto's change-set execution reports CREATE_COMPLETE before the answers arrive, so this waits on its own.
@@ -636,7 +743,8 @@ def wait_for_custom_resources(name: str, template: Mapping[str, Any], stand_in: 
         raise RehearsalError(f"custom resources without a stand-in: {', '.join(sorted(foreign))}")
     while True:
         stand_in.raise_if_failed()
-        stacks = [s for s in cloudformation_backends[ACCOUNT][REGION].stacks.values() if s.name == name]
+        backend = cloudformation_backends[target.account][target.region]
+        stacks = [s for s in backend.stacks.values() if s.name == target.stack]
         created = {lid for s in stacks for lid, res in s.custom_resources.items() if res.is_created()}
         if custom <= set(stand_in.answers) and custom <= created:
             return
@@ -651,6 +759,7 @@ class Summary:
     stack_status: str
     endpoint_name: str
     endpoint_status: str
+    model_image: str
     runtime_vpc_endpoint: str
     s3_vpc_endpoint: str
     default_security_group: str
@@ -664,8 +773,9 @@ def one(items: list[Any], what: str) -> Any:
     return items[0]
 
 
-def verify(clients: Mapping[str, Any], name: str) -> Summary:
+def verify(clients: Mapping[str, Any], target: Target) -> Summary:
     """Read back through the APIs what moto built; RehearsalError on the first difference."""
+    name, runtime_service, s3_service = target.stack, target.runtime_service, target.s3_service
     cfn, sagemaker, ec2 = clients["cloudformation"], clients["sagemaker"], clients["ec2"]
     status = cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
     if status != "CREATE_COMPLETE":
@@ -679,19 +789,24 @@ def verify(clients: Mapping[str, Any], name: str) -> Summary:
     endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_id.rsplit("/", 1)[-1])
     if endpoint["EndpointStatus"] != "InService":
         raise RehearsalError(f"SageMaker endpoint {endpoint['EndpointName']} is {endpoint['EndpointStatus']}")
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    variant = one(config["ProductionVariants"], f"production variant of {config['EndpointConfigName']}")
+    image = sagemaker.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]["Image"]
+    if image != target.image:
+        raise RehearsalError(f"the model runs {image}, not {target.image}, the image published in {target.region}")
 
     vpc_id = one(physical.get("AWS::EC2::VPC", []), "AWS::EC2::VPC in the stack")
     in_vpc = [{"Name": "vpc-id", "Values": [vpc_id]}]
     endpoints = ec2.describe_vpc_endpoints(Filters=in_vpc)["VpcEndpoints"]
     runtime = one(
-        [e for e in endpoints if e["ServiceName"] == RUNTIME_SERVICE and e["VpcEndpointType"] == "Interface"],
-        f"interface endpoint for {RUNTIME_SERVICE}",
+        [e for e in endpoints if e["ServiceName"] == runtime_service and e["VpcEndpointType"] == "Interface"],
+        f"interface endpoint for {runtime_service}",
     )
     if not runtime.get("PrivateDnsEnabled"):
         raise RehearsalError(f"interface endpoint {runtime['VpcEndpointId']} has private DNS off")
     gateway = one(
-        [e for e in endpoints if e["ServiceName"] == S3_SERVICE and e["VpcEndpointType"] == "Gateway"],
-        f"gateway endpoint for {S3_SERVICE}",
+        [e for e in endpoints if e["ServiceName"] == s3_service and e["VpcEndpointType"] == "Gateway"],
+        f"gateway endpoint for {s3_service}",
     )
     stack_endpoints = set(physical.get("AWS::EC2::VPCEndpoint", []))
     if stack_endpoints != {runtime["VpcEndpointId"], gateway["VpcEndpointId"]}:
@@ -705,15 +820,16 @@ def verify(clients: Mapping[str, Any], name: str) -> Summary:
         stack_status=status,
         endpoint_name=endpoint["EndpointName"],
         endpoint_status=endpoint["EndpointStatus"],
-        runtime_vpc_endpoint=f"{runtime['VpcEndpointId']} (Interface, {RUNTIME_SERVICE}, private DNS on)",
-        s3_vpc_endpoint=f"{gateway['VpcEndpointId']} (Gateway, {S3_SERVICE})",
+        model_image=image,
+        runtime_vpc_endpoint=f"{runtime['VpcEndpointId']} (Interface, {runtime_service}, private DNS on)",
+        s3_vpc_endpoint=f"{gateway['VpcEndpointId']} (Gateway, {s3_service})",
         default_security_group=f"{group['GroupId']}: no ingress, no egress rules",
         stand_in=[],
         skipped_types=[],
     )
 
 
-def boto3_clients(endpoint_url: str) -> dict[str, Any]:
+def boto3_clients(endpoint_url: str, region: str) -> dict[str, Any]:
     import boto3
     from botocore.config import Config
 
@@ -721,18 +837,31 @@ def boto3_clients(endpoint_url: str) -> dict[str, Any]:
         aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
-        region_name=REGION,
+        region_name=region,
     )
     config = Config(connect_timeout=HTTP_TIMEOUT_SECONDS, read_timeout=30, retries={"max_attempts": 2}, proxies={})
     return {
         service: session.client(service, endpoint_url=endpoint_url, config=config)
-        for service in ("cloudformation", "sagemaker", "ec2")
+        for service in ("cloudformation", "sagemaker", "ec2", "ssm")
     }
 
 
-def rehearse(stage: str, port: int, deadline: float) -> Summary:
-    """The whole rehearsal of ``stage``; the server is stopped however this ends."""
-    name = stack_name(stage)
+def check_bootstrapped(ssm: Any, target: Target) -> None:
+    """After ``cdk bootstrap``: its version parameter is where ``cdk deploy`` will read it, the stack's region."""
+    try:
+        ssm.get_parameter(Name=BOOTSTRAP_VERSION_PARAMETER)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ParameterNotFound":
+            raise
+        raise RehearsalError(
+            f"cdk bootstrap left no {BOOTSTRAP_VERSION_PARAMETER} in {target.environment}, where cdk deploy "
+            f"reads it (bootstrapped another region or qualifier?)"
+        ) from None
+
+
+def rehearse(target: Target, port: int, deadline: float) -> Summary:
+    """The whole rehearsal of ``target``; the server is stopped however this ends."""
+    name = target.stack
     skipped = SkippedTypes()
     logging.getLogger("moto").addFilter(skipped)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
@@ -745,13 +874,16 @@ def rehearse(stage: str, port: int, deadline: float) -> Summary:
         running_moto(port) as (port, moto_alive),
     ):
         endpoint_url = f"http://localhost:{port}"
-        clients = boto3_clients(endpoint_url)
+        clients = boto3_clients(endpoint_url, target.region)
         stand_in = LambdaStandIn(ec2=clients["ec2"], port=port, cloudformation=clients["cloudformation"])
         with lambda_routed_to(stand_in, port):
-            progress(f"moto listening on {HOST}:{port}; the CLI gets AWS_ENDPOINT_URL={endpoint_url}")
+            progress(
+                f"moto listening on {HOST}:{port}; the CLI gets AWS_ENDPOINT_URL={endpoint_url}, region {target.region}"
+            )
             env = isolated_environment(
                 os.environ,
                 endpoint_url=endpoint_url,
+                region=target.region,
                 cdk_home=Path(tmp, "cdk-home"),
                 dead_proxy=f"http://{HOST}:{dead_port}",
             )
@@ -762,19 +894,20 @@ def rehearse(stage: str, port: int, deadline: float) -> Summary:
                 if not moto_alive():
                     raise RehearsalError(f"moto's server on {HOST}:{port} stopped during the run")
 
-            (bootstrap, bootstrap_args), (deploy, deploy_args) = cli_commands(stage, output)
+            (bootstrap, bootstrap_args), (deploy, deploy_args) = cli_commands(target, output)
             run_cli(bootstrap, bootstrap_args, env=env, deadline=deadline, check=check)
             # Only the bootstrap stack exists yet: whatever moto skipped so far is in it.
             check_skips(BOOTSTRAP_STACK, unexpected_skips(skipped.types, None, KNOWN_SKIPPED_BOOTSTRAP))
+            check_bootstrapped(clients["ssm"], target)
             run_cli(deploy, deploy_args, env=env, deadline=deadline, check=check)
             template = json.loads(Path(output, f"{name}.template.json").read_text())
             types = {str(resource.get("Type")) for resource in template.get("Resources", {}).values()}
             check_skips(name, unexpected_skips(skipped.types, types, KNOWN_SKIPPED_APP))
 
             progress("waiting for the custom resources' answers")
-            wait_for_custom_resources(name, template, stand_in, deadline)
+            wait_for_custom_resources(target, template, stand_in, deadline)
             progress("verifying through the CloudFormation, SageMaker and EC2 APIs")
-            summary = verify(clients, name)
+            summary = verify(clients, target)
             summary.stand_in = list(stand_in.answers.values())
             summary.skipped_types = sorted(skipped.types & types)
             return summary
@@ -785,11 +918,12 @@ def check_skips(stack: str, unexpected: list[str]) -> None:
         raise RehearsalError(f"moto skipped resource types it cannot create in {stack}: {', '.join(unexpected)}")
 
 
-def print_summary(name: str, summary: Summary, elapsed: float) -> None:
+def print_summary(target: Target, summary: Summary, elapsed: float) -> None:
     lines = [
-        f"rehearsal of {name} against moto: OK in {elapsed:.1f} s",
+        f"rehearsal of {target.stack} in {target.environment} against moto: OK in {elapsed:.1f} s",
         f"  stack status            {summary.stack_status}",
         f"  SageMaker endpoint      {summary.endpoint_name} ({summary.endpoint_status})",
+        f"  model image             {summary.model_image}",
         f"  runtime VPC endpoint    {summary.runtime_vpc_endpoint}",
         f"  S3 VPC endpoint         {summary.s3_vpc_endpoint}",
         f"  default security group  {summary.default_security_group}",
@@ -802,9 +936,26 @@ def print_summary(name: str, summary: Summary, elapsed: float) -> None:
     print("\n".join(lines), flush=True)
 
 
+def load_target(stage: str, *, region: str | None = None) -> Target:
+    """The target of stage ``stage`` as stacks/stages.py defines it; RehearsalError if it is unknown or invalid."""
+    from stacks.settings import SettingsError
+    from stacks.stages import load_stage
+
+    try:
+        settings = load_stage(stage)
+    except SettingsError as error:
+        raise RehearsalError("; ".join([str(error).splitlines()[0].rstrip(":"), *error.problems])) from None
+    return target_of(settings, region=region)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--stage", default="dev", help="the stage to deploy (default: dev)")
+    parser.add_argument(
+        "--region",
+        help=f"the region of a stage without one (environment-agnostic; default: {DEFAULT_REGION}); "
+        "a stage that names its region is rehearsed there",
+    )
     parser.add_argument("--port", type=int, default=0, help="moto's port on 127.0.0.1 (default: a free port)")
     parser.add_argument(
         "--timeout",
@@ -828,7 +979,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, signal.default_int_handler)
     started = _started  # the clock of the progress lines
     try:
-        summary = rehearse(args.stage, args.port, started + args.timeout)
+        target = load_target(args.stage, region=args.region)
+        summary = rehearse(target, args.port, started + args.timeout)
     except RehearsalError as error:
         print(f"rehearse: FAILED after {time.monotonic() - started:.1f} s: {error}", file=sys.stderr, flush=True)
         return 1
@@ -840,7 +992,7 @@ def main(argv: list[str] | None = None) -> int:
         reason = " ".join(f"{type(error).__name__}: {error}".split())
         print(f"rehearse: FAILED after {time.monotonic() - started:.1f} s: {reason}", file=sys.stderr, flush=True)
         return 1
-    print_summary(stack_name(args.stage), summary, time.monotonic() - started)
+    print_summary(target, summary, time.monotonic() - started)
     return 0
 
 

@@ -1,6 +1,8 @@
 """Deploy rehearsal: each stage's synthesized template, created in moto's in-process CloudFormation.
 
-Offline (no network, no Docker, no real AWS): fake credentials, moto's default account, us-east-1. The
+Offline (no network, no Docker, no real AWS): fake credentials, moto's default account, and the stage's region
+(an environment-agnostic stage: ``make rehearse``'s default, us-east-1). Every stage in STAGES is rehearsed,
+and a copy of dev in eu-west-1 built here, so the region handling is tested outside us-east-1 too. The
 rehearsal bootstraps like ``cdk bootstrap`` would for what the template needs (the bootstrap-version SSM
 parameter, the assets bucket and the file assets), creates the stack, then reads back what moto built
 through the EC2, SageMaker and CloudFormation APIs. Each stage runs in its own ``mock_aws`` context and
@@ -30,6 +32,7 @@ rehearsal reads those another way (see ``Rehearsal.route_table_of`` and ``read_b
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -47,16 +50,17 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from scripts.rehearse import KNOWN_SKIPPED_APP
+from scripts.rehearse import DEFAULT_REGION, KNOWN_SKIPPED_APP
+from stacks.settings import StageSettings
+from stacks.stages import STAGES, load_stage
 
-from .conftest import Synthesized
+from .conftest import Synthesized, synthesize
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REGION = "us-east-1"
 MOTO_DEFAULT_ACCOUNT = "123456789012"
 BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
-RUNTIME_SERVICE = f"com.amazonaws.{REGION}.sagemaker.runtime"
-S3_SERVICE = f"com.amazonaws.{REGION}.s3"
+# A stage outside us-east-1, as a user would add one to stacks/stages.py: dev, copied to this region.
+OTHER_REGION = "eu-west-1"
 REQUIRED_OUTPUTS = ("EndpointName", "RuntimeVpcEndpointId", "ClientSecurityGroupId")
 
 # moto's CloudFormation skips these types with a UserWarning; the stack still completes. One list for
@@ -191,6 +195,7 @@ class Rehearsal:
     """What moto built for one stage, read back through the AWS APIs once the stack was created."""
 
     stack_name: str
+    region: str
     status: str
     failure: str
     dropped_outputs: list[str]
@@ -233,14 +238,22 @@ class Rehearsal:
     def endpoints_of(self, vpc_id: str, service_name: str) -> list[dict[str, Any]]:
         return [e for e in self.vpc_endpoints if e["VpcId"] == vpc_id and e["ServiceName"] == service_name]
 
+    @property
+    def runtime_service(self) -> str:
+        return f"com.amazonaws.{self.region}.sagemaker.runtime"
+
+    @property
+    def s3_service(self) -> str:
+        return f"com.amazonaws.{self.region}.s3"
+
     def runtime_endpoint(self, vpc_id: str) -> dict[str, Any]:
-        found = self.endpoints_of(vpc_id, RUNTIME_SERVICE)
-        assert len(found) == 1, f"expected one {RUNTIME_SERVICE} endpoint in {vpc_id}, found {found}"
+        found = self.endpoints_of(vpc_id, self.runtime_service)
+        assert len(found) == 1, f"expected one {self.runtime_service} endpoint in {vpc_id}, found {found}"
         return found[0]
 
     def s3_gateway(self, vpc_id: str) -> dict[str, Any]:
-        found = self.endpoints_of(vpc_id, S3_SERVICE)
-        assert len(found) == 1, f"expected one {S3_SERVICE} endpoint in {vpc_id}, found {found}"
+        found = self.endpoints_of(vpc_id, self.s3_service)
+        assert len(found) == 1, f"expected one {self.s3_service} endpoint in {vpc_id}, found {found}"
         return found[0]
 
     def route_table_of(self, subnet_ids: list[str]) -> dict[str, str]:
@@ -266,8 +279,8 @@ class Rehearsal:
 
 
 @contextmanager
-def fake_aws_environment(account: str) -> Iterator[None]:
-    """Fake credentials and us-east-1; no profile, config file, endpoint URL or moto server leaks in."""
+def fake_aws_environment(account: str, region: str = DEFAULT_REGION) -> Iterator[None]:
+    """Fake credentials in ``region``; no profile, config file, endpoint URL or moto server leaks in."""
     with pytest.MonkeyPatch.context() as patch:
         for name in list(os.environ):
             if name.startswith(("AWS_", "MOTO_")) or name == "TEST_SERVER_MODE":
@@ -276,7 +289,7 @@ def fake_aws_environment(account: str) -> Iterator[None]:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": REGION,
+            "AWS_DEFAULT_REGION": region,
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             "AWS_EC2_METADATA_DISABLED": "true",
@@ -299,14 +312,16 @@ def without_moto_skip_warnings() -> Iterator[None]:
         yield
 
 
-def resolve_placeholders(text: str, account: str) -> str:
-    resolved = text.replace("${AWS::AccountId}", account).replace("${AWS::Region}", REGION)
+def resolve_placeholders(text: str, account: str, region: str) -> str:
+    resolved = text.replace("${AWS::AccountId}", account).replace("${AWS::Region}", region)
     assert "${" not in resolved, f"unresolved placeholder in {text!r}"
     return resolved
 
 
 def upload_file_assets(session: Any, stage: Synthesized, account: str) -> None:
-    """What ``cdk deploy`` publishes: each file asset of ``<stack>.assets.json`` at its objectKey."""
+    """What ``cdk deploy`` publishes: each file asset of ``<stack>.assets.json`` at its objectKey, in the bucket
+    the bootstrap makes in the session's region (outside us-east-1 S3 needs the region as LocationConstraint)."""
+    region = session.region_name
     manifest = json.loads((stage.outdir / f"{stage.settings.stack_name}.assets.json").read_text())
     s3 = session.client("s3")
     buckets: set[str] = set()
@@ -321,9 +336,12 @@ def upload_file_assets(session: Any, stage: Synthesized, account: str) -> None:
         else:
             body = source.read_bytes()
         for destination in asset["destinations"].values():
-            bucket = resolve_placeholders(destination["bucketName"], account)
+            bucket = resolve_placeholders(destination["bucketName"], account, region)
             if bucket not in buckets:
-                s3.create_bucket(Bucket=bucket)
+                location = (
+                    {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+                )
+                s3.create_bucket(Bucket=bucket, **location)
                 buckets.add(bucket)
             s3.put_object(Bucket=bucket, Key=destination["objectKey"], Body=body)
 
@@ -424,10 +442,11 @@ def rehearse(stage: Synthesized, *, prepare: Callable[[Any], SUBSTITUTED_ID] | N
     """Deploy ``stage`` in a fresh ``mock_aws``; ``prepare`` creates pre-existing resources first."""
     settings = stage.settings
     account = settings.account or MOTO_DEFAULT_ACCOUNT
+    region = settings.region or DEFAULT_REGION
     template, _ = without_custom_resources(with_the_traced_model_for_the_compiled_one(stage.template_json))
     template, dropped = without_unresolvable_outputs(template)
-    with fake_aws_environment(account), without_moto_skip_warnings(), mock_aws():
-        session = boto3.session.Session(region_name=REGION)
+    with fake_aws_environment(account, region), without_moto_skip_warnings(), mock_aws():
+        session = boto3.session.Session(region_name=region)
         caller = session.client("sts").get_caller_identity()["Account"]
         assert caller == account, f"moto runs as account {caller}, the stage needs {account}"
         session.client("ssm").put_parameter(Name=BOOTSTRAP_VERSION_PARAMETER, Value="30", Type="String")
@@ -437,6 +456,7 @@ def rehearse(stage: Synthesized, *, prepare: Callable[[Any], SUBSTITUTED_ID] | N
         status, failure = create_stack(session, settings.stack_name, template)
         common: dict[str, Any] = {
             "stack_name": settings.stack_name,
+            "region": region,
             "status": status,
             "failure": failure,
             "dropped_outputs": dropped,
@@ -490,35 +510,78 @@ def lookup_subnets(lookup: Mapping[str, Any], group: str, azs: tuple[str, ...]) 
 
 
 @pytest.fixture(scope="module")
-def dev_rehearsal(dev: Synthesized) -> Rehearsal:
-    return rehearse(dev)
+def rehearsal_of() -> Callable[[Synthesized], Rehearsal]:
+    """Rehearse a synthesized stage, at most once per module; a stage with an existing VPC gets a copy of it."""
+    cache: dict[str, Rehearsal] = {}
+
+    def get(stage: Synthesized) -> Rehearsal:
+        name, vpc_id = stage.settings.name, stage.settings.vpc_id
+        if name not in cache:
+            cache[name] = rehearse(stage, prepare=recreate_looked_up_vpc(lookup_of(vpc_id)) if vpc_id else None)
+        return cache[name]
+
+    return get
+
+
+def in_other_region(settings: StageSettings) -> StageSettings:
+    """``settings`` moved to OTHER_REGION, as a user copies a stage in stacks/stages.py."""
+    return dataclasses.replace(
+        settings,
+        name=f"{settings.name}-{OTHER_REGION}",
+        region=OTHER_REGION,
+        client_azs=tuple(f"{OTHER_REGION}{az[-1]}" for az in settings.client_azs),
+    )
 
 
 @pytest.fixture(scope="module")
-def portable_rehearsal(portable: Synthesized) -> Rehearsal:
-    return rehearse(portable)
+def other_region(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(in_other_region(load_stage("dev")), tmp_path_factory.mktemp(f"cdk-dev-{OTHER_REGION}"))
+
+
+@pytest.fixture(params=[*sorted(STAGES), OTHER_REGION])
+def each_stage(
+    request: pytest.FixtureRequest, synth_stage: Callable[[str], Synthesized], other_region: Synthesized
+) -> Synthesized:
+    """Every stage stacks/stages.py defines, and dev copied to OTHER_REGION."""
+    return other_region if request.param == OTHER_REGION else synth_stage(str(request.param))
 
 
 @pytest.fixture(scope="module")
-def shared_vpc_rehearsal(shared_vpc: Synthesized) -> Rehearsal:
+def dev_rehearsal(dev: Synthesized, rehearsal_of: Callable[[Synthesized], Rehearsal]) -> Rehearsal:
+    return rehearsal_of(dev)
+
+
+@pytest.fixture(scope="module")
+def portable_rehearsal(portable: Synthesized, rehearsal_of: Callable[[Synthesized], Rehearsal]) -> Rehearsal:
+    return rehearsal_of(portable)
+
+
+@pytest.fixture(scope="module")
+def shared_vpc_rehearsal(shared_vpc: Synthesized, rehearsal_of: Callable[[Synthesized], Rehearsal]) -> Rehearsal:
     assert shared_vpc.settings.vpc_id is not None
-    return rehearse(shared_vpc, prepare=recreate_looked_up_vpc(lookup_of(shared_vpc.settings.vpc_id)))
+    return rehearsal_of(shared_vpc)
 
 
 @pytest.fixture(scope="module")
-def gpu_rehearsal(gpu: Synthesized) -> Rehearsal:
-    return rehearse(gpu)
+def gpu_rehearsal(gpu: Synthesized, rehearsal_of: Callable[[Synthesized], Rehearsal]) -> Rehearsal:
+    return rehearsal_of(gpu)
 
 
 @pytest.fixture(scope="module")
-def inferentia_rehearsal(inferentia: Synthesized) -> Rehearsal:
-    return rehearse(inferentia)
+def inferentia_rehearsal(inferentia: Synthesized, rehearsal_of: Callable[[Synthesized], Rehearsal]) -> Rehearsal:
+    return rehearsal_of(inferentia)
 
 
 def stack_vpc(rehearsal: Rehearsal) -> dict[str, Any]:
     vpc_id = rehearsal.physical_id("AWS::EC2::VPC")
     (vpc,) = [vpc for vpc in rehearsal.vpcs if vpc["VpcId"] == vpc_id]
     return vpc
+
+
+def vpc_of(stage: Synthesized, rehearsal: Rehearsal) -> str:
+    """The id of the stage's VPC in moto: the stack's own, or the copy of the looked-up one."""
+    vpc_id = stage.settings.vpc_id
+    return rehearsal.substitutions[vpc_id] if vpc_id else str(stack_vpc(rehearsal)["VpcId"])
 
 
 def subnet_ids_in(rehearsal: Rehearsal, vpc_id: str) -> list[str]:
@@ -554,9 +617,9 @@ def test_rehearsal_ignores_the_callers_aws_profile_and_endpoint(monkeypatch: pyt
     monkeypatch.setenv("AWS_PROFILE", "production")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "https://aws.example.invalid")
     with fake_aws_environment(MOTO_DEFAULT_ACCOUNT):
-        session = boto3.session.Session(region_name=REGION)
+        session = boto3.session.Session(region_name=DEFAULT_REGION)
         assert session.get_credentials().access_key == "testing"
-        assert session.client("sts").meta.endpoint_url == f"https://sts.{REGION}.amazonaws.com"
+        assert session.client("sts").meta.endpoint_url == f"https://sts.{DEFAULT_REGION}.amazonaws.com"
     assert os.environ["AWS_PROFILE"] == "production", "the caller's environment comes back afterwards"
 
 
@@ -568,9 +631,36 @@ def test_a_rejected_resource_fails_the_rehearsal_with_its_reason() -> None:
         }
     }
     with fake_aws_environment(MOTO_DEFAULT_ACCOUNT), mock_aws():
-        status, failure = create_stack(boto3.session.Session(region_name=REGION), "Rejected", template)
+        status, failure = create_stack(boto3.session.Session(region_name=DEFAULT_REGION), "Rejected", template)
     assert status != "CREATE_COMPLETE"
     assert "ml.c5.huge" in failure and "FAILED stack events" in failure, failure
+
+
+# --- every stage, in its region -----------------------------------------------------------------
+
+
+def test_every_stage_deploys_in_its_region_with_that_regions_endpoints_and_image(
+    each_stage: Synthesized, rehearsal_of: Callable[[Synthesized], Rehearsal]
+) -> None:
+    settings = each_stage.settings
+    region = settings.region or DEFAULT_REGION
+    rehearsal = rehearsal_of(each_stage).require_complete()
+    assert rehearsal.region == region
+    vpc_id = vpc_of(each_stage, rehearsal)
+    endpoint = rehearsal.runtime_endpoint(vpc_id)  # com.amazonaws.<region>.sagemaker.runtime
+    azs = {subnet["SubnetId"]: subnet["AvailabilityZone"] for subnet in rehearsal.subnets}
+    endpoint_azs = sorted(azs[subnet] for subnet in endpoint["SubnetIds"])
+    if settings.client_azs:
+        assert endpoint_azs == sorted(settings.client_azs)
+    assert endpoint_azs and all(az.startswith(region) for az in endpoint_azs), endpoint_azs
+    # The image account differs per region (a CfnMapping in an environment-agnostic template).
+    image = settings.serving.registry(settings.container_version).image(region)
+    assert image is not None
+    assert rehearsal.model["PrimaryContainer"]["Image"] == image[1]
+    assert f".dkr.ecr.{region}." in image[1]
+    model_data = rehearsal.model["PrimaryContainer"]["ModelDataUrl"]
+    assert model_data in rehearsal.s3_objects
+    assert model_data.startswith(f"s3://cdk-hnb659fds-assets-{MOTO_DEFAULT_ACCOUNT}-{region}/"), model_data
 
 
 # --- dev: a new VPC ------------------------------------------------------------------------------
@@ -702,6 +792,7 @@ def test_portable_stack_reaches_create_complete(portable_rehearsal: Rehearsal) -
 
 def test_portable_model_image_resolves_to_the_deploy_region_registry(portable_rehearsal: Rehearsal) -> None:
     model = portable_rehearsal.require_complete().model
+    assert portable_rehearsal.region == DEFAULT_REGION == "us-east-1"
     assert model["PrimaryContainer"]["Image"] == "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.2-0"
     assert model["PrimaryContainer"]["ModelDataUrl"] in portable_rehearsal.s3_objects
 
@@ -751,7 +842,7 @@ def test_shared_vpc_gets_no_s3_gateway_on_its_route_tables(
     rehearsal = shared_vpc_rehearsal.require_complete()
     settings = shared_vpc.settings
     assert settings.vpc_id is not None
-    assert rehearsal.endpoints_of(rehearsal.substitutions[settings.vpc_id], S3_SERVICE) == []
+    assert rehearsal.endpoints_of(rehearsal.substitutions[settings.vpc_id], rehearsal.s3_service) == []
 
 
 def test_shared_vpc_endpoint_is_in_service(shared_vpc_rehearsal: Rehearsal) -> None:

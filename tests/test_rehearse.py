@@ -1,10 +1,12 @@
-"""scripts/rehearse.py, offline: the stand-in for CDK's VpcRestrictDefaultSG handler and the CLI's environment.
+"""scripts/rehearse.py, offline: the stand-in for CDK's VpcRestrictDefaultSG handler, the CLI's environment and
+where each stage is bootstrapped and deployed.
 
 The rehearsal itself (moto's server, the real CLI) takes about 10 s and runs as `make rehearse`, its own CI job.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import zipfile
@@ -13,13 +15,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.core.responses import BaseResponse
 
 from scripts import rehearse
+from stacks.settings import StageSettings
+from stacks.stages import STAGES, load_stage
 
 GROUP = "sg-0123456789abcdef0"
-STACK_ID = f"arn:aws:cloudformation:{rehearse.REGION}:{rehearse.ACCOUNT}:stack/RtbInference-dev/0b1c"
+STACK_ID = f"arn:aws:cloudformation:{rehearse.DEFAULT_REGION}:{rehearse.ACCOUNT}:stack/RtbInference-dev/0b1c"
 PORT = 45000
 RESPONSE_URL = f"http://localhost:{PORT}/cloudformation_us-east-1/cfnresponse?stack={STACK_ID}"
 EGRESS = {"GroupId": GROUP, "IpPermissions": [{"IpRanges": [{"CidrIp": "0.0.0.0/0"}], "IpProtocol": "-1"}]}
@@ -33,7 +40,7 @@ def event(request_type: str = "Create", **extra: Any) -> dict[str, Any]:
     """A custom-resource request as moto sends it (moto sends Create only; the others as CloudFormation does)."""
     return {
         "RequestType": request_type,
-        "ServiceToken": f"arn:aws:lambda:{rehearse.REGION}:{rehearse.ACCOUNT}:function:Provider",
+        "ServiceToken": f"arn:aws:lambda:{rehearse.DEFAULT_REGION}:{rehearse.ACCOUNT}:function:Provider",
         "ResponseURL": RESPONSE_URL,
         "StackId": STACK_ID,
         "RequestId": "req-1",
@@ -291,11 +298,11 @@ REAL_AWS = {
     "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.2/creds",
     "AWS_CONFIG_FILE": "/home/me/.aws/config",
     "AWS_SHARED_CREDENTIALS_FILE": "/home/me/.aws/credentials",
-    "AWS_ENDPOINT_URL_S3": "https://s3.eu-west-1.amazonaws.com",
-    "AWS_REGION": "eu-west-1",
+    "AWS_ENDPOINT_URL_S3": "https://s3.eu-central-1.amazonaws.com",
+    "AWS_REGION": "eu-central-1",
     "AWS_CA_BUNDLE": "/etc/ssl/corp.pem",
     "CDK_DEFAULT_ACCOUNT": "999999999999",
-    "CDK_DEPLOY_REGION": "eu-west-1",
+    "CDK_DEPLOY_REGION": "eu-central-1",
     "CDK_HOME": "/home/me/.cdk",
     "HTTPS_PROXY": "http://corp-proxy:3128",
     "http_proxy": "http://corp-proxy:3128",
@@ -303,11 +310,26 @@ REAL_AWS = {
 }
 
 
+# A stage of the user's outside us-east-1: dev, copied to eu-west-1 (as one would in stacks/stages.py).
+EU_REGION = "eu-west-1"
+
+
+@pytest.fixture(scope="module")
+def eu_stage() -> StageSettings:
+    return dataclasses.replace(
+        load_stage("dev"), name="eu", region=EU_REGION, client_azs=(f"{EU_REGION}a", f"{EU_REGION}b")
+    )
+
+
 @pytest.fixture
-def cli_env() -> dict[str, str]:
+def cli_env(eu_stage: StageSettings) -> dict[str, str]:
     base = {"PATH": "/usr/bin", "HOME": "/home/me", "LANG": "C.UTF-8", **REAL_AWS}
     return rehearse.isolated_environment(
-        base, endpoint_url=f"http://localhost:{PORT}", cdk_home=Path("/tmp/r/cdk-home"), dead_proxy="http://127.0.0.1:9"
+        base,
+        endpoint_url=f"http://localhost:{PORT}",
+        region=rehearse.target_of(eu_stage).region,
+        cdk_home=Path("/tmp/r/cdk-home"),
+        dead_proxy="http://127.0.0.1:9",
     )
 
 
@@ -325,8 +347,9 @@ def test_the_cli_gets_fake_credentials_aimed_at_moto(cli_env: dict[str, str]) ->
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
+        # The stage's region, not the caller's (eu-central-1): an environment-agnostic stack goes there too.
+        "AWS_REGION": EU_REGION,
+        "AWS_DEFAULT_REGION": EU_REGION,
         "AWS_ENDPOINT_URL": f"http://localhost:{PORT}",
         "AWS_CONFIG_FILE": "/dev/null",
         "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
@@ -351,13 +374,113 @@ def test_the_pinned_cli_and_node_come_first_on_the_path(cli_env: dict[str, str])
     assert cli_env["HOME"] == "/home/me"
 
 
-def test_the_cli_writes_to_the_temporary_output_and_never_looks_anything_up() -> None:
-    (_, bootstrap_args), (_, deploy_args) = rehearse.cli_commands("dev", Path("/tmp/r/cdk.out"))
-    assert bootstrap_args[:2] == ["bootstrap", "aws://123456789012/us-east-1"]
-    assert deploy_args[:4] == ["deploy", "RtbInference-dev", "--require-approval", "never"]
+def test_the_cli_writes_to_the_temporary_output_and_never_looks_anything_up(eu_stage: StageSettings) -> None:
+    target = rehearse.target_of(eu_stage)
+    (_, bootstrap_args), (_, deploy_args) = rehearse.cli_commands(target, Path("/tmp/r/cdk.out"))
+    assert deploy_args[:4] == ["deploy", "RtbInference-eu", "--require-approval", "never"]
     for args in (bootstrap_args, deploy_args):
         assert args[args.index("--output") + 1] == "/tmp/r/cdk.out"
-        assert {"--no-lookups", "--no-notices", "stage=dev"} <= set(args)
+        assert {"--no-lookups", "--no-notices", "stage=eu"} <= set(args)
+
+
+# --- where each stage is rehearsed --------------------------------------------------------------------------
+
+
+def test_a_stage_outside_us_east_1_is_bootstrapped_in_its_own_region(eu_stage: StageSettings) -> None:
+    """The bug of issue 10: bootstrapping us-east-1 left eu-west-1 without its version parameter."""
+    target = rehearse.target_of(eu_stage)
+    assert (target.account, target.region, target.stack) == (rehearse.ACCOUNT, EU_REGION, "RtbInference-eu")
+    (_, bootstrap_args), _ = rehearse.cli_commands(target, Path("/tmp/r/cdk.out"))
+    assert bootstrap_args[:2] == ["bootstrap", f"aws://{rehearse.ACCOUNT}/{EU_REGION}"]
+    assert target.runtime_service == f"com.amazonaws.{EU_REGION}.sagemaker.runtime"
+    assert target.s3_service == f"com.amazonaws.{EU_REGION}.s3"
+    # SageMaker's images live in an account per region: the model must run eu-west-1's.
+    assert target.image == f"141502667606.dkr.ecr.{EU_REGION}.amazonaws.com/sagemaker-xgboost:3.2-0"
+
+
+def _ssm_in(region: str) -> Any:
+    return boto3.client("ssm", region_name=region, aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture
+def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+
+
+@pytest.mark.usefixtures("fake_aws")
+def test_the_version_parameter_is_required_in_the_stacks_region(eu_stage: StageSettings) -> None:
+    target = rehearse.target_of(eu_stage)
+    with mock_aws():
+        name, value = rehearse.BOOTSTRAP_VERSION_PARAMETER, "30"
+        _ssm_in("us-east-1").put_parameter(Name=name, Value=value, Type="String")
+        with pytest.raises(rehearse.RehearsalError, match=rf"no {name} in aws://{rehearse.ACCOUNT}/{EU_REGION}"):
+            rehearse.check_bootstrapped(_ssm_in(EU_REGION), target)
+        _ssm_in(EU_REGION).put_parameter(Name=name, Value=value, Type="String")
+        rehearse.check_bootstrapped(_ssm_in(EU_REGION), target)
+    assert name == "/cdk-bootstrap/hnb659fds/version"
+
+
+@pytest.mark.parametrize("region", ["us-east-1", EU_REGION, "ap-southeast-2"])
+def test_custom_resource_answers_name_the_region_moto_files_them_under(region: str) -> None:
+    """moto reads the region of an unsigned PUT from the User-Agent; without it every answer lands in us-east-1."""
+    url = f"http://localhost:{PORT}/cloudformation_{region}/cfnresponse?stack=arn"
+    (user_agent,) = [value for name, value in rehearse.response_opener(url).addheaders if name == "User-Agent"]
+    match = BaseResponse.region_from_useragent_regex.search(user_agent)
+    assert match is not None and match["region"] == region
+
+
+def test_an_answer_to_anything_but_motos_response_path_is_refused() -> None:
+    with pytest.raises(rehearse.RehearsalError, match="not moto's cfnresponse path"):
+        rehearse.response_opener(f"http://localhost:{PORT}/somewhere-else")
+
+
+def _refusal(settings: StageSettings) -> str | None:
+    """Why the rehearsal refuses the stage, from its settings; None if it deploys it."""
+    if settings.serving.compiled:
+        return "compiles its model with SageMaker Neo"
+    if settings.vpc_id is not None:
+        return f"uses the existing VPC {settings.vpc_id}"
+    if settings.account not in (None, rehearse.ACCOUNT):
+        return f"deploys to account {settings.account}"
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_every_stage_is_rehearsed_in_its_region_or_refused_with_the_reason(name: str) -> None:
+    settings = load_stage(name)
+    reason = _refusal(settings)
+    if reason is not None:
+        with pytest.raises(rehearse.RehearsalError, match=rf"^stage '{name}': .*{reason}"):
+            rehearse.target_of(settings)
+        return
+    target = rehearse.target_of(settings)
+    assert target.region == (settings.region or rehearse.DEFAULT_REGION)
+    assert target.environment == f"aws://{rehearse.ACCOUNT}/{target.region}"
+
+
+def test_an_environment_agnostic_stage_goes_to_the_default_or_the_given_region(eu_stage: StageSettings) -> None:
+    agnostic = dataclasses.replace(eu_stage, region=None, client_azs=())
+    assert rehearse.target_of(agnostic).region == rehearse.DEFAULT_REGION == "us-east-1"
+    assert rehearse.target_of(agnostic).image.startswith("683313688378.dkr.ecr.us-east-1.")
+    assert rehearse.target_of(agnostic, region=EU_REGION).region == EU_REGION
+    assert rehearse.target_of(agnostic, region=EU_REGION).image.startswith(f"141502667606.dkr.ecr.{EU_REGION}.")
+    with pytest.raises(rehearse.RehearsalError, match=r"--region xx-nowhere-1: SageMaker publishes no XGBoost"):
+        rehearse.target_of(agnostic, region="xx-nowhere-1")
+
+
+def test_region_is_refused_for_a_stage_that_names_its_own(eu_stage: StageSettings) -> None:
+    assert rehearse.target_of(eu_stage, region=EU_REGION).region == EU_REGION
+    with pytest.raises(rehearse.RehearsalError, match=r"deploys to eu-west-1: --region applies only"):
+        rehearse.target_of(eu_stage, region="us-east-1")
+
+
+def test_an_unknown_stage_fails_in_one_line() -> None:
+    with pytest.raises(rehearse.RehearsalError) as failure:
+        rehearse.load_target("no-such-stage")
+    assert "\n" not in str(failure.value) and "not defined" in str(failure.value)
 
 
 def _zip_of(files: dict[str, bytes]) -> bytes:
