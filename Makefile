@@ -1,4 +1,5 @@
 # The front door for people and CI alike. `make synth` sets everything up on a fresh machine.
+# Targets that run a script or the CDK CLI pass ARGS on, e.g. make bench-client ARGS="--calls 1000".
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -77,17 +78,17 @@ test-model: setup-model
 
 ## The real cdk bootstrap and cdk deploy of STAGE against moto on 127.0.0.1 (offline, no AWS account).
 rehearse: setup-dev
-	$(PY) scripts/rehearse.py --stage $(STAGE)
+	$(PY) scripts/rehearse.py --stage $(STAGE) $(ARGS)
 
 ## These three need AWS credentials for the stage's account.
 diff: setup
-	$(CDK) diff RtbInference-$(STAGE) -c stage=$(STAGE)
+	$(CDK) diff RtbInference-$(STAGE) -c stage=$(STAGE) $(ARGS)
 
 deploy: setup
-	$(CDK) deploy RtbInference-$(STAGE) -c stage=$(STAGE)
+	$(CDK) deploy RtbInference-$(STAGE) -c stage=$(STAGE) $(ARGS)
 
 destroy: setup
-	$(CDK) destroy RtbInference-$(STAGE) -c stage=$(STAGE)
+	$(CDK) destroy RtbInference-$(STAGE) -c stage=$(STAGE) $(ARGS)
 
 ## Once per account, by an administrator: the GitHub OIDC provider and the CI roles.
 deploy-ci-roles: setup
@@ -104,11 +105,11 @@ format: setup-dev
 
 ## Synth time against an empty CDK app (the jsii floor), and the test-suite time: medians.
 bench: setup-dev
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py $(ARGS)
 
 ## The kit's client against a local endpoint: N calls on one pooled client (1 connection) vs a new client per call.
 bench-client: setup-dev
-	$(PY) scripts/bench_client.py
+	$(PY) scripts/bench_client.py $(ARGS)
 
 ## Regenerate the committed image and instance-type tables from the SDK / botocore.
 tables: setup-dev
