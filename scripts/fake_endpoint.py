@@ -174,6 +174,8 @@ class ServerStats:
     rejected: int = 0
     model_errors: int = 0
     max_waiting: int = 0
+    in_service: int = 0
+    max_in_service: int = 0
 
 
 class _Server(ThreadingHTTPServer):
@@ -284,7 +286,10 @@ class FakeEndpoint:
         max_queue: int | None = None,
         endpoint_name: str | None = None,
         profile: str = "cpu",
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``clock`` and ``sleep`` time the service; a test passes its own to hold requests in service."""
         if workers < 1:
             raise ValueError(f"workers={workers} is invalid: allowed: 1 or more")
         if not 0 < service_time <= 10:
@@ -302,6 +307,7 @@ class FakeEndpoint:
         self.profile = profile
         self.format = PROFILE_FORMATS[profile]
         self.stats = ServerStats()
+        self._clock, self._sleep = clock, sleep
         self._host, self._port = host, port
         self._lock = threading.Lock()
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -389,19 +395,28 @@ class FakeEndpoint:
         with self._lock:
             self.stats.model_errors += 1
 
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a worker now."""
+        return self._queue.qsize()
+
     def request_id(self) -> str:
         return f"fake-{next(self._ids):012d}"
 
     def _work(self) -> None:
         while (job := self._queue.get()) is not None:
-            started = time.perf_counter()
+            with self._lock:
+                self.stats.in_service += 1
+                self.stats.max_in_service = max(self.stats.max_in_service, self.stats.in_service)
+            started = self._clock()
             try:
                 job.answer = self.format.scorer(job.body)
             except ModelError as error:
                 job.error = str(error)
             # The service time includes the scoring, so a slow row cannot stretch the capacity.
-            time.sleep(max(0.0, self.service_time - (time.perf_counter() - started)))
+            self._sleep(max(0.0, self.service_time - (self._clock() - started)))
             with self._lock:
+                self.stats.in_service -= 1
                 self.stats.served += 1
             job.done.set()
 
@@ -444,7 +459,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         endpoint.stop()
         stats = endpoint.stats
-        print(f"served {stats.served}, rejected {stats.rejected} (503), most waiting at once {stats.max_waiting}")
+        print(
+            f"served {stats.served}, rejected {stats.rejected} (503), most waiting at once {stats.max_waiting},"
+            f" most in service at once {stats.max_in_service}"
+        )
     return 0
 
 

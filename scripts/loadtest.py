@@ -74,6 +74,11 @@ class LoadTestError(Exception):
     """A problem with the request or the target; the message is one line."""
 
 
+def users_for(offered_rps: float, user_rps: float) -> int:
+    """Enough Locust users that none is paced faster than user_rps."""
+    return max(1, math.ceil(offered_rps / user_rps - 1e-9))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Plan:
     """Everything a run needs, resolved and checked before any load is sent."""
@@ -98,8 +103,7 @@ class Plan:
     parameters: dict[str, Any] = field(default_factory=dict)
 
     def users(self, offered_rps: float) -> int:
-        """Enough users that none is paced faster than user_rps."""
-        return max(1, math.ceil(offered_rps / self.user_rps - 1e-9))
+        return users_for(offered_rps, self.user_rps)
 
     def score(self, rows: Sequence[Sequence[float]]) -> list[float]:
         """One call as every Locust user makes it: the kit's client, in the profile's format."""
@@ -295,7 +299,7 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
         max_steps=args.max_steps,
         refine=args.refine,
     )
-    most_users = max(1, math.ceil(max(search.coarse()) / user_rps - 1e-9))
+    most_users = users_for(max(search.coarse()), user_rps)
     if most_users > MAX_USERS:
         raise LoadTestError(
             f"the top step needs {most_users} Locust users (over {MAX_USERS}); raise --user-rps or lower --max-rps"
