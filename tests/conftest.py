@@ -26,6 +26,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
 
 
+def offline_env(tmp_path: Path, *, path: str | None = None) -> dict[str, str]:
+    """The environment of a fresh machine with no AWS configuration, for running a script in a subprocess:
+    HOME an empty folder, no AWS_* variables, AWS config and credentials files that do not exist; nothing
+    else but PATH (this process's unless given: jsii needs a node)."""
+    home = tmp_path / "empty-home"
+    home.mkdir(exist_ok=True)
+    return {
+        "PATH": os.environ["PATH"] if path is None else path,
+        "HOME": str(home),
+        "AWS_CONFIG_FILE": str(home / "no-such-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-such-credentials"),
+    }
+
+
 def cdk_context() -> dict[str, Any]:
     """Feature flags from cdk.json plus the committed lookups, exactly what `cdk synth` passes."""
     context: dict[str, Any] = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
