@@ -1,9 +1,13 @@
 """Load-test a SageMaker real-time endpoint to its latency knee with Locust; report MAX_RPS and the target.
 
     python -m scripts.loadtest --stage dev                                   # the stage's deployed endpoint
-    python -m scripts.loadtest --endpoint-url http://127.0.0.1:8080          # a local scripts/fake_endpoint.py
-    python -m scripts.loadtest --endpoint-url http://127.0.0.1:8080 --profile gpu    # ... started --profile gpu
     python -m scripts.loadtest --stage dev --write-back                      # ... and record MAX_RPS per instance
+    python -m scripts.loadtest --endpoint-url http://127.0.0.1:8080 --slo-ms 100 --step-seconds 5
+    python -m scripts.loadtest --endpoint-url http://127.0.0.1:8080 --slo-ms 100 --step-seconds 5 --profile gpu
+
+The last two load a local ``python -m scripts.fake_endpoint`` (started with --profile gpu for the second),
+no AWS configuration needed: its 4 workers x 20 ms serve 200 RPS, and 20 ms of service alone would miss
+the default 20 ms SLO, hence --slo-ms. The first two need AWS credentials for the stage's account.
 
 Steps of constant offered load rise from --start-rps by --step-rps: Locust users (offered / --user-rps of
 them) take their start times from one schedule paced at the offered rate. After each step one line shows
