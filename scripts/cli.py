@@ -1,12 +1,26 @@
 """What the kit's command-line tools share: one-line errors, exit 2 for usage, loopback checks, the boto3
-session for an endpoint URL."""
+session for an endpoint URL, and the Node.js that jsii runs on."""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
+from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
+
+# The Node.js package.json pins (npm ci installs it); `make` puts it first on PATH, a script run by hand
+# would otherwise start jsii on the machine's node, which may be end of life (an 11-line banner per run).
+PINNED_NODE = Path(__file__).resolve().parents[1] / "node_modules" / ".bin" / "node"
+
+
+def use_pinned_node(environ: MutableMapping[str, str] = os.environ, node: Path = PINNED_NODE) -> None:
+    """Before the CDK is imported: make jsii (which runs $JSII_NODE, else `node` from PATH) start the pinned
+    Node.js, if it is installed and the user has not chosen one with JSII_NODE."""
+    if "JSII_NODE" not in environ and node.is_file():
+        environ["JSII_NODE"] = str(node)
 
 
 class UsageError(ValueError):

@@ -34,7 +34,7 @@ from botocore.exceptions import ClientError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from scripts.cli import OneLineParser, UsageError, aws_session, one_line, positive_int  # noqa: E402
+from scripts.cli import OneLineParser, UsageError, aws_session, one_line, positive_int, use_pinned_node  # noqa: E402
 from scripts.rtb_client import (  # noqa: E402
     FEATURES,
     PROFILES,
@@ -189,6 +189,7 @@ def stage_region(stage: str) -> tuple[str, str | None, str]:
     """(stack name, region, serving profile) of a defined stage; UsageError for an unknown or invalid one."""
     # Imported here: the stages pull in the CDK (a jsii process, seconds to start), which calls by
     # endpoint name and the benchmark never need.
+    use_pinned_node()
     from stacks.settings import SettingsError
     from stacks.stages import STAGES, load_stage
 

@@ -57,7 +57,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from scripts import knee  # noqa: E402
-from scripts.cli import is_loopback_url, one_line  # noqa: E402
+from scripts.cli import is_loopback_url, one_line, use_pinned_node  # noqa: E402
 from scripts.rtb_client import (  # noqa: E402
     PROFILES,
     RequestError,
@@ -260,6 +260,7 @@ def endpoint_of_stage(session: Any, settings: StageSettings) -> str:
 
 def _load_stage(name: str) -> StageSettings:
     # Loading the stages starts jsii (the CI roles stack is defined there): only when a stage is named.
+    use_pinned_node()
     from stacks.stages import load_stage
 
     return load_stage(name)

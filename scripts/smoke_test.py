@@ -24,7 +24,9 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from scripts.cli import aws_session, is_loopback_url, one_line  # noqa: E402
+from scripts.cli import aws_session, is_loopback_url, one_line, use_pinned_node  # noqa: E402
+
+use_pinned_node()  # before the stages import the CDK
 from scripts.invoke import EndpointSession  # noqa: E402
 from scripts.rtb_client import predict, runtime_client, stack_output  # noqa: E402
 from stacks.stages import load_stage  # noqa: E402

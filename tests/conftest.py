@@ -11,14 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import App
-from aws_cdk.assertions import Template
 
-from stacks.compliance import add_compliance_checks
-from stacks.github_ci import GitHubCiSettings, GitHubCiStack
-from stacks.inference_stack import InferenceStack
-from stacks.settings import DataCaptureSettings, RolloutSettings, ShadowSettings, StageSettings
-from stacks.stages import load_stage
+from scripts.cli import use_pinned_node
+
+use_pinned_node()  # before the CDK starts jsii: tests may run outside make, whose PATH has the pinned Node
+
+from aws_cdk import App  # noqa: E402
+from aws_cdk.assertions import Template  # noqa: E402
+
+from stacks.compliance import add_compliance_checks  # noqa: E402
+from stacks.github_ci import GitHubCiSettings, GitHubCiStack  # noqa: E402
+from stacks.inference_stack import InferenceStack  # noqa: E402
+from stacks.settings import DataCaptureSettings, RolloutSettings, ShadowSettings, StageSettings  # noqa: E402
+from stacks.stages import load_stage  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,15 +1,19 @@
-"""scripts/cli.py: the session a script gets for an endpoint URL, on a machine with no AWS configuration."""
+"""scripts/cli.py: the session a script gets for an endpoint URL on a machine with no AWS configuration, and
+the Node.js a script's jsii starts on."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from scripts.cli import LOOPBACK_KEY, aws_session
+from scripts.cli import LOOPBACK_KEY, PINNED_NODE, aws_session, use_pinned_node
 
-from .conftest import offline_env
+from .conftest import REPO_ROOT, offline_env
 
 
 @pytest.fixture
@@ -44,3 +48,41 @@ def test_a_loopback_url_gets_dummy_credentials_and_a_default_region(url: str) ->
 def test_any_other_url_gets_only_the_aws_configuration(url: str | None) -> None:
     session = aws_session(None, url)
     assert (session.region_name, session.get_credentials()) == (None, None)
+
+
+# --- the Node.js jsii starts on ---------------------------------------------------------------------------
+
+
+def test_jsii_is_pointed_at_the_pinned_node_unless_the_user_chose_one(tmp_path: Path) -> None:
+    node = tmp_path / "node"
+    node.write_text("")
+    environ: dict[str, str] = {}
+    use_pinned_node(environ, node)
+    assert environ == {"JSII_NODE": str(node)}
+    chosen = {"JSII_NODE": "/opt/node/bin/node"}
+    use_pinned_node(chosen, node)
+    assert chosen == {"JSII_NODE": "/opt/node/bin/node"}
+    missing: dict[str, str] = {}
+    use_pinned_node(missing, tmp_path / "not-installed")  # no node_modules: jsii's own choice, PATH's node
+    assert missing == {}
+
+
+def _machine_node_first() -> str:
+    """PATH without the pinned Node's folder, with the machine's node (if any) first."""
+    pinned = str(PINNED_NODE.parent)
+    rest = [entry for entry in os.environ["PATH"].split(os.pathsep) if entry and Path(entry) != Path(pinned)]
+    machine = shutil.which("node", path=os.pathsep.join(rest))
+    return os.pathsep.join(([str(Path(machine).parent)] if machine else []) + rest)
+
+
+@pytest.mark.skipif(not PINNED_NODE.is_file(), reason="the pinned Node.js is not installed (make setup)")
+def test_a_script_that_loads_the_stages_starts_no_end_of_life_node_banner(tmp_path: Path) -> None:
+    # smoke_test.py imports the stages (and so starts jsii) before it parses its arguments.
+    result = subprocess.run(
+        [sys.executable, "scripts/smoke_test.py", "--help"],
+        cwd=REPO_ROOT, env=offline_env(tmp_path, path=_machine_node_first()), capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "--endpoint-url" in result.stdout
+    assert "end-of-life" not in result.stderr.lower() and "EOL" not in result.stderr, result.stderr
