@@ -81,7 +81,7 @@ def test_a_script_that_loads_the_stages_starts_no_end_of_life_node_banner(tmp_pa
     result = subprocess.run(
         [sys.executable, "scripts/smoke_test.py", "--help"],
         cwd=REPO_ROOT, env=offline_env(tmp_path, path=_machine_node_first()), capture_output=True, text=True,
-        timeout=120, check=False,
+        timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "--endpoint-url" in result.stdout

@@ -164,7 +164,7 @@ def test_the_smoke_test_of_a_local_endpoint_needs_no_aws_configuration(tmp_path:
     with FakeEndpoint(workers=1, service_time=0.001, model=model, endpoint_name="fake-endpoint") as server:
         result = subprocess.run(
             [sys.executable, "scripts/smoke_test.py", "--stage", "dev", "--endpoint-url", server.url],
-            cwd=REPO_ROOT, env=offline_env(tmp_path), capture_output=True, text=True, timeout=120, check=False,
+            cwd=REPO_ROOT, env=offline_env(tmp_path), capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok: fake-endpoint scored the sample row 0.652265 in ")
