@@ -113,7 +113,7 @@ bench-client: setup-dev
 
 ## Regenerate the committed image and instance-type tables from the SDK / botocore.
 tables: setup-dev
-	$(PY) scripts/generate_tables.py
+	$(PY) scripts/generate_tables.py $(ARGS)
 
 ## Retrain and repackage the sample model, then the gpu and inferentia profiles' artifacts from it
 ## (all byte-for-byte reproducible).
@@ -124,11 +124,11 @@ model: setup-model
 
 ## The gpu profile's Triton FIL model repository, from model_artifacts/model.tar.gz.
 triton-model: setup-model
-	$(PY) scripts/build_triton_artifact.py
+	$(PY) scripts/build_triton_artifact.py $(ARGS)
 
 ## The inferentia profile's traced PyTorch model (Neo compiles it during the deploy).
 inf1-model: setup-model
-	$(PY) scripts/build_inf1_artifact.py
+	$(PY) scripts/build_inf1_artifact.py $(ARGS)
 
 ## Re-resolve the three layers from PyPI for every platform (uv's universal lock), model first so that each
 ## layer pins the same versions as the one above it. Then `make check-locks`.

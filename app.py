@@ -1,15 +1,23 @@
 #!/usr/bin/env python3
 """CDK entry point: ``cdk synth -c stage=NAME`` (default: dev). The only place that reads the context."""
 
+import os
 import sys
+from pathlib import Path
 
-from aws_cdk import App
+# jsii runs $JSII_NODE, else `node` from PATH: prefer the Node.js package.json pins (no end-of-life banner, and
+# the version the kit is tested on) when `cdk synth` runs outside make, unless the user chose one.
+_PINNED_NODE = Path(__file__).resolve().parent / "node_modules" / ".bin" / "node"
+if "JSII_NODE" not in os.environ and _PINNED_NODE.is_file():
+    os.environ["JSII_NODE"] = str(_PINNED_NODE)
 
-from stacks.compliance import add_compliance_checks
-from stacks.github_ci import GitHubCiStack
-from stacks.inference_stack import InferenceStack
-from stacks.settings import SettingsError
-from stacks.stages import DEFAULT_STAGE, github_ci, load_stage
+from aws_cdk import App  # noqa: E402
+
+from stacks.compliance import add_compliance_checks  # noqa: E402
+from stacks.github_ci import GitHubCiStack  # noqa: E402
+from stacks.inference_stack import InferenceStack  # noqa: E402
+from stacks.settings import SettingsError  # noqa: E402
+from stacks.stages import DEFAULT_STAGE, github_ci, load_stage  # noqa: E402
 
 
 def main() -> None:

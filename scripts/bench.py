@@ -19,6 +19,10 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from scripts.cli import use_pinned_node  # noqa: E402
+
 # One no-op resource (an empty stack fails template validation). The floor uses the app's own App
 # settings; the CDK-defaults variant shows what the built-in template validation alone costs.
 EMPTY_APP = (
@@ -70,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", default="dev")
     args = parser.parse_args(argv)
 
-    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    use_pinned_node()  # the synths below (and jsii in them) inherit it
+    node_binary = os.environ.get("JSII_NODE", "node")
+    node = subprocess.run([node_binary, "--version"], capture_output=True, text=True, check=True).stdout.strip()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, Node {node}")
     # Interleave so that drift on a noisy machine hits both apps alike.
     empty: list[float] = []

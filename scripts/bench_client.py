@@ -31,7 +31,7 @@ import boto3
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from scripts.fake_endpoint import PROFILE_FORMATS, ModelError  # noqa: E402
+from scripts.fake_endpoint import PROFILE_FORMATS, ModelError, score  # noqa: E402
 from scripts.invoke import EndpointSession, percentile  # noqa: E402
 from scripts.rtb_client import PROFILES, predict, runtime_client  # noqa: E402
 
@@ -66,7 +66,7 @@ def answers_for(profile: str) -> Callable[[bytes], Reply]:
 
     def answer(body: bytes) -> Reply:
         try:
-            return Reply(body=answer_format.scorer(body), content_type=answer_format.content_type)
+            return Reply(body=answer_format.scorer(body, score), content_type=answer_format.content_type)
         except ModelError as error:
             return Reply(status=424, body=f'{{"message": "{error}"}}'.encode(), error_type="ModelError")
 

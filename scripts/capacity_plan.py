@@ -31,7 +31,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from scripts.cli import OneLineParser, UsageError, one_line, positive_int  # noqa: E402
+from scripts.cli import OneLineParser, UsageError, one_line, positive_int, use_pinned_node  # noqa: E402
 from stacks import catalog  # noqa: E402
 
 PROG = "capacity_plan"
@@ -222,6 +222,7 @@ def resolve(args: argparse.Namespace) -> tuple[Inputs, str]:
     """Inputs from the arguments, with the stage's settings as defaults; and where MAX_RPS came from."""
     stage_scaling, stage_type = None, None
     if args.stage:
+        use_pinned_node()
         from stacks.settings import SettingsError  # the stages import the CDK: only when asked for
         from stacks.stages import STAGES, load_stage
 

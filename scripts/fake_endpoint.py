@@ -2,6 +2,7 @@
 
     python -m scripts.fake_endpoint --workers 4 --service-ms 20 --port 8080 [--max-queue 64] [--seconds 900]
     python -m scripts.fake_endpoint --profile gpu ...          # answer as the gpu profile's container would
+    python -m scripts.fake_endpoint --model model_artifacts/model.tar.gz ...   # score with the packaged model
 
 It speaks SageMaker Runtime's InvokeEndpoint as botocore calls it (``POST /endpoints/{name}/invocations``;
 SigV4 headers are accepted and ignored) on 127.0.0.1 only, in one serving profile's format (--profile):
@@ -14,8 +15,10 @@ above it the queue and the latency grow. With ``max_queue`` set, a request that 
 waiting gets 503 ServiceUnavailable at once, as SageMaker answers when an endpoint is overloaded.
 
 Predictions are a cheap deterministic logistic function of the row (not the packaged model): what is
-measured here is the service, not the model. A row with more than 7 values fails as in the XGBoost
-container (ModelError); a shorter one is scored as if the missing values were 0. The gpu and inferentia
+measured here is the service, not the model. With --model, the packaged XGBoost model scores instead
+(what scripts/smoke_test.py checks; it needs the xgboost package). A row with more than 7 values fails as
+in the XGBoost container (ModelError); a shorter one is scored as if the missing values were 0 (with
+--model: missing, as the container does). The gpu and inferentia
 formats refuse any shape but [rows, 7] and [1, 7], as Triton and the compiled model do.
 """
 
@@ -31,11 +34,13 @@ import re
 import socket
 import struct
 import sys
+import tarfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
@@ -56,11 +61,35 @@ def score(row: list[float]) -> float:
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
 
+# The model behind an endpoint: one row's probability.
+Model = Callable[[list[float]], float]
+
+
+def packaged_model(path: Path) -> Model:
+    """The XGBoost model in a model.tar.gz (scripts/train_model.py's), as the container scores it: a row
+    shorter than 7 values has the rest missing."""
+    import numpy as np
+    import xgboost as xgb
+
+    with tarfile.open(path) as archive:
+        member = archive.extractfile(archive.getmembers()[0])  # the container loads the first file
+        if member is None:
+            raise ValueError(f"{path}: its first member is not a file")
+        booster = xgb.Booster()
+        booster.load_model(bytearray(member.read()))
+
+    def predict(row: list[float]) -> float:
+        padded = row + [math.nan] * (FEATURE_COUNT - len(row))
+        return float(booster.predict(xgb.DMatrix(np.array([padded], dtype=np.float32)))[0])
+
+    return predict
+
+
 class ModelError(Exception):
     """What the container would reject; the runtime wraps it as a 424 ModelError."""
 
 
-def score_csv(body: bytes) -> bytes:
+def score_csv(body: bytes, model: Model = score) -> bytes:
     """One prediction per CSV line, newline-separated, as the XGBoost container answers text/csv."""
     lines = [line for line in body.decode("utf-8", errors="replace").splitlines() if line.strip()]
     if not lines:
@@ -73,7 +102,7 @@ def score_csv(body: bytes) -> bytes:
             raise ModelError(f"line {number}: {error}") from None
         if len(row) > FEATURE_COUNT:
             raise ModelError(f"line {number}: {len(row)} features, the model was trained with {FEATURE_COUNT}")
-        answers.append(format(score(row), ".9g"))
+        answers.append(format(model(row), ".9g"))
     return ("\n".join(answers) + "\n").encode()
 
 
@@ -107,7 +136,7 @@ def _rows(values: list[Any], count: int, where: str) -> list[list[float]]:
     return [[float(v) for v in values[i : i + FEATURE_COUNT]] for i in range(0, len(values), FEATURE_COUNT)]
 
 
-def score_triton(body: bytes) -> bytes:
+def score_triton(body: bytes, model: Model = score) -> bytes:
     """A KServe v2 inference request for input__0 of shape [rows, 7] (data flat or nested), answered as
     Triton answers with the FIL backend and predict_proba: output__0 of shape [rows, 2], [1 - p, p] per row."""
     request = _json_request(body)
@@ -129,26 +158,26 @@ def score_triton(body: bytes) -> bytes:
         raise ModelError(f"unexpected inference output {asked} for model '{TRITON_MODEL}'")
     data: list[float] = []
     for row in _rows(_flat(tensor.get("data")), shape[0], TRITON_INPUT):
-        p = _float32(score(row))
+        p = _float32(model(row))
         data += [_float32(1.0 - p), p]
     output = {"name": TRITON_OUTPUT, "datatype": "FP32", "shape": [shape[0], 2], "data": data}
     return json.dumps({"model_name": TRITON_MODEL, "model_version": "1", "outputs": [output]}).encode()
 
 
-def score_neo(body: bytes) -> bytes:
+def score_neo(body: bytes, model: Model = score) -> bytes:
     """A JSON array [[7 numbers]], the [1, 7] tensor the model is compiled for, answered as the PyTorch
     container's default output_fn serializes the model's output of shape [1]: [p]."""
     request = _json_request(body)
     if not (isinstance(request, list) and len(request) == 1 and isinstance(request[0], list)):
         raise ModelError(f"the model is compiled for input shape [1, {FEATURE_COUNT}]; got {str(request)[:80]}")
     (row,) = _rows(request[0], 1, "input")
-    return json.dumps([_float32(score(row))]).encode()
+    return json.dumps([_float32(model(row))]).encode()
 
 
 @dataclass(frozen=True)
 class _Format:
     content_type: str
-    scorer: Callable[[bytes], bytes]
+    scorer: Callable[[bytes, Model], bytes]
 
 
 PROFILE_FORMATS = {
@@ -174,6 +203,8 @@ class ServerStats:
     rejected: int = 0
     model_errors: int = 0
     max_waiting: int = 0
+    in_service: int = 0
+    max_in_service: int = 0
 
 
 class _Server(ThreadingHTTPServer):
@@ -284,7 +315,11 @@ class FakeEndpoint:
         max_queue: int | None = None,
         endpoint_name: str | None = None,
         profile: str = "cpu",
+        model: Model = score,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``clock`` and ``sleep`` time the service; a test passes its own to hold requests in service."""
         if workers < 1:
             raise ValueError(f"workers={workers} is invalid: allowed: 1 or more")
         if not 0 < service_time <= 10:
@@ -302,6 +337,8 @@ class FakeEndpoint:
         self.profile = profile
         self.format = PROFILE_FORMATS[profile]
         self.stats = ServerStats()
+        self.model = model
+        self._clock, self._sleep = clock, sleep
         self._host, self._port = host, port
         self._lock = threading.Lock()
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -389,19 +426,28 @@ class FakeEndpoint:
         with self._lock:
             self.stats.model_errors += 1
 
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a worker now."""
+        return self._queue.qsize()
+
     def request_id(self) -> str:
         return f"fake-{next(self._ids):012d}"
 
     def _work(self) -> None:
         while (job := self._queue.get()) is not None:
-            started = time.perf_counter()
+            with self._lock:
+                self.stats.in_service += 1
+                self.stats.max_in_service = max(self.stats.max_in_service, self.stats.in_service)
+            started = self._clock()
             try:
-                job.answer = self.format.scorer(job.body)
+                job.answer = self.format.scorer(job.body, self.model)
             except ModelError as error:
                 job.error = str(error)
             # The service time includes the scoring, so a slow row cannot stretch the capacity.
-            time.sleep(max(0.0, self.service_time - (time.perf_counter() - started)))
+            self._sleep(max(0.0, self.service_time - (self._clock() - started)))
             with self._lock:
+                self.stats.in_service -= 1
                 self.stats.served += 1
             job.done.set()
 
@@ -417,9 +463,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", choices=list(PROFILE_FORMATS), default="cpu", help="the container format to speak (default: cpu)"
     )
+    parser.add_argument("--model", type=Path, help="a model.tar.gz to score with (default: the stand-in function)")
     parser.add_argument("--seconds", type=float, default=900.0, help="stop after this long (default: 900)")
     args = parser.parse_args(argv)
     try:
+        model = score if args.model is None else packaged_model(args.model)
         endpoint = FakeEndpoint(
             workers=args.workers,
             service_time=args.service_ms / 1000,
@@ -428,12 +476,14 @@ def main(argv: list[str] | None = None) -> int:
             max_queue=args.max_queue,
             endpoint_name=args.endpoint_name,
             profile=args.profile,
+            model=model,
         ).start()
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, tarfile.TarError) as error:
         print(f"fake endpoint failed: {error}", file=sys.stderr)
         return 1
     print(
-        f"fake SageMaker endpoint ({args.profile}) on {endpoint.url}: {args.workers} workers x {args.service_ms:g} ms"
+        f"fake SageMaker endpoint ({args.profile}, {'model ' + str(args.model) if args.model else 'stand-in model'})"
+        f" on {endpoint.url}: {args.workers} workers x {args.service_ms:g} ms"
         f" = {endpoint.capacity_rps:g} RPS capacity; stops in {args.seconds:g} s or on Ctrl-C",
         flush=True,
     )
@@ -444,7 +494,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         endpoint.stop()
         stats = endpoint.stats
-        print(f"served {stats.served}, rejected {stats.rejected} (503), most waiting at once {stats.max_waiting}")
+        print(
+            f"served {stats.served}, rejected {stats.rejected} (503), most waiting at once {stats.max_waiting},"
+            f" most in service at once {stats.max_in_service}"
+        )
     return 0
 
 

@@ -29,13 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import boto3
 from botocore.exceptions import ClientError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from scripts.cli import OneLineParser, UsageError, one_line, positive_int  # noqa: E402
+from scripts.cli import OneLineParser, UsageError, aws_session, one_line, positive_int, use_pinned_node  # noqa: E402
 from scripts.rtb_client import (  # noqa: E402
     FEATURES,
     PROFILES,
@@ -190,6 +189,7 @@ def stage_region(stage: str) -> tuple[str, str | None, str]:
     """(stack name, region, serving profile) of a defined stage; UsageError for an unknown or invalid one."""
     # Imported here: the stages pull in the CDK (a jsii process, seconds to start), which calls by
     # endpoint name and the benchmark never need.
+    use_pinned_node()
     from stacks.settings import SettingsError
     from stacks.stages import STAGES, load_stage
 
@@ -227,11 +227,14 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, session: An
         stack_name, stage_default_region, stage_profile = stage_region(args.stage) if args.stage else ("", None, None)
         profile = resolve_profile(args.stage, stage_profile, args.profile)
         region = args.region or stage_default_region
-        session = session or boto3.Session(region_name=region)
-        runtime_session = EndpointSession(session, args.endpoint_url) if args.endpoint_url else session
+        if args.endpoint_url:
+            # A loopback URL needs no AWS configuration (scripts/cli.py); the stack lookup still does.
+            runtime_session: Any = EndpointSession(session or aws_session(region, args.endpoint_url), args.endpoint_url)
+        else:
+            runtime_session = session or aws_session(region)
         runtime = runtime_client(runtime_session, region=region)
         endpoint = args.endpoint_name or endpoint_of_stage(
-            session.client("cloudformation"), args.stage, stack_name, region
+            (session or aws_session(region)).client("cloudformation"), args.stage, stack_name, region
         )
         calls = invoke(runtime, endpoint, rows, args.repeat, profile=profile)
         lines = format_report(endpoint, rows, calls, profile=profile)

@@ -1,9 +1,13 @@
 """Load-test a SageMaker real-time endpoint to its latency knee with Locust; report MAX_RPS and the target.
 
     python -m scripts.loadtest --stage dev                                   # the stage's deployed endpoint
-    python -m scripts.loadtest --endpoint-url http://127.0.0.1:8080          # a local scripts/fake_endpoint.py
-    python -m scripts.loadtest --endpoint-url http://127.0.0.1:8080 --profile gpu    # ... started --profile gpu
     python -m scripts.loadtest --stage dev --write-back                      # ... and record MAX_RPS per instance
+    python -m scripts.loadtest --endpoint-url http://127.0.0.1:8080 --slo-ms 100 --step-seconds 5
+    python -m scripts.loadtest --endpoint-url http://127.0.0.1:8080 --slo-ms 100 --step-seconds 5 --profile gpu
+
+The last two load a local ``python -m scripts.fake_endpoint`` (started with --profile gpu for the second),
+no AWS configuration needed: its 4 workers x 20 ms serve 200 RPS, and 20 ms of service alone would miss
+the default 20 ms SLO, hence --slo-ms. The first two need AWS credentials for the stage's account.
 
 Steps of constant offered load rise from --start-rps by --step-rps: Locust users (offered / --user-rps of
 them) take their start times from one schedule paced at the offered rate. After each step one line shows
@@ -53,7 +57,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from scripts import knee  # noqa: E402
-from scripts.cli import is_loopback_url, one_line  # noqa: E402
+from scripts.cli import is_loopback_url, one_line, use_pinned_node  # noqa: E402
 from scripts.rtb_client import (  # noqa: E402
     PROFILES,
     RequestError,
@@ -72,6 +76,11 @@ MAX_USERS = 2000
 
 class LoadTestError(Exception):
     """A problem with the request or the target; the message is one line."""
+
+
+def users_for(offered_rps: float, user_rps: float) -> int:
+    """Enough Locust users that none is paced faster than user_rps."""
+    return max(1, math.ceil(offered_rps / user_rps - 1e-9))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,8 +107,7 @@ class Plan:
     parameters: dict[str, Any] = field(default_factory=dict)
 
     def users(self, offered_rps: float) -> int:
-        """Enough users that none is paced faster than user_rps."""
-        return max(1, math.ceil(offered_rps / self.user_rps - 1e-9))
+        return users_for(offered_rps, self.user_rps)
 
     def score(self, rows: Sequence[Sequence[float]]) -> list[float]:
         """One call as every Locust user makes it: the kit's client, in the profile's format."""
@@ -252,6 +260,7 @@ def endpoint_of_stage(session: Any, settings: StageSettings) -> str:
 
 def _load_stage(name: str) -> StageSettings:
     # Loading the stages starts jsii (the CI roles stack is defined there): only when a stage is named.
+    use_pinned_node()
     from stacks.stages import load_stage
 
     return load_stage(name)
@@ -295,7 +304,7 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
         max_steps=args.max_steps,
         refine=args.refine,
     )
-    most_users = max(1, math.ceil(max(search.coarse()) / user_rps - 1e-9))
+    most_users = users_for(max(search.coarse()), user_rps)
     if most_users > MAX_USERS:
         raise LoadTestError(
             f"the top step needs {most_users} Locust users (over {MAX_USERS}); raise --user-rps or lower --max-rps"

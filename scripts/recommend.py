@@ -11,7 +11,8 @@ Model (--model-name, e.g. the one the stack created) or a registered model packa
 read the payload and the model.
 
 Without --start the request is only printed as JSON (nothing is sent); it is checked against the
-botocore service model first either way. Bad input: one line on stderr and exit 2; a failed call: exit 1.
+botocore service model first either way, and printing it needs no AWS configuration; --start needs
+credentials for the stage's account. Bad input: one line on stderr and exit 2; a failed call: exit 1.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from botocore.validate import validate_parameters
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from scripts.cli import OneLineParser, UsageError, one_line  # noqa: E402
+from scripts.cli import OneLineParser, UsageError, one_line, use_pinned_node  # noqa: E402
+
+use_pinned_node()  # before the stages import the CDK
 from stacks import catalog  # noqa: E402
 from stacks.settings import SettingsError, StageSettings  # noqa: E402
 from stacks.stages import STAGES, load_stage  # noqa: E402
@@ -162,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-package-arn", help="a versioned model package ARN instead of --model-name")
     parser.add_argument("--instance-types", default="", help="more types to test, comma-separated")
     parser.add_argument("--region", help="default: the stage's region, else the AWS config")
-    parser.add_argument("--start", action="store_true", help="start the job (otherwise print the request)")
+    parser.add_argument(
+        "--start", action="store_true", help="start the job: needs AWS credentials (otherwise print the request)"
+    )
     return parser
 
 

@@ -1,11 +1,15 @@
 """After a deploy: invoke the stage's endpoint once with the sample row and check the model answers.
 
-    python scripts/smoke_test.py --stage dev [--region us-east-1]
+    python scripts/smoke_test.py --stage dev [--region us-east-1]          # the deployed endpoint (needs AWS)
+    python scripts/smoke_test.py --stage dev --endpoint-url http://127.0.0.1:8080   # a local endpoint, e.g.
+        python -m scripts.fake_endpoint --model model_artifacts/model.tar.gz --port 8080   (no AWS needed)
 
 Passes only if the deployed endpoint returns the probability the packaged model gives the sample
 row (model-manifest.json), so a wrong artifact or a container that misreads the model fails it too. The
 request is in the stage's serving profile's format (cpu, gpu or inferentia: scripts/rtb_client.py).
-Exit 0 on success; otherwise one line on stderr and exit 1.
+With --endpoint-url the call goes to that URL; a loopback one needs no AWS configuration, and the
+endpoint name is then --endpoint-name or fake-endpoint (else the stack's EndpointName output, read with
+the AWS configuration). Exit 0 on success; otherwise one line on stderr and exit 1.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from scripts.cli import one_line  # noqa: E402
+from scripts.cli import aws_session, is_loopback_url, one_line, use_pinned_node  # noqa: E402
+
+use_pinned_node()  # before the stages import the CDK
+from scripts.invoke import EndpointSession  # noqa: E402
 from scripts.rtb_client import predict, runtime_client, stack_output  # noqa: E402
 from stacks.stages import load_stage  # noqa: E402
 
@@ -45,10 +50,11 @@ def sample_and_expected(manifest_path: Path) -> tuple[list[float], float]:
     return row, float(expected)
 
 
-def run(stage: str, session: Any, runtime: Any) -> str:
-    """Return a one-line success message; raise on any failure."""
+def run(stage: str, session: Any, runtime: Any, endpoint_name: str | None = None) -> str:
+    """Return a one-line success message; raise on any failure. The endpoint is ``endpoint_name``, else
+    the stage stack's output (read through ``session``)."""
     settings = load_stage(stage)
-    endpoint = stack_output(session.client("cloudformation"), settings.stack_name, "EndpointName")
+    endpoint = endpoint_name or stack_output(session.client("cloudformation"), settings.stack_name, "EndpointName")
     row, expected = sample_and_expected(settings.artifact_path.with_name("model-manifest.json"))
     profile = settings.profile
     start = time.perf_counter()
@@ -66,11 +72,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", required=True)
     parser.add_argument("--region", default=None, help="default: the stage's region, else the AWS config")
+    parser.add_argument("--endpoint-url", help="call this URL instead of the regional runtime, e.g. a local endpoint")
+    parser.add_argument(
+        "--endpoint-name",
+        help="default: the stack's EndpointName output; with a loopback --endpoint-url, fake-endpoint",
+    )
     args = parser.parse_args(argv)
     try:
         region = args.region or load_stage(args.stage).region
-        session = boto3.Session(region_name=region)
-        print(run(args.stage, session, runtime_client(session)))
+        session = aws_session(region)
+        runtime_session: Any = session
+        endpoint_name = args.endpoint_name
+        if args.endpoint_url:
+            runtime_session = EndpointSession(aws_session(region, args.endpoint_url), args.endpoint_url)
+            if endpoint_name is None and is_loopback_url(args.endpoint_url):
+                endpoint_name = "fake-endpoint"
+        print(run(args.stage, session, runtime_client(runtime_session), endpoint_name))
     except Exception as error:  # one line for CI logs, whatever broke
         print(f"smoke test failed: {one_line(error)}", file=sys.stderr)
         return 1

@@ -11,14 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import App
-from aws_cdk.assertions import Template
 
-from stacks.compliance import add_compliance_checks
-from stacks.github_ci import GitHubCiSettings, GitHubCiStack
-from stacks.inference_stack import InferenceStack
-from stacks.settings import DataCaptureSettings, RolloutSettings, ShadowSettings, StageSettings
-from stacks.stages import STAGES, load_stage
+from scripts.cli import use_pinned_node
+
+use_pinned_node()  # before the CDK starts jsii: tests may run outside make, whose PATH has the pinned Node
+
+from aws_cdk import App  # noqa: E402
+from aws_cdk.assertions import Template  # noqa: E402
+
+from stacks.compliance import add_compliance_checks  # noqa: E402
+from stacks.github_ci import GitHubCiSettings, GitHubCiStack  # noqa: E402
+from stacks.inference_stack import InferenceStack  # noqa: E402
+from stacks.settings import DataCaptureSettings, RolloutSettings, ShadowSettings, StageSettings  # noqa: E402
+from stacks.stages import STAGES, load_stage  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +52,20 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if config.getoption("--model-build"):
         return None
     return "tests/model_build not collected (needs torch, Treelite, tritonclient): make test-model runs it"
+
+
+def offline_env(tmp_path: Path, *, path: str | None = None) -> dict[str, str]:
+    """The environment of a fresh machine with no AWS configuration, for running a script in a subprocess:
+    HOME an empty folder, no AWS_* variables, AWS config and credentials files that do not exist; nothing
+    else but PATH (this process's unless given: jsii needs a node)."""
+    home = tmp_path / "empty-home"
+    home.mkdir(exist_ok=True)
+    return {
+        "PATH": os.environ["PATH"] if path is None else path,
+        "HOME": str(home),
+        "AWS_CONFIG_FILE": str(home / "no-such-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-such-credentials"),
+    }
 
 
 def cdk_context() -> dict[str, Any]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +20,7 @@ from botocore.stub import Stubber
 
 from scripts import smoke_test
 from scripts.bench_client import Reply, answers_for, local_endpoint
-from scripts.fake_endpoint import FakeEndpoint, score
+from scripts.fake_endpoint import FakeEndpoint, packaged_model, score
 from scripts.invoke import EndpointSession
 from scripts.rtb_client import (
     FEATURES,
@@ -33,7 +35,7 @@ from scripts.rtb_client import (
 )
 from stacks.stages import load_stage
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, offline_env
 
 SAMPLE = [2.0, 0.0, 0.0, 7.0, 3.0, 20.0, 2.0]
 ROWS = [SAMPLE, [1.0, 23.0, 10.0, 50.0, 35.0, 370.0, 7.0], [6.0, 15.0, 0.0, 18.0, 5.0, 171.0, 2.0]]
@@ -152,6 +154,21 @@ def test_smoke_test_passes_only_on_the_packaged_models_answer(answer: str, outco
         else:
             with pytest.raises(AssertionError, match=outcome.replace("(", r"\(")):
                 smoke_test.run("dev", _Session(cloudformation), runtime)
+
+
+def test_the_smoke_test_of_a_local_endpoint_needs_no_aws_configuration(tmp_path: Path) -> None:
+    # Its help's local example: the fake endpoint serving the packaged model, on a machine without AWS setup.
+    assert "--stage dev --endpoint-url http://127.0.0.1:8080" in (smoke_test.__doc__ or "")
+    assert "fake_endpoint --model model_artifacts/model.tar.gz" in (smoke_test.__doc__ or "")
+    model = packaged_model(REPO_ROOT / "model_artifacts" / "model.tar.gz")
+    with FakeEndpoint(workers=1, service_time=0.001, model=model, endpoint_name="fake-endpoint") as server:
+        result = subprocess.run(
+            [sys.executable, "scripts/smoke_test.py", "--stage", "dev", "--endpoint-url", server.url],
+            cwd=REPO_ROOT, env=offline_env(tmp_path), capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: fake-endpoint scored the sample row 0.652265 in ")
+    assert server.stats.served == 1
 
 
 def test_smoke_test_exits_non_zero_with_one_line_on_failure(capsys: pytest.CaptureFixture[str]) -> None:

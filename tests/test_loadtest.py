@@ -6,6 +6,8 @@ here only call the parts of scripts/loadtest.py that fail (or finish) before Loc
 
 from __future__ import annotations
 
+import argparse
+import heapq
 import itertools
 import json
 import socket
@@ -13,7 +15,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,8 @@ from .conftest import REPO_ROOT
 
 SAMPLE = [2.0, 0.0, 0.0, 7.0, 3.0, 20.0, 2.0]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Bounds on waits for things that must happen; they fail a hung test, they never measure one.
+HANG_GUARD_SECONDS = 30.0
 
 
 @pytest.fixture(autouse=True)
@@ -59,30 +65,42 @@ def test_the_fake_endpoint_answers_botocore_with_one_prediction_per_row(endpoint
     assert endpoint.stats.served == 1
 
 
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Wait for a state the test has caused; the bound only turns a hang into a failure."""
+    deadline = time.monotonic() + HANG_GUARD_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.005)
+
+
 def test_the_fake_endpoint_serves_only_workers_requests_at_once() -> None:
-    # 4 workers x 50 ms: of 8 simultaneous calls, 4 wait for a worker, so they take two service times.
-    with FakeEndpoint(workers=4, service_time=0.05) as server:
+    # The test holds every request in service (an injected sleep) until 8 have arrived: 4 workers serve 4
+    # of them and the other 4 wait in the queue, however slow or busy the machine.
+    release = threading.Event()
+    held: list[float] = []
+
+    def hold(seconds: float) -> None:
+        held.append(seconds)
+        release.wait(HANG_GUARD_SECONDS)
+
+    with (
+        FakeEndpoint(workers=4, service_time=0.05, clock=lambda: 0.0, sleep=hold) as server,
+        ThreadPoolExecutor(8) as pool,
+    ):
         client = _client(server.url)
-        predict(client, "ep", [SAMPLE])  # open a connection before timing
-        latencies: list[float] = []
-
-        def call() -> None:
-            started = time.perf_counter()
-            predict(client, "ep", [SAMPLE])
-            latencies.append(time.perf_counter() - started)
-
-        threads = [threading.Thread(target=call) for _ in range(8)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=5)
-        wall = time.perf_counter() - started
+        calls = [pool.submit(predict, client, "ep", [SAMPLE]) for _ in range(8)]
+        try:
+            _wait_for(lambda: server.stats.in_service == 4 and server.waiting == 4, "4 in service and 4 waiting")
+        finally:
+            release.set()
+        answers = [call.result(timeout=HANG_GUARD_SECONDS) for call in calls]
     assert server.capacity_rps == 80.0
-    assert len(latencies) == 8
-    assert 0.1 <= wall < 0.3
-    assert sorted(latencies)[3] < 0.09 <= sorted(latencies)[4]
-    assert server.stats.max_waiting >= 3
+    assert answers == [[pytest.approx(score(SAMPLE))]] * 8
+    assert (server.stats.served, server.stats.max_in_service, server.stats.in_service) == (8, 4, 0)
+    assert server.stats.max_waiting >= 4
+    # Each request is held for the service time less its scoring (none on a clock that does not move).
+    assert held == [0.05] * 8
 
 
 def test_the_fake_endpoint_throttles_past_its_queue_bound_and_botocore_retries_once() -> None:
@@ -316,39 +334,127 @@ def test_write_back_records_max_rps_per_instance_for_the_stage(endpoint: FakeEnd
         loadtest.write_back(plan, _report_of(None, plan.instances), path=path)
 
 
-# --- the real load test, in a subprocess, against a known capacity ----------------------------------------
-
-WORKERS, SERVICE_TIME = 4, 0.020  # 200 RPS
-# Three times the service time: met below capacity even while the other test worker keeps a core busy
-# (at twice, p99 reached 52 ms at 87.5% load on a loaded 2-core machine), crossed once the queue grows.
-SLO_MS = 60.0
+# --- the knee search against a simulated endpoint of known capacity (no sockets, no clock) --------------
 
 
-def test_the_load_test_finds_the_known_capacity_of_a_local_endpoint(tmp_path: Path) -> None:
-    with FakeEndpoint(workers=WORKERS, service_time=SERVICE_TIME) as server:
-        capacity = server.capacity_rps
-        started = time.monotonic()
+@dataclass(frozen=True)
+class SimulatedEndpoint:
+    """The fake endpoint's queue on a simulated clock: ``workers`` requests in service at once, each for
+    ``service_time`` s, the rest waiting in one FIFO queue; ``overhead`` s of client and network per call.
+
+    ``step`` runs one load-test step as scripts/loadtest.py does: ``users`` closed-loop users take their
+    start times from the load test's own Pacer, and the calls completed after the warm-up are measured."""
+
+    workers: int
+    service_time: float
+    overhead: float = 0.001
+
+    @property
+    def capacity_rps(self) -> float:
+        return self.workers / self.service_time
+
+    def step(self, offered: float, users: int, plan: argparse.Namespace) -> knee.StepStats:
+        pacer = loadtest.Pacer(poisson=plan.arrivals == "poisson", seed=7)
+        pacer.set_rate(offered)
+        seconds, warmup = plan.step_seconds, plan.warmup_seconds
+        free_users = [(0.0, user) for user in range(users)]  # (when the user can call again, user)
+        free_workers = [0.0] * self.workers  # when each worker is free
+        latencies_ms: list[float] = []
+        while True:
+            now, user = heapq.heappop(free_users)
+            start = now + pacer.delay(now)  # pacer start times only rise: the queue is served in arrival order
+            if start >= seconds:
+                break
+            done = max(start, heapq.heappop(free_workers)) + self.service_time
+            heapq.heappush(free_workers, done)
+            end = done + self.overhead
+            if warmup <= end < seconds:
+                latencies_ms.append((end - start) * 1000)
+            heapq.heappush(free_users, (end, user))
+        return knee.summarize_step(
+            offered_rps=offered, latencies_ms=latencies_ms, errors=0, window_seconds=seconds - warmup, users=users
+        )
+
+
+def _simulated_search(endpoint: SimulatedEndpoint, argv: list[str]) -> tuple[list[knee.StepStats], knee.Knee]:
+    """The load test's step search and knee, its options parsed by its own parser, against ``endpoint``."""
+    args = loadtest.build_parser().parse_args(["--endpoint-url", "http://127.0.0.1:1", *argv])
+    loadtest.check_arguments(args)
+    if args.warmup_seconds is None:
+        args.warmup_seconds = args.step_seconds / 5
+    criteria = knee.Criteria(slo_p99_ms=args.slo_ms, max_error_rate=args.max_error_rate,
+                             min_achieved_ratio=args.min_achieved)  # fmt: skip
+    search = knee.Search(start_rps=args.start_rps, step_rps=args.step_rps, max_rps=args.max_rps,
+                         max_steps=args.max_steps, refine=args.refine)  # fmt: skip
+    user_rps = args.user_rps or 1000.0 / (2 * args.slo_ms)
+    steps: list[knee.StepStats] = []
+    while (offered := knee.next_offered(steps, criteria, search)) is not None:
+        steps.append(endpoint.step(offered, loadtest.users_for(offered, user_rps), args))
+    return steps, knee.find_knee(steps, criteria)
+
+
+# (workers, service time, options): the old real-socket test's search, and the load test's defaults.
+KNOWN_CAPACITIES = [
+    (4, 0.020, ["--start-rps", "175", "--step-rps", "25", "--refine", "1", "--step-seconds", "2",
+                "--warmup-seconds", "0.5"]),
+    (1, 0.010, []),
+    (8, 0.005, []),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("workers", "service_time", "argv"), KNOWN_CAPACITIES)
+def test_the_load_test_finds_the_known_capacity_within_15_percent(
+    workers: int, service_time: float, argv: list[str]
+) -> None:
+    endpoint = SimulatedEndpoint(workers, service_time)
+    slo_ms = 3 * service_time * 1000  # met below capacity, crossed once the queue grows
+    steps, found = _simulated_search(endpoint, ["--slo-ms", str(slo_ms), *argv])
+    assert found.max_rps is not None, found.detail
+    assert abs(found.max_rps - endpoint.capacity_rps) <= 0.15 * endpoint.capacity_rps, found.detail
+    assert found.reason in (knee.StopReason.SLO, knee.StopReason.SATURATED)
+    # Below capacity, evenly paced calls never queue: every latency is the service time plus the overhead.
+    low = steps[0]
+    expected_ms = (service_time + endpoint.overhead) * 1000
+    assert [low.p50_ms, low.p99_ms] == pytest.approx([expected_ms, expected_ms])
+    assert low.achieved_rps == pytest.approx(low.offered_rps, rel=0.02)
+
+
+def test_poisson_arrivals_find_a_lower_knee_than_paced_ones() -> None:
+    endpoint = SimulatedEndpoint(4, 0.020)
+    paced = _simulated_search(endpoint, ["--slo-ms", "60"])[1]
+    poisson = _simulated_search(endpoint, ["--slo-ms", "60", "--arrivals", "poisson"])[1]
+    assert paced.max_rps is not None and poisson.max_rps is not None
+    assert poisson.max_rps < paced.max_rps <= endpoint.capacity_rps * 1.15
+
+
+# --- the real load test, in a subprocess: it runs and reports on any machine ---------------------------
+
+
+def test_the_load_test_runs_against_a_local_endpoint_and_writes_its_report(tmp_path: Path) -> None:
+    # Criteria no machine can miss (a 10 s SLO, 1% of the offered rate, and a client read timeout on a
+    # starved machine not counted as the endpoint's failure): what is checked is that Locust drives the
+    # planned steps through the kit's client and the report and plot come out. How fast a machine serves
+    # is a benchmark's figure (python -m scripts.loadtest against python -m scripts.fake_endpoint).
+    with FakeEndpoint(workers=4, service_time=0.005) as server:
         result = subprocess.run(
-            [sys.executable, "-m", "scripts.loadtest", "--endpoint-url", server.url, "--slo-ms", str(SLO_MS),
-             "--start-rps", "175", "--step-rps", "25", "--refine", "1", "--step-seconds", "2",
-             "--warmup-seconds", "0.5", "--max-seconds", "25", "--out-dir", str(tmp_path)],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
+            [sys.executable, "-m", "scripts.loadtest", "--endpoint-url", server.url, "--slo-ms", "10000",
+             "--min-achieved", "0.01", "--max-error-rate", "0.5", "--start-rps", "20", "--step-rps", "20",
+             "--max-steps", "2", "--user-rps", "10", "--step-seconds", "2", "--warmup-seconds", "0.5",
+             "--out-dir", str(tmp_path)],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS * 4, check=False,
         )  # fmt: skip
-        elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
-    outcome = report["result"]
-    print(f"\nknown capacity {capacity:g} RPS, measured MAX_RPS {outcome['max_rps']} in {elapsed:.1f} s")
-    assert abs(outcome["max_rps"] - capacity) <= 0.15 * capacity, result.stdout
-    assert outcome["stop_reason"] in ("slo", "saturated"), result.stdout
+    steps, outcome = report["steps"], report["result"]
+    assert [step["offered_rps"] for step in steps] == [20, 40]
+    assert [step["users"] for step in steps] == [2, 4]
+    assert all(step["requests"] > step["errors"] for step in steps), steps
+    assert server.stats.served >= sum(step["requests"] for step in steps)
+    assert (server.stats.rejected, server.stats.model_errors) == (0, 0)
+    assert (outcome["stop_reason"], outcome["lower_bound"]) == ("max_steps", True)
+    assert outcome["max_rps"] == pytest.approx(steps[-1]["achieved_rps"], abs=0.05)  # rounded to 0.1
     assert outcome["max_rps_per_instance"] == outcome["max_rps"]  # one instance without a stage
     assert outcome["invocations_per_instance_target"] == round(outcome["max_rps"] * 0.5 * 60)
-    low = report["steps"][0]  # 87.5% of capacity, evenly paced: no queue, latency = service time + client overhead
-    assert SERVICE_TIME * 1000 <= low["p50_ms"] <= SERVICE_TIME * 1000 + 10, result.stdout
-    assert low["p99_ms"] <= SLO_MS and low["errors"] == 0
-    assert low["achieved_rps"] == pytest.approx(175, rel=0.05)
-    assert server.stats.rejected == 0
     assert "step  1  users" in result.stdout and "MAX_RPS: " in result.stdout
     png = (tmp_path / "latency.png").read_bytes()
     assert png.startswith(PNG_SIGNATURE) and len(png) > 20_000
-    assert elapsed < 30

@@ -8,7 +8,7 @@ import pytest
 
 from .conftest import REPO_ROOT
 
-PASS_ARGS = ("bench", "bench-client", "rehearse", "diff", "deploy", "destroy")
+PASS_ARGS = ("bench", "bench-client", "rehearse", "diff", "deploy", "destroy", "tables", "triton-model", "inf1-model")
 
 
 @pytest.mark.parametrize("target", PASS_ARGS)
