@@ -1,4 +1,4 @@
-"""The README's settings table stays in step with the settings model."""
+"""The docs stay true to the code: the settings table in docs/settings.md matches the settings model."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ from stacks.settings import AutoscalingSettings, DataCaptureSettings, RolloutSet
 
 from .conftest import REPO_ROOT
 
+# --- the settings table -------------------------------------------------------------------------------------
+
+SETTINGS_PAGE = REPO_ROOT / "docs" / "settings.md"
+SETTINGS_HEADING = "## Every setting"
 _ROW = re.compile(r"^\| `(?P<name>[a-z0-9_.]+)` \| (?P<default>[^|]+) \|", re.MULTILINE)
 
 
-def _documented() -> dict[str, str]:
-    text = (REPO_ROOT / "README.md").read_text()
-    start = text.index("### Settings")
-    table = text[start : text.index("\n## ", start)]
+def documented_settings(text: str) -> dict[str, str]:
+    start = text.index(SETTINGS_HEADING)
+    end = text.find("\n## ", start)
+    table = text[start : end if end != -1 else len(text)]
     return {match["name"]: match["default"].strip() for match in _ROW.finditer(table)}
 
 
@@ -40,4 +44,12 @@ def _defaults() -> dict[str, str]:
 
 
 def test_every_setting_is_documented_with_its_default() -> None:
-    assert _documented() == _defaults()
+    assert documented_settings(SETTINGS_PAGE.read_text()) == _defaults()
+
+
+def test_a_wrong_or_missing_setting_row_is_caught() -> None:
+    text = SETTINGS_PAGE.read_text()
+    assert documented_settings(text.replace("| `vpc_cidr` | `10.42.0.0/16` |", "| `vpc_cidr` | `10.0.0.0/16` |")) != (
+        _defaults()
+    )
+    assert documented_settings(re.sub(r"^\| `log_retention_days` .*\n", "", text, flags=re.MULTILINE)) != _defaults()
