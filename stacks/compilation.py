@@ -64,7 +64,17 @@ class NeoCompilation(Construct):
         neo_role = iam.Role(
             self,
             "JobRole",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            assumed_by=iam.ServicePrincipal(
+                "sagemaker.amazonaws.com",
+                # Confused-deputy guard SageMaker documents for Neo: only this kit's compile jobs.
+                conditions={
+                    "ArnLike": {
+                        "aws:SourceArn": stack.format_arn(
+                            service="sagemaker", resource="compilation-job", resource_name=f"{JOB_NAME_PREFIX}-*"
+                        )
+                    }
+                },
+            ),
             description="SageMaker Neo compilation of the traced traffic filter for ml_inf1",
         )
         job_logs = "/aws/sagemaker/CompilationJobs"

@@ -29,6 +29,8 @@ class EncryptionKey(Construct):
             iam.PolicyStatement(
                 sid="CloudWatchLogsOfThisAccount",
                 principals=[iam.ServicePrincipal(f"logs.{stack.region}.{stack.url_suffix}")],
+                # Only calls that carry an encryption context, which the condition needs: kms:DescribeKey
+                # carries none (IAM service authorization reference), so it could never be granted here.
                 actions=[
                     "kms:Encrypt",
                     "kms:Decrypt",
@@ -36,7 +38,6 @@ class EncryptionKey(Construct):
                     "kms:ReEncryptTo",
                     "kms:GenerateDataKey",
                     "kms:GenerateDataKeyWithoutPlaintext",
-                    "kms:DescribeKey",
                 ],
                 resources=["*"],
                 conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},

@@ -8,6 +8,7 @@ from aws_cdk import CfnOutput, Environment, Fn, Stack
 from constructs import Construct
 
 from stacks.autoscaling import VariantAutoscaling
+from stacks.caller_policy import CallerPolicy
 from stacks.encryption import EncryptionKey
 from stacks.model_endpoint import InferenceEndpoint
 from stacks.monitoring import EndpointMonitoring
@@ -35,6 +36,9 @@ class InferenceStack(Stack):
         )
         inference = InferenceEndpoint(
             self, "Inference", settings=settings, vpc=network.vpc, subnets=network.subnets, encryption_key=key
+        )
+        callers = CallerPolicy(
+            self, "CallerPolicy", endpoint_name=inference.endpoint_name, runtime_endpoint=runtime.endpoint
         )
         network.allow_s3_object_reads(inference.artifact_arns)
         if inference.capture is not None:
@@ -76,6 +80,13 @@ class InferenceStack(Stack):
             "ClientSecurityGroupId",
             value=runtime.client_security_group.security_group_id,
             export_name=f"{self.stack_name}-ClientSecurityGroupId",
+        )
+        # For the ad servers' instance profile or task role, next to the client security group.
+        CfnOutput(
+            self,
+            "CallerPolicyArn",
+            value=callers.policy.managed_policy_arn,
+            export_name=f"{self.stack_name}-CallerPolicyArn",
         )
 
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from aws_cdk import Acknowledgment, Annotations, ArnFormat, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -81,8 +83,10 @@ class InferenceEndpoint(Construct):
             self.capture = CaptureBucket(
                 self, "DataCapture", settings=settings.data_capture, encryption_key=encryption_key
             )
+        selected = vpc.select_subnets(subnets=subnets.subnets)
         self.role, self.execution_policy = self._execution_role(
             vpc,
+            selected.subnets,
             image.repository_arn,
             encryption_key if settings.kms_encryption else None,
             self.capture.write_statements() if self.capture is not None else [],
@@ -91,7 +95,6 @@ class InferenceEndpoint(Construct):
             self.capture.acknowledge_writes(self.execution_policy)
         if self.compilation is not None:
             self.compilation.acknowledge_reads(self.execution_policy)
-        selected = vpc.select_subnets(subnets=subnets.subnets)
         self.cleanup = NetworkInterfaceCleanup(
             self,
             "NetworkInterfaceCleanup",
@@ -223,15 +226,27 @@ class InferenceEndpoint(Construct):
         )
 
     def _execution_role(
-        self, vpc: ec2.IVpc, repository_arn: str, key: kms.IKey | None, extra: list[iam.PolicyStatement]
+        self,
+        vpc: ec2.IVpc,
+        subnets: list[ec2.ISubnet],
+        repository_arn: str,
+        key: kms.IKey | None,
+        extra: list[iam.PolicyStatement],
     ) -> tuple[iam.Role, iam.ManagedPolicy]:
         stack = Stack.of(self)
         role = iam.Role(
             self,
             "ExecutionRole",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            assumed_by=iam.ServicePrincipal(
+                "sagemaker.amazonaws.com",
+                # Confused-deputy guard in the form SageMaker documents for inference: the ARN must read
+                # exactly arn:<partition>:sagemaker:<region>:<account>:* (not a model's or endpoint's ARN).
+                conditions={"ArnLike": {"aws:SourceArn": stack.format_arn(service="sagemaker", resource="*")}},
+            ),
             description="SageMaker execution role of the RTB inference endpoint",
         )
+        ec2_arn = functools.partial(stack.format_arn, service="ec2")
+        interfaces = ec2_arn(resource="network-interface", resource_name="*")
         log_groups = "/aws/sagemaker/Endpoints/*"
         statements = [
             iam.PolicyStatement(sid="ReadModelArtifact", actions=["s3:GetObject"], resources=self.artifact_arns),
@@ -254,13 +269,16 @@ class InferenceEndpoint(Construct):
             ),
             iam.PolicyStatement(
                 sid="UnscopableReadsAndToken",
+                # The describe calls SageMaker's "Give SageMaker hosted endpoints access to resources in your
+                # Amazon VPC" lists for the execution role; none has resource-level permissions.
                 actions=[
                     "ecr:GetAuthorizationToken",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeVpcs",
+                    "ec2:DescribeVpcEndpoints",
                     "ec2:DescribeDhcpOptions",
+                    "ec2:DescribeVpcs",
                     "ec2:DescribeSubnets",
                     "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeNetworkInterfaces",
                 ],
                 resources=["*"],
             ),
@@ -270,18 +288,29 @@ class InferenceEndpoint(Construct):
                 resources=["*"],
                 conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
             ),
+            # EC2 authorizes each resource of CreateNetworkInterface on its own: the new interface, the
+            # subnet and the security group. The action table lists ec2:Vpc for the subnet and the group,
+            # not for the new interface, so a VPC condition would deny the interface: name the model's
+            # subnets and group instead, and new interfaces of this account and region by pattern.
+            iam.PolicyStatement(
+                sid="CreateNetworkInterfacesInTheModelSubnets",
+                actions=["ec2:CreateNetworkInterface"],
+                resources=[
+                    *(ec2_arn(resource="subnet", resource_name=subnet.subnet_id) for subnet in subnets),
+                    ec2_arn(resource="security-group", resource_name=self.security_group.security_group_id),
+                    interfaces,
+                ],
+            ),
+            # An existing interface carries ec2:Vpc (listed for these actions' network-interface rows).
             iam.PolicyStatement(
                 sid="ManageNetworkInterfacesInThisVpc",
                 actions=[
-                    "ec2:CreateNetworkInterface",
                     "ec2:CreateNetworkInterfacePermission",
                     "ec2:DeleteNetworkInterface",
                     "ec2:DeleteNetworkInterfacePermission",
                 ],
-                resources=["*"],
-                conditions={
-                    "ArnEquals": {"ec2:Vpc": stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)}
-                },
+                resources=[interfaces],
+                conditions={"ArnEquals": {"ec2:Vpc": ec2_arn(resource="vpc", resource_name=vpc.vpc_id)}},
             ),
         ]
         if key is not None:
@@ -301,7 +330,14 @@ class InferenceEndpoint(Construct):
                 reason=(
                     "ecr:GetAuthorizationToken, cloudwatch:PutMetricData and the ec2:Describe* calls have no "
                     "resource-level permissions (IAM service authorization reference); PutMetricData is "
-                    "limited to SageMaker namespaces and ENI create/delete to this VPC by conditions"
+                    "limited to SageMaker namespaces by a condition"
+                ),
+            ),
+            Acknowledgment(
+                id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{nag_arn(stack, 'ec2', 'network-interface/*')}]",
+                reason=(
+                    "SageMaker creates the model's network interfaces, so their ids are unknown; creation is "
+                    "limited to the model's subnets and security group, the other calls to this VPC"
                 ),
             ),
             Acknowledgment(

@@ -47,6 +47,8 @@ class NetworkInterfaceCleanup(Construct):
             log_retention_days=log_retention_days,
             statements=[
                 iam.PolicyStatement(sid="FindInterfaces", actions=["ec2:DescribeNetworkInterfaces"], resources=["*"]),
+                # An existing interface carries ec2:Vpc: the action table lists it for DeleteNetworkInterface's
+                # network-interface row (unlike CreateNetworkInterface's, see stacks/model_endpoint.py).
                 iam.PolicyStatement(
                     sid="DeleteInterfacesInThisVpc",
                     actions=["ec2:DeleteNetworkInterface"],

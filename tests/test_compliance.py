@@ -31,6 +31,7 @@ def _every_stage(arn_prefix: str) -> set[tuple[str, str]]:
             f"AwsSolutions-IAM5[Resource::{arn_prefix.format(service='logs')}:log-group:/aws/sagemaker/Endpoints/*]",
             POLICY,
         ),
+        (f"AwsSolutions-IAM5[Resource::{arn_prefix.format(service='ec2')}:network-interface/*]", POLICY),
         ("AwsSolutions-IAM5[Resource::*]", f"{CLEANUP}/Policy/Resource"),
         (
             f"AwsSolutions-IAM5[Resource::{arn_prefix.format(service='ec2')}:network-interface/*]",

@@ -42,6 +42,7 @@ def test_outputs_give_clients_what_they_need(dev: Synthesized) -> None:
         "RuntimeVpcEndpointDnsName",
         "RuntimeVpcEndpointDnsEntries",
         "ClientSecurityGroupId",
+        "CallerPolicyArn",
     }
     assert outputs["EndpointName"]["Value"] == {"Fn::GetAtt": ["InferenceEndpointA45980A1", "EndpointName"]}
     assert outputs["RuntimeVpcEndpointId"]["Value"] == {"Ref": "RuntimeEndpoint5F204599"}

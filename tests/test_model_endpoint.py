@@ -132,7 +132,19 @@ def test_model_waits_for_its_execution_policy(any_stage: Synthesized) -> None:
 def test_execution_role_is_assumable_by_sagemaker_only(dev: Synthesized) -> None:
     role = dev.resources[_execution_role_id(dev)]["Properties"]
     assert role["AssumeRolePolicyDocument"]["Statement"] == [
-        {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}}
+        {
+            "Action": "sts:AssumeRole",
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            # SageMaker's documented confused-deputy guard for inference: this account and region.
+            "Condition": {
+                "ArnLike": {
+                    "aws:SourceArn": {
+                        "Fn::Join": ["", ["arn:aws:sagemaker:us-east-1:", {"Ref": "AWS::AccountId"}, ":*"]]
+                    }
+                }
+            },
+        }
     ]
     assert "ManagedPolicyArns" not in role  # no AWS managed (FullAccess) policies
     assert "Policies" not in role  # no inline policies
@@ -184,21 +196,74 @@ def test_execution_role_pulls_only_the_xgboost_repository(dev: Synthesized) -> N
 def test_execution_role_wildcards_are_only_where_iam_has_no_resource_scope(dev: Synthesized) -> None:
     statements = _execution_statements(dev)
     star = {sid: statement for sid, statement in statements.items() if statement["Resource"] == "*"}
-    assert set(star) == {"UnscopableReadsAndToken", "PublishEndpointMetrics", "ManageNetworkInterfacesInThisVpc"}
+    assert set(star) == {"UnscopableReadsAndToken", "PublishEndpointMetrics"}
     assert all(action.startswith("ec2:Describe") or action == "ecr:GetAuthorizationToken"
                for action in star["UnscopableReadsAndToken"]["Action"])  # fmt: skip
     assert star["PublishEndpointMetrics"]["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
-    vpc_id, _ = dev.one("AWS::EC2::VPC")
-    assert star["ManageNetworkInterfacesInThisVpc"]["Condition"] == {
-        "ArnEquals": {
-            "ec2:Vpc": {
-                "Fn::Join": ["", ["arn:aws:ec2:us-east-1:", {"Ref": "AWS::AccountId"}, ":vpc/", {"Ref": vpc_id}]]
-            }
-        }
-    }
     for statement in statements.values():
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert not any("*" in action for action in actions), statement["Sid"]
+
+
+def test_execution_role_has_the_vpc_permissions_sagemaker_documents_for_hosting(dev: Synthesized) -> None:
+    """SageMaker's "Give SageMaker hosted endpoints access to resources in your Amazon VPC" page."""
+    statements = _execution_statements(dev).values()
+    granted = {action for statement in statements for action in _actions(statement) if action.startswith("ec2:")}
+    assert granted == {
+        "ec2:DescribeVpcEndpoints",
+        "ec2:DescribeDhcpOptions",
+        "ec2:DescribeVpcs",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DeleteNetworkInterfacePermission",
+        "ec2:DeleteNetworkInterface",
+        "ec2:CreateNetworkInterfacePermission",
+        "ec2:CreateNetworkInterface",
+    }
+
+
+def _ec2_arn(resource: str, name: dict[str, Any] | str) -> dict[str, Any]:
+    return {"Fn::Join": ["", ["arn:aws:ec2:us-east-1:", {"Ref": "AWS::AccountId"}, f":{resource}/", name]]}
+
+
+def test_execution_role_creates_interfaces_only_in_the_model_subnets_and_group(dev: Synthesized) -> None:
+    """EC2 authorizes the new interface, the subnet and the group each on its own: the subnets and the
+    group are named, the new interface (no VPC key in its context) by this account's pattern."""
+    statement = _execution_statements(dev)["CreateNetworkInterfacesInTheModelSubnets"]
+    _, model = dev.one("AWS::SageMaker::Model")
+    config = model["Properties"]["VpcConfig"]
+    (group,) = config["SecurityGroupIds"]
+    assert statement["Action"] == "ec2:CreateNetworkInterface"
+    assert "Condition" not in statement
+    assert sorted(map(json.dumps, statement["Resource"])) == sorted(
+        map(
+            json.dumps,
+            [
+                {"Fn::Join": ["", ["arn:aws:ec2:us-east-1:", {"Ref": "AWS::AccountId"}, ":network-interface/*"]]},
+                _ec2_arn("security-group", group),
+                *(_ec2_arn("subnet", subnet) for subnet in config["Subnets"]),
+            ],
+        )
+    )
+
+
+def test_execution_role_manages_existing_interfaces_only_in_this_vpc(dev: Synthesized) -> None:
+    statement = _execution_statements(dev)["ManageNetworkInterfacesInThisVpc"]
+    vpc_id, _ = dev.one("AWS::EC2::VPC")
+    assert sorted(statement["Action"]) == [
+        "ec2:CreateNetworkInterfacePermission",
+        "ec2:DeleteNetworkInterface",
+        "ec2:DeleteNetworkInterfacePermission",
+    ]
+    assert statement["Resource"] == {
+        "Fn::Join": ["", ["arn:aws:ec2:us-east-1:", {"Ref": "AWS::AccountId"}, ":network-interface/*"]]
+    }
+    assert statement["Condition"] == {"ArnEquals": {"ec2:Vpc": _ec2_arn("vpc", {"Ref": vpc_id})}}
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
 
 
 def test_execution_role_may_use_the_stack_key_for_storage(dev: Synthesized) -> None:
@@ -222,6 +287,15 @@ def test_log_service_may_use_the_key_only_for_this_accounts_log_groups(dev: Synt
     _, key = dev.one("AWS::KMS::Key")
     statements = {s.get("Sid"): s for s in key["Properties"]["KeyPolicy"]["Statement"]}
     logs = statements["CloudWatchLogsOfThisAccount"]
+    # Calls that carry an encryption context only; kms:DescribeKey carries none and is not listed.
+    assert sorted(logs["Action"]) == [
+        "kms:Decrypt",
+        "kms:Encrypt",
+        "kms:GenerateDataKey",
+        "kms:GenerateDataKeyWithoutPlaintext",
+        "kms:ReEncryptFrom",
+        "kms:ReEncryptTo",
+    ]
     assert logs["Principal"] == {"Service": {"Fn::Join": ["", ["logs.us-east-1.", {"Ref": "AWS::URLSuffix"}]]}}
     assert logs["Condition"] == {
         "ArnLike": {
