@@ -5,7 +5,8 @@
 Reads DIR/<stage>.txt (the output of `cdk diff`, colours or not) and DIR/<stage>.exit (its exit status, if
 written). The body starts with MARKER, which the workflow uses to find and update its previous comment, then
 summarises each stage (resources added, modified, removed, replaced), warns loudly when a resource that must
-never be replaced would be replaced or removed (the VPC, the KMS key, log groups, S3 buckets), and puts each
+never be replaced would be replaced or removed (the VPC, the KMS key, log groups, S3 buckets), warns when the
+endpoint is replaced (a new instance type: new endpoint, new name, clients must switch), and puts each
 stage's diff in a collapsible block, cut to fit GitHub's 65,536-character limit on a comment. Standard library
 only: the workflow runs it before anything else is needed.
 """
@@ -33,10 +34,24 @@ NEVER_REPLACE: dict[str, str] = {
     "AWS::S3::Bucket": "a new, empty bucket takes the old one's place",
 }
 # Replacements that are how SageMaker updates work: a new model or endpoint configuration is created, the
-# endpoint switches to it in place (no downtime), and CloudFormation deletes the old one afterwards.
+# endpoint switches to it in place (no downtime), and CloudFormation deletes the old one afterwards. True only
+# while the endpoint itself is kept: see ENDPOINT_REPLACED.
 EXPECTED_REPLACEMENT: dict[str, str] = {
     "AWS::SageMaker::EndpointConfig": "a new endpoint configuration; the endpoint updates in place, no downtime",
     "AWS::SageMaker::Model": "a new model version; the endpoint updates in place, no downtime",
+}
+# The endpoint is named <stack>-<instance type> (stacks/settings.py), so a new instance type replaces it: a
+# second endpoint under a new name, and CloudFormation deletes the old one in its cleanup phase. Never "in place".
+ENDPOINT_TYPE = "AWS::SageMaker::Endpoint"
+ENDPOINT_REPLACED = (
+    "new endpoint, new name, clients must switch: both endpoints serve until CloudFormation's cleanup deletes the "
+    "old one at the end of the deploy; its scalable target and scaling policy are replaced with it (cdk diff does "
+    "not list them: their ResourceId reads the new name at deploy time)"
+)
+# With the endpoint replaced, its new configuration and model belong to the new endpoint.
+FOR_NEW_ENDPOINT: dict[str, str] = {
+    "AWS::SageMaker::EndpointConfig": "a new endpoint configuration for the new endpoint (not an in-place update)",
+    "AWS::SageMaker::Model": "a new model for the new endpoint (not an in-place update)",
 }
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
@@ -81,6 +96,27 @@ class ResourceChange:
         where = f" ({self.path})" if self.path else ""
         what = "removed" + (f", {self.impact}" if self.impact else "") if self.removed else self.impact
         return f"{self.resource_type} `{self.logical_id}`{where}: **{what}**"
+
+
+def endpoint_names(diff_text: str, logical_id: str) -> tuple[str, str] | None:
+    """(old, new) EndpointName from the property lines under ``logical_id``'s resource line, if it shows them."""
+    lines = strip_ansi(diff_text).splitlines()
+    start = next((i for i, line in enumerate(lines) if _RESOURCE.match(line) and f" {logical_id}" in line), None)
+    if start is None:
+        return None
+    old = new = None
+    in_name = False
+    for line in lines[start + 1 :]:
+        if _RESOURCE.match(line) or not line.strip():
+            break
+        if re.search(r"\[~\] EndpointName\b", line):
+            in_name = True
+        elif in_name and (value := re.search(r"\[([-+])\] (\S+)$", line.rstrip())):
+            if value[1] == "-":
+                old = value[2]
+            else:
+                new = value[2]
+    return (old, new) if old and new else None
 
 
 def parse_changes(diff_text: str) -> list[ResourceChange]:
@@ -132,6 +168,21 @@ class StageDiff:
             "replaced": sum(change.replaced for change in changes),
         }
 
+    @property
+    def endpoint_replaced(self) -> bool:
+        return any(change.replaced and change.resource_type == ENDPOINT_TYPE for change in self.changes)
+
+    def verdict(self, change: ResourceChange) -> str:
+        """What a replacement of ``change`` means in this stage's diff."""
+        if change.resource_type == ENDPOINT_TYPE:
+            names = endpoint_names(self.text or "", change.logical_id)
+            renamed = f"`{names[0]}` \u2192 `{names[1]}`: " if names else ""
+            return f"{renamed}{ENDPOINT_REPLACED}"
+        if self.endpoint_replaced and change.resource_type in FOR_NEW_ENDPOINT:
+            return f"expected: {FOR_NEW_ENDPOINT[change.resource_type]}"
+        why = EXPECTED_REPLACEMENT.get(change.resource_type)
+        return f"expected: {why}" if why else "review: the old resource is deleted after the new one"
+
     def result(self) -> str:
         if self.text is None:
             return "**not run** (no diff output: see the workflow log)"
@@ -142,9 +193,12 @@ class StageDiff:
             return "no differences"
         if any(change.endangers_state for change in changes):
             return "\U0001f6a8 **stateful resource replaced or removed**"
-        unexpected = [c for c in changes if c.replaced and c.resource_type not in EXPECTED_REPLACEMENT]
+        known = (*EXPECTED_REPLACEMENT, ENDPOINT_TYPE)
+        unexpected = [c for c in changes if c.replaced and c.resource_type not in known]
         if unexpected:
             return f"\u26a0\ufe0f {len(unexpected)} replacement(s) to review"
+        if self.endpoint_replaced:
+            return "\u26a0\ufe0f **endpoint replaced: new endpoint, new name, clients must switch**"
         if any(change.replaced for change in changes):
             return "expected replacements only (SageMaker model / endpoint configuration)"
         return "changes, no replacements" if changes else "changes outside resources only"
@@ -187,6 +241,19 @@ def _header(stages: Sequence[StageDiff]) -> list[str]:
             "(tests/test_inference_stack.py::test_stateful_resources_keep_their_logical_ids).",
             _bullets(danger),
         )
+    endpoints = [
+        f"`{diff.stage}`: {change.describe()} \u2014 {diff.verdict(change)}"
+        for diff in stages
+        for change in diff.changes
+        if change.replaced and change.resource_type == ENDPOINT_TYPE
+    ]
+    if endpoints:
+        out += _alert(
+            "WARNING",
+            "**The endpoint is replaced: new endpoint, new name, clients must switch.** Clients that do not read "
+            "the stack's `EndpointName` output lose the endpoint when the deploy's cleanup deletes the old one.",
+            _bullets(endpoints),
+        )
     failed = [diff for diff in stages if diff.failed]
     if failed:
         out += _alert(
@@ -208,9 +275,7 @@ def _header(stages: Sequence[StageDiff]) -> list[str]:
     for diff in stages:
         for change in diff.changes:
             if change.replaced and not change.endangers_state:
-                why = EXPECTED_REPLACEMENT.get(change.resource_type)
-                verdict = f"expected: {why}" if why else "review: the old resource is deleted after the new one"
-                replacements.append(f"`{diff.stage}`: {change.describe()} \u2014 {verdict}")
+                replacements.append(f"`{diff.stage}`: {change.describe()} \u2014 {diff.verdict(change)}")
     if replacements:
         out += ["**Replacements** (CloudFormation creates the new resource, then deletes the old one):", ""]
         out += [*_bullets(replacements), ""]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from aws_cdk import Acknowledgment, ArnFormat, CustomResource, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, ArnFormat, CustomResource, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -20,7 +20,7 @@ from constructs import Construct
 
 from stacks.buckets import private_bucket
 from stacks.compliance import nag_arn
-from stacks.handler_code import CustomResourceFunction
+from stacks.handler_code import SERVICE_TIMEOUT, CustomResourceFunction
 
 RESOURCE_TYPE = "Custom::NeoCompilation"
 JOB_NAME_PREFIX = "rtb-inf1"
@@ -125,6 +125,9 @@ class NeoCompilation(Construct):
 
         job_names = f"compilation-job/{JOB_NAME_PREFIX}-*"
         jobs = stack.format_arn(service="sagemaker", resource="compilation-job", resource_name=f"{JOB_NAME_PREFIX}-*")
+        # Outside the VPC (handler_code.OUTSIDE_THE_VPC): it calls the SageMaker API, which the model's subnets
+        # need not reach. One invocation at a time (handler_code.RESERVED_CONCURRENCY); a redelivered request waits
+        # for the job it already started.
         handler = CustomResourceFunction(
             self,
             "Handler",
@@ -174,7 +177,7 @@ class NeoCompilation(Construct):
                 "JobNamePrefix": JOB_NAME_PREFIX,
                 "MaxRuntimeInSeconds": MAX_RUNTIME_SECONDS,
             },
-            service_timeout=Duration.minutes(20),
+            service_timeout=SERVICE_TIMEOUT,
         )
         # Both roles' permissions are in place before the job starts.
         self.resource.node.add_dependency(handler.policy, job_policy)

@@ -15,6 +15,22 @@ from constructs import Construct
 STACKS_DIR = Path(__file__).resolve().parent
 SHARED = ("__init__.py", "custom_resource.py")
 
+# How long CloudFormation waits for a custom resource's answer: longer than Lambda's 15-minute maximum, so a
+# function that dies without answering fails the resource (and the deploy) in minutes, not CloudFormation's hour.
+SERVICE_TIMEOUT = Duration.minutes(20)
+# Each function serves one custom resource of one stack. CloudFormation sends that resource's requests one at a
+# time (Create, Update, Delete; a replacement's Delete comes in the cleanup phase, after the Create answered)
+# and waits for each answer or SERVICE_TIMEOUT, which outlasts any invocation; Lambda retries an attempt only
+# after it ended. So one invocation at a time is all the work there is. CloudFormation invokes asynchronously:
+# an event that found the one slot busy would wait in Lambda's queue, not be lost, and a runaway loop cannot
+# take more than one slot of the account's concurrency.
+RESERVED_CONCURRENCY = 1
+# Lambda's asynchronous defaults apply: two retries of an attempt that ended in a function error. ``run``
+# (handlers/custom_resource.py) answers every exception, so that is only an attempt that died without answering
+# (a crash, memory, the timeout); the retry redelivers the same request, which both handlers take (neo_compile
+# waits for the job it started, eni_cleanup is idempotent). Not restated in the template: an
+# AWS::Lambda::EventInvokeConfig is a type moto's CloudFormation skips, and the deploy rehearsal fails on those.
+
 
 def handler_files(module: str) -> tuple[str, ...]:
     """The files, relative to ``stacks/``, of the function whose handler lives in ``handlers/<module>.py``."""
@@ -27,10 +43,26 @@ def handler_code(module: str) -> lambda_.Code:
     return lambda_.Code.from_asset(str(STACKS_DIR), exclude=["*", "!handlers", *keep])
 
 
+OUTSIDE_THE_VPC = (
+    "it calls AWS APIs (EC2, CloudFormation, SageMaker) that the model's private subnets need not reach (the kit "
+    "gives them only the SageMaker runtime endpoint and an S3 gateway), and inside the VPC it would put Lambda network "
+    "interfaces of its own into the subnets, which Lambda releases only some time after the function is deleted: "
+    "the stack deletion would wait on them, the very hang the ENI cleanup exists to prevent"
+)
+FAILURES_REACH_CLOUDFORMATION = (
+    "CloudFormation invokes it asynchronously for one resource and waits for its answer: every error is answered "
+    "FAILED (handlers/custom_resource.py), and an attempt that dies without answering is retried and then fails the "
+    "resource at the custom resource's service timeout (20 minutes), which fails the deploy in front of the person "
+    "running it, with the traceback in the retained log group; a dead-letter queue or on-failure destination would "
+    "duplicate that signal where nobody watches during a deploy, and store the event's pre-signed ResponseURL, "
+    "which lets its holder answer for the stack's resource"
+)
+
+
 class CustomResourceFunction(Construct):
     """A function serving one custom resource: its own role and managed policy, and a retained, encrypted
-    log group. Outside the VPC (it calls AWS APIs the isolated subnets cannot reach) and invoked only by
-    CloudFormation, synchronously; both acknowledged here, once."""
+    log group. Outside the VPC, with failures reported to CloudFormation rather than a dead-letter queue; both
+    acknowledged here, once, with the reasons above."""
 
     def __init__(
         self,
@@ -75,27 +107,20 @@ class CustomResourceFunction(Construct):
             log_group=log_group,
             application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
             logging_format=lambda_.LoggingFormat.JSON,
-            # One stack operation at a time needs one instance; a cap keeps a loop from running away.
-            reserved_concurrent_executions=2,
+            reserved_concurrent_executions=RESERVED_CONCURRENCY,
+            # No on-failure destination or dead-letter queue: FAILURES_REACH_CLOUDFORMATION.
+            # No vpc: OUTSIDE_THE_VPC.
             description=f"RTB inference kit: {description}",
         )
         # Lambda adds an explicit dependency on the role that its Role property already implies (cfn-lint W3005).
         cast(CfnResource, self.function.node.default_child).add_deletion_override("DependsOn")
         Validations.of(self.function).acknowledge(
             *(
-                Acknowledgment(
-                    id=f"{pack}::{pack}-LambdaInsideVPC",
-                    reason="it calls AWS APIs (EC2, CloudFormation, SageMaker) that the kit's isolated subnets cannot "
-                    "reach, and inside the VPC it would add network interfaces of its own to the subnets",
-                )
+                Acknowledgment(id=f"{pack}::{pack}-LambdaInsideVPC", reason=OUTSIDE_THE_VPC)
                 for pack in ("NIST.800.53.R5", "HIPAA.Security")
             ),
             *(
-                Acknowledgment(
-                    id=f"{pack}::{pack}-LambdaDLQ",
-                    reason="CloudFormation invokes it synchronously through the custom resource and shows a failure "
-                    "in the stack events; there is no asynchronous event to dead-letter",
-                )
+                Acknowledgment(id=f"{pack}::{pack}-LambdaDLQ", reason=FAILURES_REACH_CLOUDFORMATION)
                 for pack in ("NIST.800.53.R5", "HIPAA.Security")
             ),
         )

@@ -8,14 +8,14 @@ its interfaces (stacks/handlers/eni_cleanup.py).
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, CustomResource, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, CustomResource, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct, IDependable
 
 from stacks.compliance import nag_arn
-from stacks.handler_code import CustomResourceFunction
+from stacks.handler_code import SERVICE_TIMEOUT, CustomResourceFunction
 
 RESOURCE_TYPE = "Custom::SageMakerEniCleanup"
 HANDLER = "handlers.eni_cleanup.handler"
@@ -38,6 +38,8 @@ class NetworkInterfaceCleanup(Construct):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         interfaces = stack.format_arn(service="ec2", resource="network-interface", resource_name="*")
+        # Outside the VPC (handler_code.OUTSIDE_THE_VPC): inside, it would add Lambda's own interfaces to the
+        # subnets whose deletion it exists to unblock. One invocation at a time: handler_code.RESERVED_CONCURRENCY.
         handler = CustomResourceFunction(
             self,
             "Handler",
@@ -84,8 +86,7 @@ class NetworkInterfaceCleanup(Construct):
             service_token=self.function.function_arn,
             resource_type=RESOURCE_TYPE,
             properties={"SecurityGroupIds": [security_group.security_group_id], "VpcId": vpc.vpc_id},
-            # A function that dies without answering must not hold the stack for CloudFormation's hour.
-            service_timeout=Duration.minutes(20),
+            service_timeout=SERVICE_TIMEOUT,
         )
         # The function's permissions are in place before CloudFormation calls it (and stay until the last
         # call: the Delete). The security group is a dependency already, through the properties.

@@ -149,6 +149,17 @@ def dev_options(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     return synthesize(settings, tmp_path_factory.mktemp("cdk-dev-options"))
 
 
+# Thresholds no default shares: an alarm that ignored a setting, or a unit conversion off by a factor (the
+# latency metrics are microseconds, the setting milliseconds), cannot pass by coincidence.
+ODD_THRESHOLDS = {"latency_slo_ms": 12.5, "error_rate_alarm": 0.025}
+
+
+@pytest.fixture(scope="session")
+def dev_odd_thresholds(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    settings = dataclasses.replace(load_stage("dev"), **ODD_THRESHOLDS)  # type: ignore[arg-type]
+    return synthesize(settings, tmp_path_factory.mktemp("cdk-dev-odd-thresholds"))
+
+
 @pytest.fixture(scope="session")
 def dev(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
     return synth_stage("dev")

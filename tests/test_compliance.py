@@ -23,7 +23,7 @@ CAPTURE = "{stack}/Inference/DataCapture"
 
 def _every_stage(arn_prefix: str) -> set[tuple[str, str]]:
     """What each stage acknowledges: unscopable actions and names generated outside the stack (IAM5), and
-    a teardown function outside the VPC and invoked only synchronously (Lambda rules)."""
+    a teardown function outside the VPC whose failures reach CloudFormation, not a dead-letter queue (Lambda rules)."""
     function = f"{CLEANUP}/Function/Resource"
     return {
         ("AwsSolutions-IAM5[Resource::*]", POLICY),

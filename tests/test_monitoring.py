@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from .conftest import Synthesized
+from stacks.stages import STAGES
+
+from .conftest import ODD_THRESHOLDS, Synthesized
 from .test_settings import problems_of
 
 VARIANT_DIMENSIONS = [
@@ -154,3 +157,98 @@ def test_no_alarm_carries_a_physical_name(any_stage: Synthesized) -> None:
     for alarm in any_stage.of_type("AWS::CloudWatch::Alarm").values():
         assert "AlarmName" not in alarm["Properties"]
     assert "TopicName" not in json.dumps(any_stage.of_type("AWS::SNS::Topic"))
+
+
+# --- alarm semantics: operator, expression and threshold units, per alarm --------------------------------
+
+MICROSECONDS_PER_MS = 1000  # ModelLatency and OverheadLatency are reported in microseconds
+
+
+def _semantics(alarm: dict[str, Any]) -> dict[str, Any]:
+    """What decides when an alarm fires: operator, the expression it watches, its inputs and threshold."""
+    expressions = [m for m in alarm.get("Metrics", []) if "Expression" in m]
+    return {
+        "operator": alarm["ComparisonOperator"],
+        "expression": expressions[0]["Expression"] if expressions else None,
+        "returns": [m["Id"] for m in alarm.get("Metrics", []) if m.get("ReturnData", True)],
+        "inputs": _metric_stats(alarm) if "Metrics" in alarm else None,
+        "periods": {m["MetricStat"]["Period"] for m in alarm.get("Metrics", []) if "MetricStat" in m},
+        "threshold": alarm["Threshold"],
+        "window": (alarm["EvaluationPeriods"], alarm.get("DatapointsToAlarm")),
+        "missing": alarm["TreatMissingData"],
+    }
+
+
+def _expected_monitoring(stage: Synthesized) -> dict[str, dict[str, Any]]:
+    settings = stage.settings
+    return {
+        # p99 model + p99 overhead (microseconds) above the SLO (milliseconds x 1000).
+        "LatencySloAlarm": {
+            "operator": "GreaterThanThreshold",
+            "expression": "model + overhead",
+            "returns": ["expr_1"],
+            "inputs": {"model": ("ModelLatency", "p99"), "overhead": ("OverheadLatency", "p99")},
+            "periods": {60},
+            "threshold": settings.latency_slo_ms * MICROSECONDS_PER_MS,
+            "window": (5, 3),
+            "missing": "notBreaching",
+        },
+        # The 5XX share of invocations (a fraction, like the setting), 0 without traffic.
+        "ErrorRateAlarm": {
+            "operator": "GreaterThanThreshold",
+            "expression": "IF(calls > 0, errors / calls, 0)",
+            "returns": ["expr_1"],
+            "inputs": {"errors": ("Invocation5XXErrors", "Sum"), "calls": ("Invocations", "Sum")},
+            "periods": {60},
+            "threshold": settings.error_rate_alarm,
+            "window": (5, 3),
+            "missing": "notBreaching",
+        },
+        # Instances in service, derived as calls / calls-per-instance, reaching the most autoscaling may run.
+        "AtMaxCapacityAlarm": {
+            "operator": "GreaterThanOrEqualToThreshold",
+            "expression": "IF(per > 0, calls / per, 0)",
+            "returns": ["expr_1"],
+            "inputs": {"calls": ("Invocations", "Sum"), "per": ("InvocationsPerInstance", "Sum")},
+            "periods": {60},
+            "threshold": settings.autoscaling.max_capacity,
+            "window": (settings.max_capacity_alarm_minutes, None),
+            "missing": "notBreaching",
+        },
+    }
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_every_monitoring_alarm_has_the_reviewed_operator_expression_and_units(
+    name: str, synth_stage: Callable[[str], Synthesized]
+) -> None:
+    stage = synth_stage(name)
+    expected = _expected_monitoring(stage)
+    found = {
+        logical_id: alarm["Properties"]
+        for logical_id, alarm in stage.of_type("AWS::CloudWatch::Alarm").items()
+        if logical_id.startswith("Monitoring")
+    }
+    assert len(found) == len(expected), f"an alarm without reviewed semantics: {sorted(found)}"
+    for alarm_name, semantics in expected.items():
+        assert _semantics(_alarm(stage, alarm_name)) == semantics, alarm_name
+
+
+def test_latency_threshold_converts_the_slo_from_ms_to_microseconds(dev_odd_thresholds: Synthesized) -> None:
+    alarm = _alarm(dev_odd_thresholds, "LatencySloAlarm")
+    assert ODD_THRESHOLDS["latency_slo_ms"] == 12.5
+    assert alarm["Threshold"] == 12_500
+    assert alarm["Metrics"][0]["Label"].endswith("(us)")
+    assert "above the 12.5 ms SLO" in alarm["AlarmDescription"]
+
+
+def test_error_rate_threshold_is_the_configured_share_not_a_percentage(dev_odd_thresholds: Synthesized) -> None:
+    alarm = _alarm(dev_odd_thresholds, "ErrorRateAlarm")
+    assert alarm["Threshold"] == ODD_THRESHOLDS["error_rate_alarm"] == 0.025
+    assert "above 2.50% of invocations" in alarm["AlarmDescription"]
+
+
+def test_a_changed_operator_fails_the_semantics_check(dev: Synthesized) -> None:
+    """The check compares the operator itself: a LessThan alarm on latency would never fire."""
+    alarm = dict(_alarm(dev, "LatencySloAlarm"), ComparisonOperator="LessThanThreshold")
+    assert _semantics(alarm) != _expected_monitoring(dev)["LatencySloAlarm"]

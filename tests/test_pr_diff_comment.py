@@ -9,6 +9,8 @@ template standing in for the deployed one:
 - model-update.txt: the deployed model had another artifact (a retrained model).
 - vpc-replacement.txt: the deployed VPC had another CIDR (recorded with --color, to exercise the ANSI stripping).
 - stateful-rename.txt: the KMS key and the flow-log group had other construct ids (a refactoring gone wrong).
+- instance-type-replacement.txt: the deployed dev stage (ml.c5.xlarge) against dev synthesized with
+  instance_type="ml.c5.2xlarge": the endpoint is named <stack>-<instance type>, so it is replaced.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from pathlib import Path
 import pytest
 
 from scripts.pr_diff_comment import (
+    ENDPOINT_REPLACED,
     EXPECTED_REPLACEMENT,
     MARKER,
     MAX_COMMENT_CHARS,
     NEVER_REPLACE,
     StageDiff,
+    endpoint_names,
     main,
     parse_changes,
     render,
@@ -85,6 +89,56 @@ def test_a_model_update_replaces_the_model_and_its_endpoint_config_as_expected()
     comment = render([diff])
     assert "expected replacements only" in _table_row(comment, "dev")
     assert "[!CAUTION]" not in comment
+
+
+def test_an_instance_type_change_replaces_the_endpoint_and_is_never_called_in_place() -> None:
+    diff = _stage("instance-type-replacement.txt")
+    replaced = [(change.resource_type, change.logical_id) for change in diff.changes if change.replaced]
+    assert replaced == [
+        ("AWS::SageMaker::EndpointConfig", "InferenceEndpointConfig8AC05E5D"),
+        ("AWS::SageMaker::Endpoint", "InferenceEndpointA45980A1"),
+    ]
+    comment = render([diff])
+    assert "in place" not in comment.split("<details>")[0]  # nothing above the diff claims an in-place update
+    assert "endpoint replaced: new endpoint, new name, clients must switch" in _table_row(comment, "dev")
+    warning = comment.index("> [!WARNING]")
+    assert warning < comment.index("| stage |")
+    assert "> **The endpoint is replaced: new endpoint, new name, clients must switch.**" in comment
+    endpoint_line = (
+        "`dev`: AWS::SageMaker::Endpoint `InferenceEndpointA45980A1` (Inference/Endpoint): **replace** \u2014 "
+        f"`RtbInference-dev-c5-xlarge` \u2192 `RtbInference-dev-c5-2xlarge`: {ENDPOINT_REPLACED}"
+    )
+    assert f"> - {endpoint_line}" in comment  # in the warning
+    assert f"- {endpoint_line}" in comment.split("**Replacements**")[1]  # and in the list of replacements
+    assert (
+        "`dev`: AWS::SageMaker::EndpointConfig `InferenceEndpointConfig8AC05E5D` (Inference/EndpointConfig): "
+        "**replace** \u2014 expected: a new endpoint configuration for the new endpoint (not an in-place update)"
+    ) in comment
+    assert "[!CAUTION]" not in comment
+
+
+def test_an_endpoint_replacement_is_labelled_even_without_the_name_lines() -> None:
+    text = "\n".join(
+        [
+            "[~] AWS::SageMaker::Model Inference/Model InferenceModelEF882A04 replace",
+            "[~] AWS::SageMaker::Endpoint Inference/Endpoint InferenceEndpointA45980A1 may be replaced",
+        ]
+    )
+    diff = StageDiff("prod", text, 0)
+    assert endpoint_names(text, "InferenceEndpointA45980A1") is None
+    comment = render([diff])
+    assert "in place" not in comment.split("<details>")[0]
+    assert "a new model for the new endpoint" in comment
+    assert f"**may be replaced** \u2014 {ENDPOINT_REPLACED}" in comment
+
+
+def test_the_endpoint_rename_is_read_from_the_diff() -> None:
+    text = (FIXTURES / "instance-type-replacement.txt").read_text(encoding="utf-8")
+    assert endpoint_names(text, "InferenceEndpointA45980A1") == (
+        "RtbInference-dev-c5-xlarge",
+        "RtbInference-dev-c5-2xlarge",
+    )
+    assert endpoint_names(text, "InferenceEndpointConfig8AC05E5D") is None
 
 
 def test_a_vpc_replacement_is_a_loud_caution_above_everything_else() -> None:

@@ -14,7 +14,7 @@ from stacks.rollout import GuardedRollout
 from stacks.settings import RolloutSettings, rollout_steps
 from stacks.stages import load_stage
 
-from .conftest import Synthesized
+from .conftest import ODD_THRESHOLDS, Synthesized
 
 
 def _refs(node: Any) -> set[str]:
@@ -210,3 +210,26 @@ def test_no_shadow_by_default(any_stage: Synthesized) -> None:
     _, config = any_stage.one("AWS::SageMaker::EndpointConfig")
     assert "ShadowProductionVariants" not in config["Properties"]
     assert len(any_stage.of_type("AWS::SageMaker::Model")) == 1
+
+
+def test_rollback_thresholds_follow_the_settings_in_their_units(dev_odd_thresholds: Synthesized) -> None:
+    """p99 ModelLatency is in microseconds: latency_slo_ms x 1000; the 5XX alarm averages a 0/1 metric, so its
+    threshold is the share of failed invocations, as configured."""
+    by_metric = {
+        alarm["Properties"]["MetricName"]: alarm["Properties"]
+        for alarm in _rollback_alarms(dev_odd_thresholds).values()
+    }
+    latency, errors = by_metric["ModelLatency"], by_metric["Invocation5XXErrors"]
+    assert (latency["ComparisonOperator"], latency["ExtendedStatistic"], latency["Threshold"]) == (
+        "GreaterThanThreshold",
+        "p99",
+        ODD_THRESHOLDS["latency_slo_ms"] * 1000,
+    )
+    assert latency["Threshold"] == 12_500
+    assert "above 12.5 ms" in latency["AlarmDescription"]
+    assert (errors["ComparisonOperator"], errors["Statistic"], errors["Threshold"]) == (
+        "GreaterThanThreshold",
+        "Average",
+        ODD_THRESHOLDS["error_rate_alarm"],
+    )
+    assert "more than 2.50% 5XX" in errors["AlarmDescription"]

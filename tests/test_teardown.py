@@ -186,7 +186,7 @@ def test_cleanup_function_runs_outside_the_vpc_with_a_capped_concurrency(any_sta
     assert properties["Runtime"] == "python3.14"
     assert properties["Timeout"] == 900  # Lambda's maximum: it waits for SageMaker to release interfaces
     assert "VpcConfig" not in properties  # in the isolated subnets it could not reach the EC2 API
-    assert properties["ReservedConcurrentExecutions"] == 2
+    assert properties["ReservedConcurrentExecutions"] == 1  # one resource, one request at a time
 
 
 def test_cleanup_function_logs_to_its_own_retained_encrypted_log_group(any_stage: Synthesized) -> None:

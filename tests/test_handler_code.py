@@ -1,0 +1,99 @@
+"""The kit's custom-resource functions as production code: concurrency sized to one resource, failures that
+reach CloudFormation, and outside the VPC, each with its reason next to it (stacks/handler_code.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from stacks import compilation, teardown
+from stacks.handler_code import (
+    FAILURES_REACH_CLOUDFORMATION,
+    OUTSIDE_THE_VPC,
+    RESERVED_CONCURRENCY,
+    SERVICE_TIMEOUT,
+)
+from stacks.stages import STAGES
+
+from .conftest import Synthesized
+
+KIT_RESOURCE_TYPES = (teardown.RESOURCE_TYPE, compilation.RESOURCE_TYPE)
+LAMBDA_MAX_SECONDS = 900
+
+
+def _functions(stage: Synthesized) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Each of the kit's custom resources (by type) with the function that serves it."""
+    found = {}
+    for resource in stage.resources.values():
+        if resource["Type"] in KIT_RESOURCE_TYPES:
+            function_id = resource["Properties"]["ServiceToken"]["Fn::GetAtt"][0]
+            found[resource["Type"]] = (resource, stage.resources[function_id])
+    return found
+
+
+def _suppressed(stage: Synthesized, rule: str) -> list[dict[str, Any]]:
+    return [
+        violation
+        for plugin in stage.report["pluginReports"]
+        for violation in plugin.get("suppressedViolations", [])
+        if violation["ruleName"].endswith(f"-{rule}")
+    ]
+
+
+@pytest.fixture(params=list(STAGES))
+def stage(request: pytest.FixtureRequest, synth_stage: Callable[[str], Synthesized]) -> Synthesized:
+    return synth_stage(str(request.param))
+
+
+def test_every_stage_has_its_cleanup_and_only_the_inferentia_profile_compiles(stage: Synthesized) -> None:
+    expected = {teardown.RESOURCE_TYPE} | (
+        {compilation.RESOURCE_TYPE} if stage.settings.profile == "inferentia" else set()
+    )
+    assert set(_functions(stage)) == expected
+
+
+def test_each_function_runs_one_invocation_at_a_time(stage: Synthesized) -> None:
+    """One custom resource per function and stack; CloudFormation sends its requests one at a time."""
+    assert RESERVED_CONCURRENCY == 1
+    for _, function in _functions(stage).values():
+        assert function["Properties"]["ReservedConcurrentExecutions"] == RESERVED_CONCURRENCY
+
+
+def test_cloudformation_gives_up_after_the_longest_invocation_and_long_before_its_hour(stage: Synthesized) -> None:
+    """So no second request overlaps a running one, and a function that dies without answering fails the
+    resource in 20 minutes."""
+    assert LAMBDA_MAX_SECONDS < SERVICE_TIMEOUT.to_seconds() < 3600
+    for resource, function in _functions(stage).values():
+        assert function["Properties"]["Timeout"] == LAMBDA_MAX_SECONDS
+        assert resource["Properties"]["ServiceTimeout"] == str(int(SERVICE_TIMEOUT.to_seconds()))
+
+
+def test_failures_reach_cloudformation_not_a_dead_letter_queue(stage: Synthesized) -> None:
+    """CloudFormation invokes asynchronously, so Lambda's default retries apply (the handlers take a
+    redelivered request); no destination or queue holds the events' pre-signed ResponseURLs."""
+    for _, function in _functions(stage).values():
+        assert "DeadLetterConfig" not in function["Properties"]
+    assert stage.of_type("AWS::Lambda::EventInvokeConfig") == {}
+    acknowledged = _suppressed(stage, "LambdaDLQ")
+    assert len(acknowledged) == 2 * len(_functions(stage))  # NIST 800-53 R5 and HIPAA, per function
+    assert {violation["reason"] for violation in acknowledged} == {FAILURES_REACH_CLOUDFORMATION}
+
+
+def test_the_failure_reason_says_how_cloudformation_invokes_and_what_the_operator_sees() -> None:
+    assert "asynchronously" in FAILURES_REACH_CLOUDFORMATION
+    assert "synchronously" not in FAILURES_REACH_CLOUDFORMATION.replace("asynchronously", "")
+    assert "answered FAILED" in FAILURES_REACH_CLOUDFORMATION
+    assert "service timeout (20 minutes)" in FAILURES_REACH_CLOUDFORMATION
+    assert SERVICE_TIMEOUT.to_minutes() == 20
+
+
+def test_each_function_runs_outside_the_vpc_for_the_stated_reason(stage: Synthesized) -> None:
+    for _, function in _functions(stage).values():
+        assert "VpcConfig" not in function["Properties"]
+    acknowledged = _suppressed(stage, "LambdaInsideVPC")
+    assert len(acknowledged) == 2 * len(_functions(stage))
+    assert {violation["reason"] for violation in acknowledged} == {OUTSIDE_THE_VPC}
+    assert "EC2, CloudFormation, SageMaker" in OUTSIDE_THE_VPC
+    assert "the very hang the ENI cleanup exists to prevent" in OUTSIDE_THE_VPC
