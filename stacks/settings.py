@@ -469,14 +469,25 @@ def _existing_vpc_problems(s: StageSettings) -> Iterator[str]:
         )
 
 
+# The private ranges AWS documents for VPCs (RFC 1918, and RFC 6598's shared space). Python's
+# is_private would also admit loopback, link-local and documentation ranges, which a VPC cannot use.
+VPC_RANGES = tuple(
+    ipaddress.IPv4Network(cidr) for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+)
+
+
 def _vpc_cidr_problems(cidr: str) -> Iterator[str]:
     try:
         network = ipaddress.IPv4Network(cidr)
-    except ValueError:
-        yield _problem("vpc_cidr", cidr, "allowed: an IPv4 network such as '10.42.0.0/16'")
+    except ValueError as error:
+        yield _problem("vpc_cidr", cidr, f"{error}; allowed: an IPv4 network such as '10.42.0.0/16'")
         return
-    if not 16 <= network.prefixlen <= 24 or not network.is_private:
-        yield _problem("vpc_cidr", cidr, "allowed: a private IPv4 network from /16 to /24")
+    if not 16 <= network.prefixlen <= 24 or not any(network.subnet_of(block) for block in VPC_RANGES):
+        yield _problem(
+            "vpc_cidr",
+            cidr,
+            f"allowed: a private IPv4 network from /16 to /24 within {', '.join(map(str, VPC_RANGES))}",
+        )
 
 
 def _instance_problems(s: StageSettings) -> Iterator[str]:

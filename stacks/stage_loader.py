@@ -58,7 +58,8 @@ def keyword_problem(error: TypeError) -> str:
     if (match := _MISSING.fullmatch(text)) and match["cls"] in SETTINGS_CLASSES:
         return f"{match['cls']}(...) is invalid: required setting(s) missing: {match['names']}"
     if (match := _POSITIONAL.fullmatch(text)) and match["cls"] in SETTINGS_CLASSES:
-        return f"{match['cls']}(...) is invalid: settings are keywords only, such as {match['cls']}(name=...)"
+        first = fields(SETTINGS_CLASSES[match["cls"]])[0].name
+        return f"{match['cls']}(...) is invalid: settings are keywords only, such as {match['cls']}({first}=...)"
     return f"the stage function raised TypeError: {text}"
 
 
