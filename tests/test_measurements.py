@@ -161,7 +161,7 @@ def test_an_interrupted_write_back_leaves_the_previous_file_intact(
         raise KeyboardInterrupt  # what a Ctrl-C or a kill between the steps looks like
 
     if fails == "write":
-        monkeypatch.setattr(measurements.json, "dumps", interrupted)
+        monkeypatch.setattr(json, "dumps", interrupted)
     else:
         monkeypatch.setattr(Path, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
