@@ -16,7 +16,7 @@ import re
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -253,8 +253,15 @@ def _type_text(hint: Any) -> str:
 
 def _type_problems(settings: StageSettings) -> Iterator[str]:
     """Wrong types first: a string where a number belongs would make the rules below meaningless."""
+    hints = _hints(StageSettings)
     for item in fields(settings):
-        yield from _value_problems(item.name, getattr(settings, item.name), get_type_hints(StageSettings)[item.name])
+        yield from _value_problems(item.name, getattr(settings, item.name), hints[item.name])
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a settings class (the annotations are strings here)."""
+    return get_type_hints(cls)
 
 
 def _value_problems(name: str, value: Any, hint: Any) -> Iterator[str]:
@@ -274,7 +281,7 @@ def _value_problems(name: str, value: Any, hint: Any) -> Iterator[str]:
     elif not _is_type(value, hint):
         yield _problem(name, value, expected)
     elif is_dataclass(hint):
-        hints = get_type_hints(hint)
+        hints = _hints(hint)
         for item in fields(hint):
             yield from _value_problems(f"{name}.{item.name}", getattr(value, item.name), hints[item.name])
     elif isinstance(value, float) and not math.isfinite(value):
