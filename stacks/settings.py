@@ -280,7 +280,7 @@ def _value_problems(name: str, value: Any, hint: Any) -> Iterator[str]:
         yield from _tuple_problems(name, value, hint)
     elif not _is_type(value, hint):
         yield _problem(name, value, expected)
-    elif is_dataclass(hint):
+    elif isinstance(hint, type) and is_dataclass(hint):
         hints = _hints(hint)
         for item in fields(hint):
             yield from _value_problems(f"{name}.{item.name}", getattr(value, item.name), hints[item.name])

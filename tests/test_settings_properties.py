@@ -102,7 +102,7 @@ def any_value_for(cls: type, name: str) -> st.SearchStrategy[Any]:
 
 def settings_objects(cls: type) -> st.SearchStrategy[Any]:
     """An instance of ``cls`` built from the shipped dev stage's values with some fields replaced."""
-    base = {
+    base: Any = {
         StageSettings: DEV,
         AutoscalingSettings: DEV.autoscaling,
         RolloutSettings: RolloutSettings(),
