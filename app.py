@@ -25,7 +25,9 @@ def main() -> None:
     # would add ~3 s to each synth here, more than everything else in it.
     app = App(builtin_cloud_formation_validation=False)
     try:
-        settings = load_stage(str(app.node.try_get_context("stage") or DEFAULT_STAGE))
+        # Only an absent stage means the default: `-c stage=` (empty) is refused like any unknown name.
+        stage = app.node.try_get_context("stage")
+        settings = load_stage(DEFAULT_STAGE if stage is None else stage)
         ci = github_ci()
     except SettingsError as error:
         sys.exit(f"error: {error}")

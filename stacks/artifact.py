@@ -70,6 +70,9 @@ def _model_file(members: list[tarfile.TarInfo], named: str | None, *, root_file_
     return first.name
 
 
+_JSON_NAMES = {str: "string", list: "array", dict: "object"}
+
+
 def _read_manifest(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArtifactError(
@@ -80,16 +83,25 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ArtifactError(f"has a manifest {path.name} that is not valid JSON ({error})") from error
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"has a manifest {path.name} that is not a JSON object")
     missing = [key for key in ("sha256", "xgboost_version", "features") if key not in manifest]
     if missing:
         raise ArtifactError(f"has a manifest {path.name} without {', '.join(missing)}")
-    return dict(manifest)
+    # The shape the checks downstream read; anything else is a broken manifest, not a crash.
+    shapes = {"sha256": str, "xgboost_version": str, "features": list, "model_file": str, "triton": dict, "neo": dict}
+    for key, kind in shapes.items():
+        if key in manifest and not isinstance(manifest[key], kind):
+            raise ArtifactError(f"has a manifest {path.name} whose {key} is not a JSON {_JSON_NAMES[kind]}")
+    return manifest
 
 
 def inspect_artifact(path: Path, *, root_file_first: bool = True) -> ModelArtifact:
     """Open the archive and its manifest; raise ArtifactError if the container could not serve it.
 
     ``root_file_first``: the built-in XGBoost container's layout (it loads the first file at the root)."""
+    if path.is_dir():
+        raise ArtifactError("is a folder; allowed: the path of a model .tar.gz file")
     if not path.is_file():
         raise ArtifactError("does not exist (run: python scripts/train_model.py)")
     members = _members(path)

@@ -75,7 +75,9 @@ class InstanceType:
 
     @property
     def is_burstable(self) -> bool:
-        return self.family.startswith("t")
+        # The t series (t2, t3, ...), not every family starting with "t" (trn1 is Trainium).
+        parts = self._parts
+        return parts is not None and parts["series"] == "t"
 
     @property
     def has_local_nvme(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,14 @@ def measured_max_rps(stage: str, *, instance_type: str, default: float, path: Pa
 
     A figure measured on another instance type says nothing about this one, so it is ignored."""
     entry = _read(path).get(stage)
-    if entry is None or entry.get("instance_type") != instance_type:
+    if entry is None:
         return default
-    return float(entry["max_rps_per_instance"])
+    value = entry.get("max_rps_per_instance") if isinstance(entry, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"the entry of stage {stage!r} has no number max_rps_per_instance: {entry!r}")
+    if entry.get("instance_type") != instance_type:
+        return default
+    return float(value)
 
 
 def record_max_rps(
@@ -47,7 +53,14 @@ def record_max_rps(
 
     if isinstance(max_rps_per_instance, bool) or not math.isfinite(max_rps_per_instance) or max_rps_per_instance <= 0:
         raise ValueError(f"max_rps_per_instance={max_rps_per_instance!r} is invalid: allowed: a finite number above 0")
+    from stacks.settings import max_rps_is_measured
+
     settings = load_stage(stage)
+    if not max_rps_is_measured(settings):
+        raise ValueError(
+            f"stage {stage!r} sets autoscaling.max_rps_per_instance={settings.autoscaling.max_rps_per_instance!r} "
+            "in stacks/stages.py, so a measurement would be ignored; allowed: leave it out (None) to use measurements"
+        )
     if instance_type != settings.instance_type:
         raise ValueError(
             f"instance_type={instance_type!r} is invalid: stage {stage!r} runs {settings.instance_type}; "
@@ -66,6 +79,18 @@ def record_max_rps(
     data = _read(path) | {stage: entry}
     # Write a sibling file and rename it over the old one: a crash never leaves half a file.
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        handle.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    Path(handle.name).replace(path)
+        temporary = Path(handle.name)
+        try:
+            handle.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())  # the new content is on disk before the rename makes it the file
+        except BaseException:
+            handle.close()
+            temporary.unlink()
+            raise
+    try:
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     return entry

@@ -42,7 +42,7 @@ class InferenceNetwork(Construct):
         vpc = ec2.Vpc(
             self,
             "Vpc",
-            ip_addresses=ec2.IpAddresses.cidr(settings.vpc_cidr),
+            ip_addresses=ec2.IpAddresses.cidr(settings.new_vpc_cidr),
             # The stack's availability_zones are the client AZs (or two AZs of the deploy region).
             max_azs=2 if settings.environment_agnostic else len(settings.client_azs),
             nat_gateways=0,

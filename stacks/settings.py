@@ -7,17 +7,22 @@ reaches CloudFormation.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
+import json
+import math
 import re
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from stacks import catalog
 from stacks.artifact import ArtifactError, ModelArtifact, inspect_artifact
+from stacks.measurements import MEASUREMENTS_FILE, measured_max_rps
 from stacks.profiles import PROFILES, TRITON_MODEL_NAME, Profile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -28,17 +33,37 @@ LOG_RETENTION_DAYS = (
 )  # fmt: skip
 # SageMaker's bounds for ContainerStartupHealthCheckTimeoutInSeconds and ModelDataDownloadTimeoutInSeconds.
 TIMEOUT_RANGE = (60, 3600)
+# SageMaker's bounds (botocore's model) for the blue/green policy: WaitIntervalInSeconds,
+# TerminationWaitInSeconds, MaximumExecutionTimeoutInSeconds.
+WAIT_RANGE = (0, 3600)
+EXECUTION_TIMEOUT_RANGE = (600, 28800)
+# Application Auto Scaling's model gives capacities and cooldowns no maximum and SageMaker's instance
+# quotas are per account and soft: these are the kit's bounds, there to catch a typo (4000 for 40).
+MAX_INSTANCES = 1000
+MAX_COOLDOWN_SECONDS = 86400
+MAX_RPS_PER_INSTANCE = 1_000_000.0
+# The documented MAX_RPS per instance for a stage that has no measurement on its instance type.
+DEFAULT_MAX_RPS_PER_INSTANCE = 1000.0
+DEFAULT_VPC_CIDR = "10.42.0.0/16"
+STAGE_NAME_MAX = 24
+# SageMaker endpoint names: at most 63 characters.
+ENDPOINT_NAME_MAX = 63
 
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-_ACCOUNT = re.compile(r"^\d{12}$")
-_VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
-_STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
+# ASCII only and matched against the whole string (re.fullmatch): "$" alone would accept a trailing
+# newline, and "\d" any Unicode digit.
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]", re.ASCII)
+_ACCOUNT = re.compile(r"[0-9]{12}", re.ASCII)
+_VPC_ID = re.compile(r"vpc-[0-9a-f]{8,17}", re.ASCII)
+_STAGE_NAME = re.compile(r"[a-z][a-z0-9-]*", re.ASCII)
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+CONTEXT_FILE = Path(__file__).resolve().parents[1] / "cdk.context.json"
 
 
 class SettingsError(ValueError):
     """One or more settings of a stage are wrong; the message lists every problem."""
 
     def __init__(self, stage: str, problems: list[str]) -> None:
+        self.stage = stage
         self.problems = problems
         lines = "\n".join(f"  - {problem}" for problem in problems)
         super().__init__(f"stage {stage!r} has {len(problems)} invalid setting(s):\n{lines}")
@@ -63,8 +88,9 @@ class AutoscalingSettings:
     enabled: bool = True
     min_capacity: int = 2
     max_capacity: int = 4
-    # Measured on one instance by a load test; the target tracking value follows from it.
-    max_rps_per_instance: float = 1000.0
+    # Measured on one instance by a load test; the target tracking value follows from it. None: this
+    # stage's measurement on its instance type (stacks/data/measurements.json), else 1000.0.
+    max_rps_per_instance: float | None = None
     safety_factor: float = 0.5
     scale_in_cooldown_seconds: int = 300
     scale_out_cooldown_seconds: int = 60
@@ -80,7 +106,8 @@ class AutoscalingSettings:
     @property
     def invocations_per_instance_target(self) -> float:
         """AWS guidance: SageMakerVariantInvocationsPerInstance = MAX_RPS * SAFETY_FACTOR * 60."""
-        return self.max_rps_per_instance * self.safety_factor * 60
+        max_rps = self.max_rps_per_instance
+        return (DEFAULT_MAX_RPS_PER_INSTANCE if max_rps is None else max_rps) * self.safety_factor * 60
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,7 +161,8 @@ class StageSettings:
     client_azs: tuple[str, ...] = ()
     # None creates a VPC; a VPC id places the endpoints in that VPC (lookup from cdk.context.json).
     vpc_id: str | None = None
-    vpc_cidr: str = "10.42.0.0/16"
+    # The new VPC's network; None: 10.42.0.0/16. Only without vpc_id.
+    vpc_cidr: str | None = None
     # Networks, besides the exported client security group, that may call the runtime endpoint.
     client_cidrs: tuple[str, ...] = ()
     # The serving stack: "cpu" (built-in XGBoost), "gpu" (Triton FIL), "inferentia" (Neo, ml.inf1).
@@ -162,9 +190,16 @@ class StageSettings:
     shadow: ShadowSettings | None = None
 
     def __post_init__(self) -> None:
-        problems = list(_type_problems(self)) or list(_rule_problems(self))
+        problems = list(_type_problems(self))
+        if not problems:
+            problems = list(_resolve_max_rps(self)) or list(_rule_problems(self))
         if problems:
-            raise SettingsError(self.name, problems)
+            raise SettingsError(self.name if isinstance(self.name, str) else repr(self.name), problems)
+
+    @property
+    def new_vpc_cidr(self) -> str:
+        """The CIDR of the VPC the stack creates (vpc_id is None)."""
+        return self.vpc_cidr or DEFAULT_VPC_CIDR
 
     @property
     def serving(self) -> Profile:
@@ -207,42 +242,102 @@ def _problem(setting: str, value: object, allowed: str) -> str:
     return f"{setting}={value!r} is invalid: {allowed}"
 
 
-def _walk(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
-    """(dotted setting name, value, declared type) for every field, nested ones included."""
-    for item in fields(obj):
-        value = getattr(obj, item.name)
-        name = f"{prefix}{item.name}"
-        if is_dataclass(value):
-            yield from _walk(value, f"{name}.")
-        else:
-            yield name, value, item.type
-
-
-_TYPE_CHECKS: dict[str, tuple[type, ...]] = {
-    "bool": (bool,),
-    "int": (int,),
-    "float": (int, float),
-    "str": (str,),
-    "tuple[str, ...]": (tuple,),
-}
+def _type_text(hint: Any) -> str:
+    """A declared type as a user writes it: 'int | None', 'tuple[ScheduledCapacity, ...]'."""
+    if get_origin(hint) in (Union, types.UnionType):
+        return " | ".join("None" if arg is type(None) else _type_text(arg) for arg in get_args(hint))
+    if get_origin(hint) is tuple:
+        return f"tuple[{_type_text(get_args(hint)[0])}, ...]"
+    return str(hint.__name__)
 
 
 def _type_problems(settings: StageSettings) -> Iterator[str]:
     """Wrong types first: a string where a number belongs would make the rules below meaningless."""
-    for name, value, declared in _walk(settings):
-        declared_text = str(declared)
-        optional = declared_text.endswith(" | None")
-        base = declared_text.removesuffix(" | None")
-        if value is None and optional:
-            continue
-        expected = _TYPE_CHECKS.get(base)
-        if expected is None:
-            continue
-        wrong = not isinstance(value, expected) or (base != "bool" and isinstance(value, bool))
-        if base == "tuple[str, ...]" and not wrong:
-            wrong = not all(isinstance(item, str) for item in value)
-        if wrong:
-            yield _problem(name, value, f"expected {declared_text}")
+    hints = _hints(StageSettings)
+    for item in fields(settings):
+        yield from _value_problems(item.name, getattr(settings, item.name), hints[item.name])
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a settings class (the annotations are strings here)."""
+    return get_type_hints(cls)
+
+
+def _value_problems(name: str, value: Any, hint: Any) -> Iterator[str]:
+    """Check ``value`` against the declared type ``hint``, walking nested settings and tuples.
+
+    The settings use only bool, int, float, str, settings classes, ``X | None`` and ``tuple[X, ...]``;
+    a field of any other type fails loudly here, so this walker grows with the settings."""
+    expected = f"expected {_type_text(hint)}"
+    if get_origin(hint) in (Union, types.UnionType):
+        (inner,) = [arg for arg in get_args(hint) if arg is not type(None)]
+        if value is not None:
+            yield from (
+                _value_problems(name, value, inner) if _is_type(value, inner) else [_problem(name, value, expected)]
+            )
+    elif get_origin(hint) is tuple:
+        yield from _tuple_problems(name, value, hint)
+    elif not _is_type(value, hint):
+        yield _problem(name, value, expected)
+    elif isinstance(hint, type) and is_dataclass(hint):
+        hints = _hints(hint)
+        for item in fields(hint):
+            yield from _value_problems(f"{name}.{item.name}", getattr(value, item.name), hints[item.name])
+    elif isinstance(value, float) and not math.isfinite(value):
+        yield _problem(name, value, "allowed: a finite number")
+
+
+def _is_type(value: Any, hint: Any) -> bool:
+    if is_dataclass(hint):
+        return type(value) is hint
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint in (int, float, str):
+        # bool is an int to Python, never to a setting; an int is a fine float.
+        allowed = (int, float) if hint is float else hint
+        return isinstance(value, allowed) and not isinstance(value, bool)
+    if get_origin(hint) is tuple:
+        return isinstance(value, tuple)
+    raise TypeError(f"settings field type {hint!r} is not handled by the settings type check")
+
+
+def _tuple_problems(name: str, value: Any, hint: Any) -> Iterator[str]:
+    item_hint = get_args(hint)[0]
+    if not isinstance(value, tuple):
+        if _is_type(value, item_hint) if get_origin(item_hint) is None else False:
+            why = f"a single value needs a trailing comma: ({value!r},)"
+        elif isinstance(value, list):
+            why = "a tuple in parentheses, not a list in brackets"
+        else:
+            why = f"a tuple of {_type_text(item_hint)}, () for none"
+        yield _problem(name, value, f"expected {_type_text(hint)}: {why}")
+        return
+    for index, item in enumerate(value):
+        yield from _value_problems(f"{name}[{index}]", item, item_hint)
+
+
+def _resolve_max_rps(s: StageSettings) -> Iterator[str]:
+    """Fill autoscaling.max_rps_per_instance=None with this stage's own measurement on its instance type,
+    else the documented default; the value records which stage and type it was looked up for, so a copy
+    of these settings under another name or type looks its own up again."""
+    scaling = s.autoscaling
+    looked_up_for = getattr(scaling, "_measured_for", None)
+    if scaling.max_rps_per_instance is not None and looked_up_for in (None, (s.name, s.instance_type)):
+        return
+    try:
+        max_rps = measured_max_rps(s.name, instance_type=s.instance_type, default=DEFAULT_MAX_RPS_PER_INSTANCE)
+    except ValueError as error:
+        yield _problem("autoscaling.max_rps_per_instance", None, f"reading {MEASUREMENTS_FILE.name}: {error}")
+        return
+    resolved = dataclasses.replace(scaling, max_rps_per_instance=max_rps)
+    object.__setattr__(resolved, "_measured_for", (s.name, s.instance_type))
+    object.__setattr__(s, "autoscaling", resolved)
+
+
+def max_rps_is_measured(s: StageSettings) -> bool:
+    """Whether the stage takes its MAX_RPS from the measurements (max_rps_per_instance=None)."""
+    return getattr(s.autoscaling, "_measured_for", None) is not None
 
 
 def _rule_problems(s: StageSettings) -> Iterator[str]:
@@ -265,9 +360,20 @@ def _rule_problems(s: StageSettings) -> Iterator[str]:
 
 
 def _identity_problems(s: StageSettings) -> Iterator[str]:
-    if not _STAGE_NAME.match(s.name):
-        yield _problem("name", s.name, "allowed: lowercase letters, digits and '-', starting with a letter")
-    if s.account is not None and not _ACCOUNT.match(s.account):
+    if not _STAGE_NAME.fullmatch(s.name):
+        yield _problem("name", s.name, "allowed: lowercase ASCII letters, digits and '-', starting with a letter")
+    elif len(s.name) > STAGE_NAME_MAX:
+        yield _problem(
+            "name", s.name, f"{len(s.name)} characters; allowed: at most {STAGE_NAME_MAX} (the stack is named after it)"
+        )
+    elif len(s.endpoint_name) > ENDPOINT_NAME_MAX:
+        yield _problem(
+            "name",
+            s.name,
+            f"the endpoint name {s.endpoint_name!r} would have {len(s.endpoint_name)} characters; "
+            f"allowed: a name that keeps it within SageMaker's {ENDPOINT_NAME_MAX}",
+        )
+    if s.account is not None and not _ACCOUNT.fullmatch(s.account):
         yield _problem("account", s.account, "allowed: a 12-digit AWS account id, or None")
     if s.profile not in PROFILES:
         yield _problem("profile", s.profile, f"allowed: one of {list(PROFILES)}")
@@ -280,7 +386,7 @@ def _identity_problems(s: StageSettings) -> Iterator[str]:
         return
     if s.region is None:
         return
-    if not _REGION.match(s.region):
+    if not _REGION.fullmatch(s.region):
         yield _problem("region", s.region, "allowed: an AWS region name such as 'us-east-1', or None")
     elif s.serving.registry(s.container_version).image(s.region) is None:
         regions = sorted(s.serving.registry(s.container_version).regions)
@@ -301,25 +407,31 @@ def _network_problems(s: StageSettings) -> Iterator[str]:
                 "an environment-agnostic stage (region=None) uses the first two AZs of the deploy region; "
                 "allowed: () or set region",
             )
-    elif _REGION.match(s.region):
+    elif _REGION.fullmatch(s.region):
         if len(s.client_azs) < 2:
             yield _problem("client_azs", s.client_azs, "allowed: at least 2 Availability Zones (high availability)")
         if len(set(s.client_azs)) != len(s.client_azs):
             yield _problem("client_azs", s.client_azs, "allowed: each Availability Zone once")
-        zone = re.compile(rf"^{re.escape(s.region)}[a-z]$")
+        zone = re.compile(rf"{re.escape(s.region)}[a-z]", re.ASCII)
         for az in s.client_azs:
-            if not zone.match(az):
+            if not zone.fullmatch(az):
                 yield _problem(
                     "client_azs", az, f"allowed: Availability Zones of region {s.region} such as '{s.region}a'"
                 )
     if s.vpc_id is not None:
-        if not _VPC_ID.match(s.vpc_id):
+        if s.vpc_cidr is not None:
+            yield _problem(
+                "vpc_cidr", s.vpc_cidr, "an existing VPC (vpc_id) keeps its own network; allowed: None with vpc_id"
+            )
+        if not _VPC_ID.fullmatch(s.vpc_id):
             yield _problem("vpc_id", s.vpc_id, "allowed: a VPC id such as 'vpc-0123456789abcdef0', or None")
-        if s.account is None or s.region is None:
+        elif s.account is None or s.region is None:
             yield _problem(
                 "vpc_id", s.vpc_id, "an existing VPC is looked up per account and region; set account and region"
             )
-    else:
+        elif _ACCOUNT.fullmatch(s.account) and _REGION.fullmatch(s.region):
+            yield from _existing_vpc_problems(s)
+    elif s.vpc_cidr is not None:
         yield from _vpc_cidr_problems(s.vpc_cidr)
     for cidr in s.client_cidrs:
         try:
@@ -331,14 +443,58 @@ def _network_problems(s: StageSettings) -> Iterator[str]:
             yield _problem("client_cidrs", cidr, "allowed: private networks only (no public path to the endpoint)")
 
 
+def vpc_lookup_key(account: str, region: str, vpc_id: str) -> str:
+    """The key under which `cdk synth` records the lookup of an existing VPC in cdk.context.json."""
+    return f"vpc-provider:account={account}:filter.vpc-id={vpc_id}:region={region}:returnAsymmetricSubnets=true"
+
+
+def _existing_vpc_problems(s: StageSettings) -> Iterator[str]:
+    """The client AZs against the committed lookup of the VPC, before any construct runs. Without a
+    lookup, `cdk synth` (with credentials) looks the VPC up, records it and synthesizes again."""
+    assert s.vpc_id is not None and s.account is not None and s.region is not None
+    try:
+        context = json.loads(CONTEXT_FILE.read_text())
+    except (OSError, ValueError):
+        return  # no readable lookups: the CLI reports a malformed file itself
+    lookup = context.get(vpc_lookup_key(s.account, s.region, s.vpc_id)) if isinstance(context, dict) else None
+    if not isinstance(lookup, dict):
+        return
+    private_azs: set[str] = set()
+    for group in lookup.get("subnetGroups") or []:
+        if isinstance(group, dict) and group.get("type") in ("Private", "Isolated"):
+            for subnet in group.get("subnets") or []:
+                if isinstance(subnet, dict) and isinstance(subnet.get("availabilityZone"), str):
+                    private_azs.add(subnet["availabilityZone"])
+    missing = [az for az in s.client_azs if az not in private_azs]
+    if missing:
+        yield _problem(
+            "client_azs",
+            s.client_azs,
+            f"VPC {s.vpc_id} has no private subnet in {missing} (cdk.context.json); allowed: AZs among "
+            f"{sorted(private_azs)} (after a VPC change, refresh the lookup: 'npx cdk context --reset KEY', then "
+            "synth with credentials)",
+        )
+
+
+# The private ranges AWS documents for VPCs (RFC 1918, and RFC 6598's shared space). Python's
+# is_private would also admit loopback, link-local and documentation ranges, which a VPC cannot use.
+VPC_RANGES = tuple(
+    ipaddress.IPv4Network(cidr) for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+)
+
+
 def _vpc_cidr_problems(cidr: str) -> Iterator[str]:
     try:
         network = ipaddress.IPv4Network(cidr)
-    except ValueError:
-        yield _problem("vpc_cidr", cidr, "allowed: an IPv4 network such as '10.42.0.0/16'")
+    except ValueError as error:
+        yield _problem("vpc_cidr", cidr, f"{error}; allowed: an IPv4 network such as '10.42.0.0/16'")
         return
-    if not 16 <= network.prefixlen <= 24 or not network.is_private:
-        yield _problem("vpc_cidr", cidr, "allowed: a private IPv4 network from /16 to /24")
+    if not 16 <= network.prefixlen <= 24 or not any(network.subnet_of(block) for block in VPC_RANGES):
+        yield _problem(
+            "vpc_cidr",
+            cidr,
+            f"allowed: a private IPv4 network from /16 to /24 within {', '.join(map(str, VPC_RANGES))}",
+        )
 
 
 def _instance_problems(s: StageSettings) -> Iterator[str]:
@@ -385,10 +541,19 @@ def _instance_problems(s: StageSettings) -> Iterator[str]:
         )
 
 
+def _count_problem(setting: str, value: int, low: int) -> str | None:
+    if value < low:
+        return _problem(setting, value, f"allowed: {low} or more")
+    if value > MAX_INSTANCES:
+        return _problem(setting, value, f"allowed: at most {MAX_INSTANCES} (the kit's bound on instance counts)")
+    return None
+
+
 def _capacity_problems(s: StageSettings) -> Iterator[str]:
     scaling = s.autoscaling
-    if s.initial_instance_count < 1:
-        yield _problem("initial_instance_count", s.initial_instance_count, "allowed: 1 or more")
+    too_many = _count_problem("initial_instance_count", s.initial_instance_count, 1)
+    if too_many is not None:
+        yield too_many
     if s.high_availability and s.initial_instance_count < 2:
         yield _problem(
             "initial_instance_count",
@@ -397,12 +562,26 @@ def _capacity_problems(s: StageSettings) -> Iterator[str]:
         )
     if not 0 < scaling.safety_factor <= 1:
         yield _problem("autoscaling.safety_factor", scaling.safety_factor, "allowed: greater than 0 and at most 1")
-    if scaling.max_rps_per_instance <= 0:
-        yield _problem("autoscaling.max_rps_per_instance", scaling.max_rps_per_instance, "allowed: greater than 0")
+    max_rps = scaling.max_rps_per_instance
+    if max_rps is not None and not 0 < max_rps <= MAX_RPS_PER_INSTANCE:
+        source = f" (measured, {MEASUREMENTS_FILE.name})" if max_rps_is_measured(s) else ""
+        yield _problem(
+            "autoscaling.max_rps_per_instance",
+            max_rps,
+            f"allowed: greater than 0, at most {MAX_RPS_PER_INSTANCE:.0f}{source}",
+        )
     if not scaling.enabled:
+        if scaling.concurrency_target_per_instance is not None:
+            yield _problem(
+                "autoscaling.concurrency_target_per_instance",
+                scaling.concurrency_target_per_instance,
+                "the policy needs the scalable target; allowed: None or autoscaling.enabled=True",
+            )
         return
-    if scaling.min_capacity < 1:
-        yield _problem("autoscaling.min_capacity", scaling.min_capacity, "allowed: 1 or more")
+    for name in ("min_capacity", "max_capacity"):
+        problem = _count_problem(f"autoscaling.{name}", getattr(scaling, name), 1)
+        if problem is not None:
+            yield problem
     if s.high_availability and scaling.min_capacity < 2:
         yield _problem(
             "autoscaling.min_capacity",
@@ -424,15 +603,21 @@ def _capacity_problems(s: StageSettings) -> Iterator[str]:
         )
     for name in ("scale_in_cooldown_seconds", "scale_out_cooldown_seconds"):
         value = getattr(scaling, name)
-        if value < 0:
-            yield _problem(f"autoscaling.{name}", value, "allowed: 0 or more")
+        if not 0 <= value <= MAX_COOLDOWN_SECONDS:
+            yield _problem(
+                f"autoscaling.{name}", value, f"allowed: 0 to {MAX_COOLDOWN_SECONDS} (the kit's bound: one day)"
+            )
     target = scaling.concurrency_target_per_instance
-    if target is not None and target <= 0:
-        yield _problem("autoscaling.concurrency_target_per_instance", target, "allowed: greater than 0, or None")
+    if target is not None and not 0 < target <= MAX_RPS_PER_INSTANCE:
+        yield _problem(
+            "autoscaling.concurrency_target_per_instance",
+            target,
+            f"allowed: greater than 0, at most {MAX_RPS_PER_INSTANCE:.0f}, or None",
+        )
 
 
-_SCHEDULED_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-_CRON = re.compile(r"^cron\((?P<fields>[^()]*)\)$")
+_SCHEDULED_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}", re.ASCII)
+_CRON = re.compile(r"cron\((?P<fields>[^()]*)\)", re.ASCII)
 _CRON_HINT = "allowed: 'cron(minutes hours day-of-month month day-of-week year)' such as 'cron(0 17 * * ? *)'"
 # (field, lowest, highest, names standing for lowest, lowest + 1, ...)
 _CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
@@ -446,17 +631,17 @@ _CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
 
 
 def _cron_value(text: str, low: int, names: tuple[str, ...]) -> int | None:
-    if text.isdigit():
+    if _DIGITS.fullmatch(text):
         return int(text)
-    return names.index(text.upper()) + low if text.upper() in names else None
+    return names.index(text.upper()) + low if text.isascii() and text.upper() in names else None
 
 
 def _cron_problem(cron: str) -> str | None:
     """Why ``cron`` is not an Application Auto Scaling cron expression, or None if it is one."""
-    match = _CRON.match(cron)
+    match = _CRON.fullmatch(cron)
     if match is None:
         return "not of the form cron(...)"
-    parts = match["fields"].split()
+    parts = match["fields"].split(" ")
     if len(parts) != len(_CRON_FIELDS):
         return f"{len(parts)} fields instead of 6"
     for text, (field_name, low, high, names) in zip(parts, _CRON_FIELDS, strict=True):
@@ -464,13 +649,13 @@ def _cron_problem(cron: str) -> str | None:
             if field_name not in ("day-of-month", "day-of-week"):
                 return f"'?' is only for day-of-month or day-of-week, not {field_name}"
             continue
-        if field_name == "day-of-month" and re.fullmatch(r"L|LW|([1-9]|[12]\d|3[01])W", text):
+        if field_name == "day-of-month" and re.fullmatch(r"L|LW|([1-9]|[12][0-9]|3[01])W", text):
             continue
         if field_name == "day-of-week" and re.fullmatch(r"[1-7]L|[1-7]#[1-5]", text):
             continue
         for item in text.split(","):
             base, slash, step = item.partition("/")
-            if slash and not (step.isdigit() and int(step) >= 1):
+            if slash and not (_DIGITS.fullmatch(step) and int(step) >= 1):
                 return f"{field_name} {text!r} has a bad increment"
             if base == "*":
                 continue
@@ -518,21 +703,8 @@ def _scheduled_action_problems(
     s: StageSettings, prefix: str, action: object, seen: dict[str, int], index: int
 ) -> Iterator[str]:
     scaling = s.autoscaling
-    if not isinstance(action, ScheduledCapacity):
-        yield _problem(prefix, action, "expected ScheduledCapacity")
-        return
-    wrong_type = False
-    for name, expected in (("name", "str"), ("cron", "str"), ("min_capacity", "int"), ("max_capacity", "int")):
-        value = getattr(action, name)
-        if expected == "int" and value is None:
-            continue
-        if not isinstance(value, str if expected == "str" else int) or isinstance(value, bool):
-            optional = " | None" if expected == "int" else ""
-            yield _problem(f"{prefix}.{name}", value, f"expected {expected}{optional}")
-            wrong_type = True
-    if wrong_type:
-        return
-    if not _SCHEDULED_NAME.match(action.name):
+    assert isinstance(action, ScheduledCapacity)  # the type check ran first
+    if not _SCHEDULED_NAME.fullmatch(action.name):
         yield _problem(
             f"{prefix}.name",
             action.name,
@@ -550,6 +722,12 @@ def _scheduled_action_problems(
     if reason is not None:
         yield _problem(f"{prefix}.cron", action.cron, f"{reason}; {_CRON_HINT}")
     low, high = action.min_capacity, action.max_capacity
+    for name, value in (("min_capacity", low), ("max_capacity", high)):
+        if value is not None and value > MAX_INSTANCES:
+            yield _problem(
+                f"{prefix}.{name}", value, f"allowed: at most {MAX_INSTANCES} (the kit's bound on instance counts)"
+            )
+            return
     if low is None and high is None:
         yield _problem(f"{prefix}.min_capacity", low, "allowed: a min_capacity, a max_capacity or both")
     if low is not None:
@@ -586,9 +764,21 @@ def _major_minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
+def _artifact_path_problem(setting: str, path: str) -> str | None:
+    """A path the user wrote that cannot name an artifact file (an empty one would mean the sample)."""
+    if not path.strip():
+        return _problem(setting, path, "allowed: a path to a model .tar.gz in this repository, or None")
+    return None
+
+
 def _artifact_problems(s: StageSettings) -> Iterator[str]:
     if s.profile not in PROFILES:
         return
+    if s.model_artifact is not None:
+        problem = _artifact_path_problem("model_artifact", s.model_artifact)
+        if problem is not None:
+            yield problem + " for the profile's artifact"
+            return
     try:
         artifact = s.artifact
     except ArtifactError as error:
@@ -688,25 +878,46 @@ def _rollout_problems(rollout: RolloutSettings) -> Iterator[str]:
             f"a {rollout.traffic_shifting} step is a share of the variant's capacity; allowed: {low} to {high}",
         )
         return
-    low_wait = MIN_BAKE_WITH_ROLLBACK_SECONDS if rollout.auto_rollback else 0
-    if not low_wait <= rollout.wait_interval_seconds <= 3600:
+    low_wait = MIN_BAKE_WITH_ROLLBACK_SECONDS if rollout.auto_rollback else WAIT_RANGE[0]
+    waits_ok = True
+    if not low_wait <= rollout.wait_interval_seconds <= WAIT_RANGE[1]:
         why = " (the rollback alarms need two one-minute datapoints per step)" if rollout.auto_rollback else ""
         yield _problem(
-            "rollout.wait_interval_seconds", rollout.wait_interval_seconds, f"allowed: {low_wait} to 3600{why}"
+            "rollout.wait_interval_seconds",
+            rollout.wait_interval_seconds,
+            f"allowed: {low_wait} to {WAIT_RANGE[1]}{why}",
         )
-    if not 0 <= rollout.termination_wait_seconds <= 3600:
-        yield _problem("rollout.termination_wait_seconds", rollout.termination_wait_seconds, "allowed: 0 to 3600")
-    waiting = rollout_steps(rollout) * rollout.wait_interval_seconds + rollout.termination_wait_seconds
-    if not 600 <= rollout.max_execution_timeout_seconds <= 14400:
+        waits_ok = False
+    if not WAIT_RANGE[0] <= rollout.termination_wait_seconds <= WAIT_RANGE[1]:
         yield _problem(
-            "rollout.max_execution_timeout_seconds", rollout.max_execution_timeout_seconds, "allowed: 600 to 14400"
+            "rollout.termination_wait_seconds",
+            rollout.termination_wait_seconds,
+            f"allowed: {WAIT_RANGE[0]} to {WAIT_RANGE[1]}",
         )
-    elif rollout.max_execution_timeout_seconds <= waiting:
+        waits_ok = False
+    low, high = EXECUTION_TIMEOUT_RANGE
+    timeout = rollout.max_execution_timeout_seconds
+    waiting = rollout_steps(rollout) * rollout.wait_interval_seconds + rollout.termination_wait_seconds
+    how = (
+        f"the rollout waits {waiting} s ({rollout_steps(rollout)} bakes of wait_interval_seconds plus "
+        "termination_wait_seconds)"
+    )
+    if not low <= timeout <= high:
+        yield _problem("rollout.max_execution_timeout_seconds", timeout, f"allowed: {low} to {high}")
+    elif not waits_ok:
+        return  # the waiting is already reported as out of range
+    elif waiting >= high:
+        yield _problem(
+            "rollout.wait_interval_seconds",
+            rollout.wait_interval_seconds,
+            f"{how}, and SageMaker stops a rollout after at most {high} s; allowed: shorter bakes or termination "
+            f"wait, so that the waiting stays under {high}",
+        )
+    elif timeout <= waiting:
         yield _problem(
             "rollout.max_execution_timeout_seconds",
-            rollout.max_execution_timeout_seconds,
-            f"the rollout waits {waiting} s ({rollout_steps(rollout)} bakes of wait_interval_seconds plus "
-            f"termination_wait_seconds); allowed: more than {waiting}, at most 14400",
+            timeout,
+            f"{how}; allowed: more than {waiting}, at most {high}",
         )
 
 
@@ -721,13 +932,11 @@ def _shadow_problems(s: StageSettings) -> Iterator[str]:
     shadow = s.shadow
     if shadow is None:
         return
-    if not isinstance(shadow, ShadowSettings):
-        yield _problem("shadow", shadow, "expected ShadowSettings or None")
-        return
     if not 1 <= shadow.sampling_percent <= 100:
         yield _problem("shadow.sampling_percent", shadow.sampling_percent, "allowed: 1 to 100")
-    if shadow.instance_count < 1:
-        yield _problem("shadow.instance_count", shadow.instance_count, "allowed: 1 or more")
+    count = _count_problem("shadow.instance_count", shadow.instance_count, 1)
+    if count is not None:
+        yield count
     instance_type = shadow.instance_type or s.instance_type
     if shadow.instance_type is not None:
         known = catalog.hosting_instance_types()
@@ -759,6 +968,10 @@ def _shadow_problems(s: StageSettings) -> Iterator[str]:
     listed = shadow.instance_type is not None and instance_type in catalog.hosting_instance_types()
     if listed and not s.serving.fits(catalog.InstanceType.parse(instance_type)):
         yield _problem("shadow.instance_type", instance_type, f"the {s.profile} profile serves {s.serving.families}")
+    problem = _artifact_path_problem("shadow.model_artifact", shadow.model_artifact)
+    if problem is not None:
+        yield problem
+        return
     try:
         artifact = inspect_profile_artifact(s.serving, REPO_ROOT / shadow.model_artifact)
     except ArtifactError as error:

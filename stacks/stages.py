@@ -1,7 +1,10 @@
 """The stages this app deploys: one validated StageSettings per stage, picked with ``-c stage=NAME``.
 
 Each stage is a function so that a mistake in one stage's settings does not stop the others from
-synthesizing. Add a stage by adding a function and an entry in STAGES.
+synthesizing. Add a stage by adding a function and an entry in STAGES whose key is the stage's name.
+An autoscaling block without max_rps_per_instance takes the stage's own measurement
+(`scripts/loadtest.py --write-back`, stacks/data/measurements.json), so a copied stage never inherits
+another stage's figure.
 """
 
 from __future__ import annotations
@@ -9,26 +12,22 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from stacks.github_ci import GitHubCiSettings
-from stacks.measurements import measured_max_rps
-from stacks.settings import AutoscalingSettings, DataCaptureSettings, ScheduledCapacity, SettingsError, StageSettings
+from stacks.settings import AutoscalingSettings, DataCaptureSettings, ScheduledCapacity, StageSettings
+from stacks.stage_loader import load_from
 
 DEFAULT_STAGE = "dev"
 
 
 def dev() -> StageSettings:
     """The default: a new private VPC in two us-east-1 AZs; no account needed to synthesize."""
-    instance_type = "ml.c5.xlarge"
     return StageSettings(
         name="dev",
         region="us-east-1",
         client_azs=("us-east-1a", "us-east-1b"),
-        instance_type=instance_type,
-        autoscaling=AutoscalingSettings(
-            min_capacity=2,
-            max_capacity=4,
-            # `scripts/loadtest.py --write-back` replaces the default with a measurement.
-            max_rps_per_instance=measured_max_rps("dev", instance_type=instance_type, default=1000),
-        ),
+        vpc_cidr="10.42.0.0/16",
+        instance_type="ml.c5.xlarge",
+        # max_rps_per_instance: dev's measurement on ml.c5.xlarge, else 1000 (`scripts/loadtest.py --write-back`).
+        autoscaling=AutoscalingSettings(min_capacity=2, max_capacity=4),
     )
 
 
@@ -41,24 +40,22 @@ def shared_vpc() -> StageSettings:
         vpc_id="vpc-0a1b2c3d4e5f67890",
         client_azs=("us-east-1a", "us-east-1b"),
         client_cidrs=("10.100.0.0/16",),
-        autoscaling=AutoscalingSettings(min_capacity=2, max_capacity=8, max_rps_per_instance=1000),
+        autoscaling=AutoscalingSettings(min_capacity=2, max_capacity=8),
     )
 
 
 def prod() -> StageSettings:
     """Production example: three client AZs and more headroom; the account comes from the credentials."""
-    instance_type = "ml.c5.xlarge"
     return StageSettings(
         name="prod",
         region="us-east-1",
         client_azs=("us-east-1a", "us-east-1b", "us-east-1c"),
         vpc_cidr="10.43.0.0/16",
-        instance_type=instance_type,
+        instance_type="ml.c5.xlarge",
         initial_instance_count=3,
         autoscaling=AutoscalingSettings(
             min_capacity=3,
             max_capacity=20,
-            max_rps_per_instance=measured_max_rps("prod", instance_type=instance_type, default=1000),
             # US ad traffic peaks in the evening: raise the floor an hour before, so instances are in
             # service before the ramp instead of launching into it, and lower it again when it ebbs.
             time_zone="America/New_York",
@@ -82,7 +79,7 @@ def gpu() -> StageSettings:
         profile="gpu",
         instance_type="ml.g4dn.xlarge",
         kms_encryption=False,
-        autoscaling=AutoscalingSettings(min_capacity=2, max_capacity=4, max_rps_per_instance=1000),
+        autoscaling=AutoscalingSettings(min_capacity=2, max_capacity=4),
     )
 
 
@@ -95,7 +92,7 @@ def inferentia() -> StageSettings:
         vpc_cidr="10.45.0.0/16",
         profile="inferentia",
         instance_type="ml.inf1.xlarge",
-        autoscaling=AutoscalingSettings(min_capacity=2, max_capacity=4, max_rps_per_instance=1000),
+        autoscaling=AutoscalingSettings(min_capacity=2, max_capacity=4),
     )
 
 
@@ -119,11 +116,6 @@ def github_ci() -> GitHubCiSettings:
     return GitHubCiSettings(repository="example-org/sagemaker-rtb-inference-kit", regions=("us-east-1",))
 
 
-def load_stage(name: str) -> StageSettings:
-    """The validated settings of stage ``name``; SettingsError if it is unknown or invalid."""
-    factory = STAGES.get(name)
-    if factory is None:
-        raise SettingsError(
-            name, [f"stage={name!r} is not defined; allowed: one of {sorted(STAGES)} (stacks/stages.py)"]
-        )
-    return factory()
+def load_stage(name: object) -> StageSettings:
+    """The validated settings of stage ``name``; SettingsError (one line per problem) for anything wrong."""
+    return load_from(STAGES, name)

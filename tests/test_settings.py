@@ -177,7 +177,7 @@ def test_safety_factor_outside_zero_one_is_rejected(safety: float) -> None:
 @pytest.mark.parametrize("max_rps", [0, -100.0])
 def test_max_rps_not_positive_is_rejected(max_rps: float) -> None:
     assert problems_of(autoscaling=scaling(max_rps_per_instance=max_rps)) == [
-        f"autoscaling.max_rps_per_instance={max_rps!r} is invalid: allowed: greater than 0"
+        f"autoscaling.max_rps_per_instance={max_rps!r} is invalid: allowed: greater than 0, at most 1000000"
     ]
 
 
@@ -239,7 +239,7 @@ def test_environment_agnostic_stage_takes_no_azs() -> None:
 
 
 def test_existing_vpc_needs_account_and_region() -> None:
-    assert problems_of(vpc_id="vpc-0a1b2c3d4e5f67890") == [
+    assert problems_of(vpc_id="vpc-0a1b2c3d4e5f67890", vpc_cidr=None) == [
         "vpc_id='vpc-0a1b2c3d4e5f67890' is invalid: an existing VPC is looked up per account and region; "
         "set account and region"
     ]
@@ -509,7 +509,7 @@ def test_termination_wait_over_an_hour_is_rejected() -> None:
 
 def test_execution_timeout_below_sagemakers_minimum_is_rejected() -> None:
     assert problems_of(rollout=rollout(max_execution_timeout_seconds=500)) == [
-        "rollout.max_execution_timeout_seconds=500 is invalid: allowed: 600 to 14400"
+        "rollout.max_execution_timeout_seconds=500 is invalid: allowed: 600 to 28800"
     ]
 
 
@@ -531,7 +531,7 @@ def test_execution_timeout_within_the_rollouts_waiting_is_rejected(
 ) -> None:
     assert problems_of(rollout=rollout(max_execution_timeout_seconds=timeout, **changes)) == [
         f"rollout.max_execution_timeout_seconds={timeout} is invalid: the rollout waits {waiting} s ({bakes} bakes "
-        f"of wait_interval_seconds plus termination_wait_seconds); allowed: more than {waiting}, at most 14400"
+        f"of wait_interval_seconds plus termination_wait_seconds); allowed: more than {waiting}, at most 28800"
     ]
 
 
