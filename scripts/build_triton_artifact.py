@@ -59,7 +59,7 @@ POSITIVE_CLASS_COLUMN = 1
 # instead of holding the GPU.
 MAX_BATCH_SIZE = 4096
 # How long the first request of a batch may wait for company. It adds to every request at light load, so
-# it is kept at about one single-row model execution (0.12 ms median on CPU, README latency budget):
+# it is kept at about one single-row model execution (0.12 ms median on CPU, docs/load-testing.md, latency budget):
 # 0.1 ms is 0.5 % of the 20 ms p99 and 0.6 % of the 16.9 ms left after client, network and model. Under
 # load, batches form anyway from requests queued while the GPU is busy.
 MAX_QUEUE_DELAY_MICROSECONDS = 100

@@ -5,7 +5,7 @@
   image-publishing roles, plus read the kit's stack outputs and invoke its endpoints for the smoke test.
 
 Trust is checked on the token's `sub` claim. The repository must send its claims as
-`repo:<owner>/<name>:<context>:ref:<ref>` (README: "CI/CD"), so the deploy role can require both a
+`repo:<owner>/<name>:<context>:ref:<ref>` (docs/ci-cd.md), so the deploy role can require both a
 protected environment and the deploy branch, and AWS, not only GitHub, enforces them.
 """
 

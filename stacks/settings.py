@@ -1,6 +1,6 @@
 """The typed, validated settings of one stage (environment).
 
-Every field is documented in the README's settings table. A stage that breaks a rule fails here, at
+Every field is documented in the settings table of docs/settings.md. A stage that breaks a rule fails here, at
 synth, with one line per problem naming the setting, the value and what is allowed, before anything
 reaches CloudFormation.
 """
@@ -230,7 +230,7 @@ class StageSettings:
     def endpoint_name(self) -> str:
         """Named after the stack and the instance type. The rollback alarms must name the endpoint before
         it exists, and a new instance type must mean a new endpoint: SageMaker refuses to change the
-        instance type of a variant registered with Application Auto Scaling (see README)."""
+        instance type of a variant registered with Application Auto Scaling (docs/safe-updates.md)."""
         return f"{self.stack_name}-{self.instance_type.removeprefix('ml.').replace('.', '-')}"
 
     @property

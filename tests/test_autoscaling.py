@@ -49,6 +49,7 @@ def test_target_tracking_policy_uses_the_formula_and_cooldowns(dev: Synthesized)
     target_id, _ = dev.one("AWS::ApplicationAutoScaling::ScalableTarget")
     _, policy = dev.one("AWS::ApplicationAutoScaling::ScalingPolicy")
     scaling = dev.settings.autoscaling
+    assert scaling.max_rps_per_instance is not None, "load_stage resolves the stage's own MAX_RPS"
     assert policy["Properties"]["ScalingTargetId"] == {"Ref": target_id}
     assert policy["Properties"]["TargetTrackingScalingPolicyConfiguration"] == {
         "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},

