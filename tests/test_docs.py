@@ -290,7 +290,7 @@ def test_every_setting_is_documented_with_its_default() -> None:
 
 def test_a_wrong_or_missing_setting_row_is_caught() -> None:
     text = SETTINGS_PAGE.read_text()
-    assert documented_settings(text.replace("| `vpc_cidr` | `10.42.0.0/16` |", "| `vpc_cidr` | `10.0.0.0/16` |")) != (
-        _defaults()
-    )
+    assert documented_settings(
+        text.replace("| `initial_instance_count` | `2` |", "| `initial_instance_count` | `3` |")
+    ) != (_defaults())
     assert documented_settings(re.sub(r"^\| `log_retention_days` .*\n", "", text, flags=re.MULTILINE)) != _defaults()

@@ -15,7 +15,8 @@ def _execution_statements(stage: Synthesized) -> dict[str, dict[str, Any]]:
     policies = [
         policy
         for policy in stage.of_type("AWS::IAM::ManagedPolicy").values()
-        if "sagemaker" in json.dumps(policy) or "ReadModelArtifact" in json.dumps(policy)
+        if {"Ref": _execution_role_id(stage)} in policy["Properties"].get("Roles", [])
+        and ("sagemaker" in json.dumps(policy) or "ReadModelArtifact" in json.dumps(policy))
     ]
     assert len(policies) == 1
     return {statement["Sid"]: statement for statement in policies[0]["Properties"]["PolicyDocument"]["Statement"]}

@@ -31,7 +31,7 @@ def _statements_of_role(stage: Synthesized, role_id: str) -> dict[str, dict[str,
     statements = [
         statement
         for policy in stage.of_type("AWS::IAM::ManagedPolicy").values()
-        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        if {"Ref": role_id} in policy["Properties"].get("Roles", [])
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
     by_sid = {statement["Sid"]: statement for statement in statements}

@@ -29,7 +29,7 @@ def _policies_of(stage: Synthesized, role_id: str) -> dict[str, dict[str, Any]]:
     return {
         key: policy
         for key, policy in stage.of_type("AWS::IAM::ManagedPolicy").items()
-        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        if {"Ref": role_id} in policy["Properties"].get("Roles", [])
     }
 
 
