@@ -9,91 +9,27 @@ backend loads XGBoost JSON with, so a model Triton could not read or would score
 from __future__ import annotations
 
 import copy
-import io
 import json
-import tarfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 import treelite
-import xgboost as xgb
 from google.protobuf import text_format  # type: ignore[import-untyped]  # no types-protobuf in the venv
 from tritonclient.grpc import model_config_pb2  # type: ignore[import-untyped]  # tritonclient ships no types
 
 from scripts import build_triton_artifact as triton
-from scripts.train_model import FEATURE_RANGES
+from tests.test_triton_artifact import CONFIG_FILE, MODEL_FILE, N_ROWS, FloatArray
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ARCHIVE = REPO_ROOT / "model_artifacts" / "triton" / "model.tar.gz"
-MANIFEST = REPO_ROOT / "model_artifacts" / "triton" / "model-manifest.json"
-SOURCE_ARCHIVE = REPO_ROOT / "model_artifacts" / "model.tar.gz"
-SOURCE_MANIFEST = REPO_ROOT / "model_artifacts" / "model-manifest.json"
-
-CONFIG_FILE = f"{triton.MODEL_NAME}/config.pbtxt"
-MODEL_FILE = f"{triton.MODEL_NAME}/1/xgboost.json"
-N_ROWS = 500
 TOLERANCE = 1e-5
 # A queue delay is paid by every request at light load: at most 5 % of the 20 ms p99 budget.
 MAX_QUEUE_DELAY_US = 1_000
-
-FloatArray = npt.NDArray[np.float32]
-
-
-@pytest.fixture(scope="module")
-def manifest() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(MANIFEST.read_text(encoding="utf-8"))
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def source_manifest() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(SOURCE_MANIFEST.read_text(encoding="utf-8"))
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def archive_bytes() -> bytes:
-    return ARCHIVE.read_bytes()
-
-
-@pytest.fixture(scope="module")
-def members(archive_bytes: bytes) -> dict[str, tarfile.TarInfo]:
-    with tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r:gz") as tar:
-        return {member.name: member for member in tar.getmembers()}
-
-
-@pytest.fixture(scope="module")
-def files(archive_bytes: bytes) -> dict[str, bytes]:
-    with tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r:gz") as tar:
-        extracted = {member.name: tar.extractfile(member) for member in tar.getmembers() if member.isfile()}
-        return {name: handle.read() for name, handle in extracted.items() if handle is not None}
 
 
 @pytest.fixture(scope="module")
 def config(files: dict[str, bytes]) -> Any:
     return text_format.Parse(files[CONFIG_FILE].decode("utf-8"), model_config_pb2.ModelConfig())
-
-
-@pytest.fixture(scope="module")
-def rows() -> FloatArray:
-    """Rows across every feature's range, some with missing values (FIL routes NaN like XGBoost)."""
-    rng = np.random.default_rng(20261121)
-    columns = [rng.integers(low, high, size=N_ROWS, endpoint=True) for low, high in FEATURE_RANGES]
-    data = np.column_stack(columns).astype(np.float32)
-    data[rng.random(data.shape) < 0.05] = np.nan
-    return data
-
-
-@pytest.fixture(scope="module")
-def xgboost_probabilities(files: dict[str, bytes], rows: FloatArray) -> FloatArray:
-    booster = xgb.Booster()
-    booster.load_model(bytearray(files[MODEL_FILE]))
-    predictions: FloatArray = booster.predict(xgb.DMatrix(rows))
-    return predictions
 
 
 def treelite_probabilities(model_json: bytes, rows: FloatArray) -> FloatArray:
