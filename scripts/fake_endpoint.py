@@ -3,23 +3,29 @@
     python -m scripts.fake_endpoint --workers 4 --service-ms 20 --port 8080 [--max-queue 64] [--seconds 900]
     python -m scripts.fake_endpoint --profile gpu ...          # answer as the gpu profile's container would
     python -m scripts.fake_endpoint --model model_artifacts/model.tar.gz ...   # score with the packaged model
+    python -m scripts.fake_endpoint --manifest my-model-manifest.json ...      # the stand-in, shaped like a model
 
 It speaks SageMaker Runtime's InvokeEndpoint as botocore calls it (``POST /endpoints/{name}/invocations``;
 SigV4 headers are accepted and ignored) on 127.0.0.1 only, in one serving profile's format (--profile):
-``cpu``, the XGBoost container's ``text/csv`` in and out; ``gpu``, Triton's KServe v2 JSON, FIL's two
-per-class probabilities per row; ``inferentia``, the Neo PyTorch container's JSON array of one row, answered
-``[p]``. Formats: tests/fixtures/client/README.md. Exactly ``workers``
+``cpu``, the XGBoost container's ``text/csv`` in and out (one number per line, or one list per line for
+class probabilities, as its serve.py prints them); ``gpu``, Triton's KServe v2 JSON as the FIL backend
+answers (``[rows, 2]`` for binary:logistic, ``[rows, k]`` for k class probabilities, else ``[rows, 1]``);
+``inferentia``, the Neo PyTorch container's JSON array of one row, answered ``[p]`` or ``[[p1, ..., pk]]``.
+Formats: tests/fixtures/client/README.md. Exactly ``workers``
 requests are in service at once, each for ``service_time`` seconds; the rest wait in one FIFO queue, so
 the capacity is ``workers / service_time`` requests per second: below it the latency is the service time,
 above it the queue and the latency grow. With ``max_queue`` set, a request that finds that many already
 waiting gets 503 ServiceUnavailable at once, as SageMaker answers when an endpoint is overloaded.
 
-Predictions are a cheap deterministic logistic function of the row (not the packaged model): what is
-measured here is the service, not the model. With --model, the packaged XGBoost model scores instead
-(what scripts/smoke_test.py checks; it needs the xgboost package). A row with more than 7 values fails as
-in the XGBoost container (ModelError); a shorter one is scored as if the missing values were 0 (with
---model: missing, as the container does). The gpu and inferentia
-formats refuse any shape but [rows, 7] and [1, 7], as Triton and the compiled model do.
+The shapes come from a model manifest: the one beside --model, else --manifest, else the profile's packaged
+artifact's. Without --model, predictions are a cheap deterministic function of the row shaped like the
+manifest's output (a probability, a value, or class probabilities): what is measured here is the service,
+not the model. With --model, the packaged XGBoost model scores instead (what scripts/smoke_test.py checks;
+it needs the xgboost package). In the cpu format a row with more values than the manifest's features fails
+as in the XGBoost container (ModelError), and so do rows of mixed length and values beyond float32; a
+shorter row is scored as if the missing values were missing (the stand-in reads them as 0). The gpu and
+inferentia formats refuse any shape but [rows, features] and [1, features], as Triton and the compiled
+model do.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,75 +52,122 @@ from typing import Any
 from urllib.parse import unquote
 
 from scripts.cli import is_loopback_host
+from scripts.model_manifest import beside, packaged_manifest_path, read_manifest, schema_of
+from scripts.rtb_client import FLOAT32_MAX, ModelSchema
 
-FEATURE_COUNT = 7
 _INVOCATIONS = re.compile(r"^/endpoints/(?P<name>[^/?]+)/invocations$")
-# Weights of the stand-in's logistic function: any fixed values give deterministic answers in (0, 1).
-_WEIGHTS = (0.11, -0.03, 0.02, -0.015, 0.04, -0.002, 0.25)
-_BIAS = -0.2
+
+# Rows in (NaN for a missing value), ``columns`` float32 numbers per row out.
+Scores = Callable[[list[list[float]]], list[list[float]]]
 
 
-def score(row: list[float]) -> float:
-    """The stand-in model: a fixed logistic function of the (zero-padded) row."""
-    padded = row + [0.0] * (FEATURE_COUNT - len(row))
-    z = _BIAS + sum(w * x for w, x in zip(_WEIGHTS, padded, strict=True))
-    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+@dataclass(frozen=True)
+class Model:
+    """What the fake endpoint serves: the manifest's schema and objective, and how rows are scored."""
+
+    schema: ModelSchema
+    objective: str
+    scores: Scores
 
 
-# The model behind an endpoint: one row's probability.
-Model = Callable[[list[float]], float]
+def _float32(value: float) -> float:
+    """The value as FP32 holds it (every container's outputs are float32)."""
+    rounded: float = struct.unpack("f", struct.pack("f", value))[0]
+    return rounded
+
+
+def stand_in(manifest: Mapping[str, Any], where: str = "the manifest") -> Model:
+    """A fixed function of the row shaped like the manifest's model: a logistic probability, a linear value,
+    or a softmax over ``columns`` classes. Any fixed weights give deterministic answers."""
+    schema = schema_of(dict(manifest), where)
+    outputs = 1 if schema.kind != "class_probabilities" else schema.columns
+    weights = [[0.1 * math.sin(1 + i + 7 * c) for i in range(len(schema.features))] for c in range(outputs)]
+    biases = [-0.2 + 0.1 * c for c in range(outputs)]
+
+    def one(row: list[float]) -> list[float]:
+        z = [
+            max(-60.0, min(60.0, b + sum(w * (0.0 if math.isnan(x) else x) for w, x in zip(ws, row, strict=True))))
+            for ws, b in zip(weights, biases, strict=True)
+        ]
+        if schema.kind == "probability":
+            return [_float32(1.0 / (1.0 + math.exp(-z[0])))]
+        if schema.kind == "value":
+            return [_float32(z[0])]
+        exps = [math.exp(v - max(z)) for v in z]
+        return [_float32(e / sum(exps)) for e in exps]
+
+    return Model(schema, str(manifest["objective"]), lambda rows: [one(row) for row in rows])
 
 
 def packaged_model(path: Path) -> Model:
-    """The XGBoost model in a model.tar.gz (scripts/train_model.py's), as the container scores it: a row
-    shorter than 7 values has the rest missing."""
+    """The XGBoost model in a model.tar.gz and the manifest beside it, scored as the container scores it
+    (a missing value is NaN, XGBoost's missing)."""
     import numpy as np
     import xgboost as xgb
 
+    manifest_file = beside(path)
+    manifest = read_manifest(manifest_file)
+    schema = schema_of(manifest, manifest_file)
+    named = manifest.get("model_file")
+    if isinstance(named, str) and named.endswith(".pth"):
+        raise ValueError(f"{path}: its model file {named} is TorchScript, not XGBoost; give the source model.tar.gz")
     with tarfile.open(path) as archive:
-        member = archive.extractfile(archive.getmembers()[0])  # the container loads the first file
-        if member is None:
-            raise ValueError(f"{path}: its first member is not a file")
+        files = [member for member in archive.getmembers() if member.isfile()]
+        # The XGBoost container loads the first file; a Triton repository names its model file in the manifest.
+        member = next((m for m in files if m.name.lstrip("./") == named), files[0] if files else None)
+        data = archive.extractfile(member) if member is not None else None
+        if data is None:
+            raise ValueError(f"{path}: holds no model file")
         booster = xgb.Booster()
-        booster.load_model(bytearray(member.read()))
+        booster.load_model(bytearray(data.read()))
+    booster.set_param({"nthread": 1})
 
-    def predict(row: list[float]) -> float:
-        padded = row + [math.nan] * (FEATURE_COUNT - len(row))
-        return float(booster.predict(xgb.DMatrix(np.array([padded], dtype=np.float32)))[0])
+    def scores(rows: list[list[float]]) -> list[list[float]]:
+        matrix = xgb.DMatrix(np.array(rows, dtype=np.float32), missing=np.nan)
+        answer = booster.predict(matrix).astype(np.float32).reshape(len(rows), -1)
+        return [[float(value) for value in row] for row in answer.tolist()]
 
-    return predict
+    return Model(schema, str(manifest["objective"]), scores)
+
+
+def profile_model(profile: str) -> Model:
+    """The stand-in shaped like the profile's packaged artifact (its manifest)."""
+    path = packaged_manifest_path(profile)
+    return stand_in(read_manifest(path), str(path))
 
 
 class ModelError(Exception):
     """What the container would reject; the runtime wraps it as a 424 ModelError."""
 
 
-def score_csv(body: bytes, model: Model = score) -> bytes:
-    """One prediction per CSV line, newline-separated, as the XGBoost container answers text/csv."""
+def score_csv(body: bytes, model: Model) -> bytes:
+    """As the XGBoost container answers text/csv: ``"\\n".join(map(str, preds.tolist())) + "\\n"``, so one
+    number per line for one column and one Python list per line for class probabilities."""
     lines = [line for line in body.decode("utf-8", errors="replace").splitlines() if line.strip()]
     if not lines:
         raise ModelError("empty payload")
-    answers = []
+    count = len(model.schema.features)
+    rows = []
     for number, line in enumerate(lines):
         try:
             row = [float(value) for value in line.split(",")]
         except ValueError as error:
             raise ModelError(f"line {number}: {error}") from None
-        if len(row) > FEATURE_COUNT:
-            raise ModelError(f"line {number}: {len(row)} features, the model was trained with {FEATURE_COUNT}")
-        answers.append(format(model(row), ".9g"))
-    return ("\n".join(answers) + "\n").encode()
+        if len(row) > count:
+            raise ModelError(f"line {number}: {len(row)} features, the model was trained with {count}")
+        if any(abs(value) > FLOAT32_MAX for value in row):
+            raise ModelError(f"line {number}: a value is beyond float32's range")
+        rows.append(row)
+    if len({len(row) for row in rows}) > 1:
+        raise ModelError("the rows have different numbers of values")
+    padded = [row + [math.nan] * (count - len(row)) for row in rows]
+    answers = [row[0] if model.schema.columns == 1 else row for row in model.scores(padded)]
+    return ("\n".join(map(str, answers)) + "\n").encode()
 
 
 # The gpu profile's Triton model: its name and tensors as its config.pbtxt declares them.
 TRITON_MODEL, TRITON_INPUT, TRITON_OUTPUT = "rtb-filter", "input__0", "output__0"
 TRITON_MAX_BATCH = 4096  # max_batch_size in the kit's config.pbtxt (scripts/build_triton_artifact.py)
-
-
-def _float32(value: float) -> float:
-    """The value as FP32 holds it (Triton's and the compiled model's outputs are float32)."""
-    rounded: float = struct.unpack("f", struct.pack("f", value))[0]
-    return rounded
 
 
 def _json_request(body: bytes) -> Any:
@@ -128,17 +181,16 @@ def _flat(values: Any) -> list[Any]:
     return [item for value in values for item in _flat(value)] if isinstance(values, list) else [values]
 
 
-def _rows(values: list[Any], count: int, where: str) -> list[list[float]]:
-    if len(values) != count * FEATURE_COUNT or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in values
-    ):
-        raise ModelError(f"{where}: expected {count * FEATURE_COUNT} numbers, got {str(values)[:80]}")
-    return [[float(v) for v in values[i : i + FEATURE_COUNT]] for i in range(0, len(values), FEATURE_COUNT)]
+def _rows(values: list[Any], count: int, width: int, where: str) -> list[list[float]]:
+    if len(values) != count * width or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        raise ModelError(f"{where}: expected {count * width} numbers, got {str(values)[:80]}")
+    return [[float(v) for v in values[i : i + width]] for i in range(0, len(values), width)]
 
 
-def score_triton(body: bytes, model: Model = score) -> bytes:
-    """A KServe v2 inference request for input__0 of shape [rows, 7] (data flat or nested), answered as
-    Triton answers with the FIL backend and predict_proba: output__0 of shape [rows, 2], [1 - p, p] per row."""
+def score_triton(body: bytes, model: Model) -> bytes:
+    """A KServe v2 inference request for input__0 of shape [rows, features] (data flat or nested), answered
+    as Triton's FIL backend answers: output__0 of [rows, 2] (1 - p, p) for binary:logistic (predict_proba),
+    [rows, k] for multi:softprob, [rows, 1] for regression objectives."""
     request = _json_request(body)
     inputs = request.get("inputs") if isinstance(request, dict) else None
     tensors = [tensor for tensor in inputs if isinstance(tensor, dict)] if isinstance(inputs, list) else []
@@ -146,32 +198,38 @@ def score_triton(body: bytes, model: Model = score) -> bytes:
         raise ModelError(f"expected 1 input '{TRITON_INPUT}' for model '{TRITON_MODEL}', got {len(tensors)}")
     (tensor,) = tensors
     shape = tensor.get("shape")
+    count = len(model.schema.features)
     if tensor.get("datatype") != "FP32":
         raise ModelError(f"input '{TRITON_INPUT}' data-type is {tensor.get('datatype')!r}, but the model expects FP32")
-    if not (isinstance(shape, list) and len(shape) == 2 and shape[1] == FEATURE_COUNT and isinstance(shape[0], int)):
-        raise ModelError(f"unexpected shape for input '{TRITON_INPUT}': expected [-1,{FEATURE_COUNT}], got {shape}")
+    if not (isinstance(shape, list) and len(shape) == 2 and shape[1] == count and isinstance(shape[0], int)):
+        raise ModelError(f"unexpected shape for input '{TRITON_INPUT}': expected [-1,{count}], got {shape}")
     if not 1 <= shape[0] <= TRITON_MAX_BATCH:
         raise ModelError(f"inference request batch-size must be <= {TRITON_MAX_BATCH} for '{TRITON_MODEL}'")
     outputs = request.get("outputs", [])
     asked = [out.get("name") for out in outputs if isinstance(out, dict)] if isinstance(outputs, list) else []
     if any(name != TRITON_OUTPUT for name in asked):
         raise ModelError(f"unexpected inference output {asked} for model '{TRITON_MODEL}'")
-    data: list[float] = []
-    for row in _rows(_flat(tensor.get("data")), shape[0], TRITON_INPUT):
-        p = _float32(model(row))
-        data += [_float32(1.0 - p), p]
-    output = {"name": TRITON_OUTPUT, "datatype": "FP32", "shape": [shape[0], 2], "data": data}
+    # FIL computes in float32: the input is rounded to it first.
+    rows = [[_float32(v) for v in row] for row in _rows(_flat(tensor.get("data")), shape[0], count, TRITON_INPUT)]
+    answers = model.scores(rows)
+    if model.objective == "binary:logistic":
+        answers = [[_float32(1.0 - p), p] for (p,) in answers]
+    data = [value for row in answers for value in row]
+    output = {"name": TRITON_OUTPUT, "datatype": "FP32", "shape": [shape[0], len(answers[0])], "data": data}
     return json.dumps({"model_name": TRITON_MODEL, "model_version": "1", "outputs": [output]}).encode()
 
 
-def score_neo(body: bytes, model: Model = score) -> bytes:
-    """A JSON array [[7 numbers]], the [1, 7] tensor the model is compiled for, answered as the PyTorch
-    container's default output_fn serializes the model's output of shape [1]: [p]."""
+def score_neo(body: bytes, model: Model) -> bytes:
+    """A JSON array [[features]], the [1, features] tensor the model is compiled for, answered as the
+    PyTorch container's default output_fn serializes the model's output: [p] (shape [1]) for one column,
+    [[p1, ..., pk]] (shape [1, k]) for class probabilities."""
     request = _json_request(body)
+    count = len(model.schema.features)
     if not (isinstance(request, list) and len(request) == 1 and isinstance(request[0], list)):
-        raise ModelError(f"the model is compiled for input shape [1, {FEATURE_COUNT}]; got {str(request)[:80]}")
-    (row,) = _rows(request[0], 1, "input")
-    return json.dumps([_float32(model(row))]).encode()
+        raise ModelError(f"the model is compiled for input shape [1, {count}]; got {str(request)[:80]}")
+    (row,) = _rows(request[0], 1, count, "input")
+    (answer,) = model.scores([[_float32(v) for v in row]])
+    return json.dumps(answer if model.schema.columns == 1 else [answer]).encode()
 
 
 @dataclass(frozen=True)
@@ -315,11 +373,12 @@ class FakeEndpoint:
         max_queue: int | None = None,
         endpoint_name: str | None = None,
         profile: str = "cpu",
-        model: Model = score,
+        model: Model | None = None,
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """``clock`` and ``sleep`` time the service; a test passes its own to hold requests in service."""
+        """``model`` defaults to the stand-in shaped like the profile's packaged artifact (its manifest);
+        ``clock`` and ``sleep`` time the service; a test passes its own to hold requests in service."""
         if workers < 1:
             raise ValueError(f"workers={workers} is invalid: allowed: 1 or more")
         if not 0 < service_time <= 10:
@@ -337,7 +396,7 @@ class FakeEndpoint:
         self.profile = profile
         self.format = PROFILE_FORMATS[profile]
         self.stats = ServerStats()
-        self.model = model
+        self.model = model if model is not None else profile_model(profile)
         self._clock, self._sleep = clock, sleep
         self._host, self._port = host, port
         self._lock = threading.Lock()
@@ -463,11 +522,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", choices=list(PROFILE_FORMATS), default="cpu", help="the container format to speak (default: cpu)"
     )
-    parser.add_argument("--model", type=Path, help="a model.tar.gz to score with (default: the stand-in function)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--model", type=Path, help="a model.tar.gz to score with, its manifest beside it (default: the stand-in)"
+    )
+    source.add_argument(
+        "--manifest",
+        type=Path,
+        help="the stand-in takes this manifest's features and output (default: the profile's packaged artifact's)",
+    )
     parser.add_argument("--seconds", type=float, default=900.0, help="stop after this long (default: 900)")
     args = parser.parse_args(argv)
     try:
-        model = score if args.model is None else packaged_model(args.model)
+        if args.model is not None:
+            model = packaged_model(args.model)
+        elif args.manifest is not None:
+            model = stand_in(read_manifest(args.manifest), str(args.manifest))
+        else:
+            model = profile_model(args.profile)
         endpoint = FakeEndpoint(
             workers=args.workers,
             service_time=args.service_ms / 1000,
@@ -481,8 +553,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, tarfile.TarError) as error:
         print(f"fake endpoint failed: {error}", file=sys.stderr)
         return 1
+    served = f"model {args.model}" if args.model else "stand-in model"
+    shape = f"{len(model.schema.features)} features, {model.schema.kind} x {model.schema.columns}"
     print(
-        f"fake SageMaker endpoint ({args.profile}, {'model ' + str(args.model) if args.model else 'stand-in model'})"
+        f"fake SageMaker endpoint ({args.profile}, {served}: {shape})"
         f" on {endpoint.url}: {args.workers} workers x {args.service_ms:g} ms"
         f" = {endpoint.capacity_rps:g} RPS capacity; stops in {args.seconds:g} s or on Ctrl-C",
         flush=True,
