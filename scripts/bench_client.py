@@ -1,12 +1,15 @@
 """Show what the pooled client saves: N sequential calls on one kept-alive connection, not N connections.
 
-    python scripts/bench_client.py [--calls 200] [--profile cpu|gpu|inferentia]        (make bench-client)
+    python scripts/bench_client.py [--calls 200] [--profile cpu|gpu|inferentia] [--manifest PATH]  (make bench-client)
 
 A local InvokeEndpoint server on 127.0.0.1 (HTTP/1.1 keep-alive, answers at once) counts the TCP
 connections it accepts while the same N calls run twice: through one ``runtime_client`` (the kit's way)
 and through a new client per call (what a handler that builds its client per request does). It prints
 the connections and the client-side time per call (median, p99) of both. Requests and answers are in the
---profile's format (default cpu: text/csv), so the client's encoding and decoding are timed too.
+--profile's format (default cpu: text/csv), so the client's encoding and decoding are timed too. Each call
+sends the model manifest's sample row (``sample_payload``) and the server answers in the manifest's output
+shape (scripts/fake_endpoint.py's stand-in); the manifest is --manifest, else the profile's packaged
+artifact's.
 
 Loopback has no TLS and next to no round-trip time, so the times here are the floor; against the real
 HTTPS endpoint every new connection also pays the TCP and TLS handshakes (several round trips).
@@ -31,11 +34,12 @@ import boto3
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from scripts.fake_endpoint import PROFILE_FORMATS, ModelError, score  # noqa: E402
+from scripts.cli import one_line  # noqa: E402
+from scripts.fake_endpoint import PROFILE_FORMATS, Model, ModelError, stand_in  # noqa: E402
 from scripts.invoke import EndpointSession, percentile  # noqa: E402
+from scripts.model_manifest import packaged_manifest_path, read_manifest, sample  # noqa: E402
 from scripts.rtb_client import PROFILES, predict, runtime_client  # noqa: E402
 
-SAMPLE_ROW = (2.0, 0.0, 0.0, 7.0, 3.0, 20.0, 2.0)
 ENDPOINT = "local-bench"
 # Handler threads give up on a silent keep-alive connection after this long, so nothing outlives a run.
 IDLE_SECONDS = 5.0
@@ -53,20 +57,33 @@ class Reply:
 
 
 def probabilities(body: bytes) -> Reply:
-    """The default answer: 0.5 for every CSV line, the way the XGBoost container answers."""
+    """The default answer of a one-probability model: 0.5 for every CSV line, as the XGBoost container answers."""
     count = len([line for line in body.decode().splitlines() if line.strip()])
     return Reply(body=("\n".join("0.5" for _ in range(count)) + "\n").encode())
 
 
-def answers_for(profile: str) -> Callable[[bytes], Reply]:
-    """The answer in a profile's format: cpu as above; gpu and inferentia as scripts/fake_endpoint.py scores."""
-    if profile == "cpu":
-        return probabilities
+@dataclass(frozen=True)
+class Workload:
+    """What every call sends and how the server answers: a manifest's sample row and its stand-in model."""
+
+    row: list[float]
+    model: Model
+
+
+def workload(manifest_path: Path) -> Workload:
+    """The manifest's sample row (``sample_payload``) and the stand-in shaped like its model."""
+    manifest = read_manifest(manifest_path)
+    row, _ = sample(manifest, manifest_path)
+    return Workload(row=row, model=stand_in(manifest, str(manifest_path)))
+
+
+def answers_for(profile: str, model: Model) -> Callable[[bytes], Reply]:
+    """The answer in a profile's format, as scripts/fake_endpoint.py scores with ``model``."""
     answer_format = PROFILE_FORMATS[profile]
 
     def answer(body: bytes) -> Reply:
         try:
-            return Reply(body=answer_format.scorer(body, score), content_type=answer_format.content_type)
+            return Reply(body=answer_format.scorer(body, model), content_type=answer_format.content_type)
         except ModelError as error:
             return Reply(status=424, body=f'{{"message": "{error}"}}'.encode(), error_type="ModelError")
 
@@ -173,7 +190,9 @@ class Run:
     setup_ms: list[float]
 
 
-def _timed_calls(url: str, calls: int, *, client_per_call: bool, profile: str) -> tuple[list[float], list[float]]:
+def _timed_calls(
+    url: str, calls: int, work: Workload, *, client_per_call: bool, profile: str
+) -> tuple[list[float], list[float]]:
     call_ms, setup_ms = [], []
     # One session either way, as in an ad server: only the client (and so its connection pool) differs.
     session = local_session()
@@ -182,7 +201,7 @@ def _timed_calls(url: str, calls: int, *, client_per_call: bool, profile: str) -
         start = time.perf_counter()
         client = shared or local_client(url, session)
         ready = time.perf_counter()
-        predict(client, ENDPOINT, [SAMPLE_ROW], profile=profile)
+        predict(client, ENDPOINT, [work.row], work.model.schema, profile=profile)
         done = time.perf_counter()
         call_ms.append((done - ready) * 1000)
         if client_per_call:
@@ -193,10 +212,12 @@ def _timed_calls(url: str, calls: int, *, client_per_call: bool, profile: str) -
     return call_ms, setup_ms
 
 
-def run_strategy(calls: int, *, client_per_call: bool, profile: str = "cpu") -> Run:
-    """``calls`` sequential calls against a fresh local endpoint that answers in the profile's format."""
-    with local_endpoint(answers_for(profile)) as endpoint:
-        call_ms, setup_ms = _timed_calls(endpoint.url, calls, client_per_call=client_per_call, profile=profile)
+def run_strategy(calls: int, *, client_per_call: bool, profile: str = "cpu", manifest: Path | None = None) -> Run:
+    """``calls`` sequential calls against a fresh local endpoint that answers in the profile's format, each
+    with the sample row of ``manifest`` (default: the profile's packaged artifact's)."""
+    work = workload(manifest or packaged_manifest_path(profile))
+    with local_endpoint(answers_for(profile, work.model)) as endpoint:
+        call_ms, setup_ms = _timed_calls(endpoint.url, calls, work, client_per_call=client_per_call, profile=profile)
         return Run(connections=endpoint.seen.connections, call_ms=call_ms, setup_ms=setup_ms)
 
 
@@ -231,9 +252,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=_calls, default=200, help="sequential calls per strategy (default 200)")
     parser.add_argument("--profile", choices=PROFILES, default="cpu", help="request and answer format (default cpu)")
+    parser.add_argument(
+        "--manifest", type=Path, help="the model manifest whose sample row is sent (default: the profile's packaged)"
+    )
     args = parser.parse_args(argv)
-    pooled = run_strategy(args.calls, client_per_call=False, profile=args.profile)
-    per_call = run_strategy(args.calls, client_per_call=True, profile=args.profile)
+    try:
+        pooled = run_strategy(args.calls, client_per_call=False, profile=args.profile, manifest=args.manifest)
+        per_call = run_strategy(args.calls, client_per_call=True, profile=args.profile, manifest=args.manifest)
+    except ValueError as error:
+        print(f"bench_client: {one_line(error)}", file=sys.stderr)
+        return 1
     print("\n".join(format_table(args.calls, pooled, per_call, profile=args.profile)))
     return 0
 

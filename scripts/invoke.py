@@ -5,6 +5,7 @@
     cat rows.csv | python scripts/invoke.py --endpoint-name NAME --region us-east-1 -
     python scripts/invoke.py --endpoint-name NAME --endpoint-url http://127.0.0.1:8080 ROW   # a local endpoint
     python scripts/invoke.py --endpoint-name NAME --profile inferentia --file rows.csv      # a Neo/inf1 endpoint
+    python scripts/invoke.py --endpoint-name NAME --manifest my-model-manifest.json ROW      # another model
 
 The endpoint comes from the deployed stack's EndpointName output (--stage) or --endpoint-name. Every call
 goes through one pooled client from scripts/rtb_client.py, the one ad servers should copy, so --repeat
@@ -12,10 +13,12 @@ shows the latency of a kept-alive connection, not of a new TLS handshake per cal
 the serving profile's: the stage's with --stage, else --profile (default cpu); a profile that takes fewer
 rows per request (inferentia: one) gets several requests per call, and a call's latency covers them all.
 
-A row is 7 comma-separated numbers (dow, hour, IndexAdvertiserID, IndexDomain, IndexRegionID, IndexCityID,
-device_type_id); a file or stdin holds one row per line. Bad input gets one line on stderr: exit 2 for a
-usage problem (unknown stage, malformed or empty input), 1 when the call fails (stack or endpoint not
-deployed, network, service errors).
+A row is as many comma-separated numbers as the model manifest's features, in their order; a file or
+stdin holds one row per line. The manifest is the stage's artifact's with --stage, else --manifest, else
+the profile's packaged artifact's (model_artifacts/); it also says what the model answers per row: a
+probability, a value, or one probability per class. Bad input gets one line on stderr: exit 2 for a
+usage problem (unknown stage, malformed or empty input, a row that does not fit the manifest), 1 when the
+call fails (stack or endpoint not deployed, network, service errors).
 """
 
 from __future__ import annotations
@@ -35,11 +38,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from scripts.cli import OneLineParser, UsageError, aws_session, one_line, positive_int, use_pinned_node  # noqa: E402
+from scripts.model_manifest import packaged_manifest_path, read_manifest, schema_of  # noqa: E402
 from scripts.rtb_client import (  # noqa: E402
-    FEATURES,
     PROFILES,
+    ModelSchema,
+    Prediction,
     RequestError,
     codec_for,
+    number_text,
     predict,
     runtime_client,
     stack_output,
@@ -54,25 +60,31 @@ ARGUMENT = "the row"  # how messages name a row given on the command line
 class Call:
     """One InvokeEndpoint call as the client saw it."""
 
-    predictions: list[float]
+    predictions: list[Prediction]
     seconds: float
 
 
-def parse_rows(text: str, source: str) -> list[list[float]]:
-    """One row per non-blank line. The count is checked here, with line numbers, because XGBoost would
-    score a short row as if the missing values were unknown instead of refusing it."""
+def parse_rows(text: str, source: str) -> list[tuple[str, list[float]]]:
+    """(where, row) for each non-blank line: numbers only, so a typo is reported before any AWS lookup."""
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = source if source == ARGUMENT else f"{source} line {number}"
-        parts = [part.strip() for part in line.split(",")]
-        if len(parts) != len(FEATURES):
-            raise UsageError(f"{where} has {len(parts)} values; the model takes {len(FEATURES)}: {', '.join(FEATURES)}")
-        rows.append([_number(part, where) for part in parts])
+        rows.append((where, [_number(part.strip(), where) for part in line.split(",")]))
     if not rows:
         raise UsageError(f"no rows to score: {source} is empty")
     return rows
+
+
+def fit_rows(parsed: Sequence[tuple[str, list[float]]], schema: ModelSchema) -> list[list[float]]:
+    """The rows, each checked against the model's schema with its line named. The count is checked here
+    because XGBoost would score a short row as if the missing values were unknown instead of refusing it."""
+    for where, row in parsed:
+        problem = schema.row_problem(row)
+        if problem is not None:
+            raise UsageError(f"{where} {problem}")
+    return [row for _, row in parsed]
 
 
 def _number(text: str, where: str) -> float:
@@ -119,8 +131,9 @@ def format_report(
         requests = math.ceil(len(rows) / per_request)
         heading += f", profile {profile}: {requests} request(s) per call of at most {per_request} row(s)"
     lines = [heading]
-    for row, probability in zip(rows, calls[0].predictions, strict=True):
-        lines.append(f"{','.join(format(value, 'g') for value in row)} -> {probability}")
+    for row, prediction in zip(rows, calls[0].predictions, strict=True):
+        shown = repr(prediction) if isinstance(prediction, float) else str(list(prediction))
+        lines.append(f"{','.join(number_text(value) for value in row)} -> {shown}")
     latencies = [call.seconds * 1000 for call in calls]
     lines += [f"call {index}: {ms:.2f} ms" for index, ms in enumerate(latencies, start=1)]
     if len(calls) > 1:
@@ -132,13 +145,19 @@ def format_report(
 
 
 def invoke(
-    runtime: Any, endpoint: str, rows: Sequence[Sequence[float]], repeat: int, *, profile: str = "cpu"
+    runtime: Any,
+    endpoint: str,
+    rows: Sequence[Sequence[float]],
+    repeat: int,
+    schema: ModelSchema,
+    *,
+    profile: str = "cpu",
 ) -> list[Call]:
     """The same request ``repeat`` times, one after another, on one client (so one kept-alive connection)."""
     calls = []
     for _ in range(repeat):
         start = time.perf_counter()
-        predictions = predict(runtime, endpoint, rows, profile=profile)
+        predictions = predict(runtime, endpoint, rows, schema, profile=profile)
         calls.append(Call(predictions=predictions, seconds=time.perf_counter() - start))
     return calls
 
@@ -176,17 +195,27 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--endpoint-name", help="the SageMaker endpoint to call")
     parser.add_argument("--endpoint-url", help="e.g. http://127.0.0.1:8080 for a local endpoint")
     parser.add_argument("--region", help="default: the stage's region, else the AWS config")
-    parser.add_argument("row", nargs="?", help="one row, e.g. 2,0,0.0,7.0,3.0,20.0,2; or - to read stdin")
+    parser.add_argument(
+        "row",
+        nargs="?",
+        help="one row: as many values as the manifest's features, e.g. 2,0,0.0,7.0,3.0,20.0,2; or - to read stdin",
+    )
     parser.add_argument("--file", help="a file of rows, one per line")
     parser.add_argument("--repeat", type=positive_int, default=1, help="send the same request N times")
     parser.add_argument(
         "--profile", choices=PROFILES, help="the serving profile's request format (default: the stage's, else cpu)"
     )
+    parser.add_argument(
+        "--manifest",
+        help="the model manifest that gives the rows' features and the answers' shape (default: the stage's "
+        "artifact's, else the profile's packaged artifact's); not with --stage",
+    )
     return parser
 
 
-def stage_region(stage: str) -> tuple[str, str | None, str]:
-    """(stack name, region, serving profile) of a defined stage; UsageError for an unknown or invalid one."""
+def stage_region(stage: str) -> tuple[str, str | None, str, ModelSchema]:
+    """(stack name, region, serving profile, model schema from its artifact's manifest) of a defined stage;
+    UsageError for an unknown or invalid one."""
     # Imported here: the stages pull in the CDK (a jsii process, seconds to start), which calls by
     # endpoint name and the benchmark never need.
     use_pinned_node()
@@ -199,7 +228,20 @@ def stage_region(stage: str) -> tuple[str, str | None, str]:
         settings = load_stage(stage)
     except SettingsError as error:
         raise UsageError(one_line(error)) from None
-    return settings.stack_name, settings.region, settings.profile
+    try:
+        schema = schema_of(settings.artifact.manifest, settings.artifact_file)
+    except ValueError as error:
+        raise UsageError(one_line(error)) from None
+    return settings.stack_name, settings.region, settings.profile, schema
+
+
+def manifest_schema(manifest: str | None, profile: str) -> ModelSchema:
+    """The schema of --manifest, else of the profile's packaged artifact's manifest; UsageError if unreadable."""
+    path = Path(manifest) if manifest is not None else packaged_manifest_path(profile)
+    try:
+        return schema_of(read_manifest(path), path)
+    except ValueError as error:
+        raise UsageError(one_line(error)) from None
 
 
 def resolve_profile(stage: str | None, stage_profile: str | None, flag: str | None) -> str:
@@ -223,9 +265,15 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, session: An
     try:
         args = build_parser().parse_args(argv)
         # Input first: a typo in a row should not wait for, or be hidden by, AWS configuration errors.
-        rows = parse_rows(*read_input(args.row, args.file, stdin or sys.stdin))
-        stack_name, stage_default_region, stage_profile = stage_region(args.stage) if args.stage else ("", None, None)
+        parsed = parse_rows(*read_input(args.row, args.file, stdin or sys.stdin))
+        if args.stage and args.manifest:
+            raise UsageError("--manifest with --stage: the stage's artifact's manifest describes its endpoint")
+        stack_name, stage_default_region, stage_profile, stage_schema = (
+            stage_region(args.stage) if args.stage else ("", None, None, None)
+        )
         profile = resolve_profile(args.stage, stage_profile, args.profile)
+        schema = stage_schema or manifest_schema(args.manifest, profile)
+        rows = fit_rows(parsed, schema)
         region = args.region or stage_default_region
         if args.endpoint_url:
             # A loopback URL needs no AWS configuration (scripts/cli.py); the stack lookup still does.
@@ -236,7 +284,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, session: An
         endpoint = args.endpoint_name or endpoint_of_stage(
             (session or aws_session(region)).client("cloudformation"), args.stage, stack_name, region
         )
-        calls = invoke(runtime, endpoint, rows, args.repeat, profile=profile)
+        calls = invoke(runtime, endpoint, rows, args.repeat, schema, profile=profile)
         lines = format_report(endpoint, rows, calls, profile=profile)
     except UsageError as error:
         print(f"{PROG}: {error}", file=sys.stderr)

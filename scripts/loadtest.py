@@ -17,7 +17,9 @@ over the bound, or its achieved rate under --min-achieved of the offered one; af
 below the lowest failing one (scripts/knee.py). The report (JSON) and the plot (PNG) go to --out-dir.
 Every run is bounded by --max-seconds. Exit 0 when a MAX_RPS was found; otherwise one line on stderr and
 exit 1. Each call scores one row in the serving profile's format: the stage's profile, or --profile
-without a stage (default cpu).
+without a stage (default cpu). Rows have as many values as the model manifest's features: the stage's
+artifact's manifest, else --manifest, else the profile's packaged artifact's; by default the calls send
+that manifest's reference rows.
 
 The Locust users share one kit client (scripts/rtb_client.py) per process: that is how ad servers call
 the endpoint (one pooled, kept-alive client per process), so the test measures the same path, and
@@ -58,10 +60,12 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from scripts import knee  # noqa: E402
 from scripts.cli import is_loopback_url, one_line, use_pinned_node  # noqa: E402
+from scripts.model_manifest import packaged_manifest_path, read_manifest, reference, schema_of  # noqa: E402
 from scripts.rtb_client import (  # noqa: E402
     PROFILES,
+    ModelSchema,
+    Prediction,
     RequestError,
-    encode_rows,
     predict,
     runtime_client,
     stack_output,
@@ -93,6 +97,7 @@ class Plan:
     profile: str
     instance_type: str | None
     client: Any
+    schema: ModelSchema
     rows: list[list[float]]
     search: knee.Search
     user_rps: float
@@ -109,13 +114,25 @@ class Plan:
     def users(self, offered_rps: float) -> int:
         return users_for(offered_rps, self.user_rps)
 
-    def score(self, rows: Sequence[Sequence[float]]) -> list[float]:
+    def score(self, rows: Sequence[Sequence[float]]) -> list[Prediction]:
         """One call as every Locust user makes it: the kit's client, in the profile's format."""
-        return predict(self.client, self.endpoint_name, rows, profile=self.profile)
+        return predict(self.client, self.endpoint_name, rows, self.schema, profile=self.profile)
 
 
-def parse_rows(args: argparse.Namespace) -> list[list[float]]:
-    """The rows to send, from --row, --rows-file, or the packaged model's reference rows; each checked."""
+def model_manifest(settings: StageSettings | None, flag: str | None, profile: str) -> tuple[dict[str, Any], str]:
+    """(manifest, its name for messages): the stage's artifact's, else --manifest, else the profile's packaged one."""
+    if settings is not None:
+        if flag is not None:
+            raise LoadTestError("--manifest with --stage: the stage's artifact's manifest describes its endpoint")
+        return settings.artifact.manifest, f"{settings.artifact_file}'s manifest"
+    path = Path(flag) if flag is not None else packaged_manifest_path(profile)
+    return read_manifest(path), str(path)
+
+
+def parse_rows(args: argparse.Namespace, manifest: dict[str, Any], where: str) -> list[list[float]]:
+    """The rows to send, from --row, --rows-file, or the manifest's reference rows; each checked against
+    the manifest's schema."""
+    schema = schema_of(manifest, where)
     texts: list[tuple[str, list[str]]] = [(f"--row {text!r}", text.split(",")) for text in args.row or []]
     if args.rows_file is not None:
         path = Path(args.rows_file)
@@ -125,18 +142,21 @@ def parse_rows(args: argparse.Namespace) -> list[list[float]]:
         except OSError as error:
             raise LoadTestError(f"cannot read --rows-file: {one_line(error)}") from None
     if not texts:
-        manifest = json.loads((REPO_ROOT / "model_artifacts" / "model-manifest.json").read_text())
-        return [[float(value) for value in row] for row in manifest["reference"]["rows"]]
+        try:
+            rows, _ = reference(manifest, where)
+        except ValueError as error:
+            raise LoadTestError(f"{one_line(error)}; or give --row or --rows-file") from None
+        schema.check_rows(rows)
+        return rows
     rows = []
     for where, values in texts:
         try:
             row = [float(value) for value in values]
         except ValueError:
             raise LoadTestError(f"{where} is not a row of numbers: {','.join(values)!r}") from None
-        try:
-            encode_rows([row])  # the kit client's own checks: exactly 7 finite numbers
-        except RequestError as error:
-            raise LoadTestError(f"{where} {one_line(error).removeprefix('row 0 ')}") from None
+        problem = schema.row_problem(row)  # the kit client's own checks: count, finite, float32's range
+        if problem is not None:
+            raise LoadTestError(f"{where} {problem}")
         rows.append(row)
     return rows
 
@@ -162,7 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--safety", type=float, help="safety factor for the target (default: the stage's, or 0.5)")
     rows = parser.add_argument_group("requests")
     rows.add_argument(
-        "--row", action="append", help="a CSV row of 7 numbers (repeatable; default: the model manifest's rows)"
+        "--row",
+        action="append",
+        help="a CSV row of as many numbers as the manifest's features (repeatable; default: the manifest's "
+        "reference rows)",
+    )
+    rows.add_argument(
+        "--manifest",
+        help="the model manifest that gives the rows' features and the answers' shape (default: the stage's "
+        "artifact's, else the profile's packaged artifact's); not with --stage",
     )
     rows.add_argument("--rows-file", help="a CSV file of rows (no header); each call sends one, picked at random")
     criteria = parser.add_argument_group("criteria")
@@ -281,9 +309,11 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
 
     ``session`` is the one that reads the stack's outputs (default: the AWS configuration's)."""
     check_arguments(args)
-    rows = parse_rows(args)
     settings = _load_stage(args.stage) if args.stage is not None else None
     profile = _profile(settings, args.profile)
+    manifest, where = model_manifest(settings, args.manifest, profile)
+    schema = schema_of(manifest, where)
+    rows = parse_rows(args, manifest, where)
     autoscaling = settings.autoscaling if settings is not None else AutoscalingSettings()
     region = args.region or (settings.region if settings is not None else None)
     local = args.endpoint_url is not None and is_loopback_url(args.endpoint_url)
@@ -318,7 +348,7 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
     label = args.stage or ("local" if local else endpoint_name)
     out_dir = Path(args.out_dir) if args.out_dir else DEFAULT_OUT / f"loadtest-{label}-{started}"
     try:
-        predict(client, endpoint_name, rows[:1], profile=profile)  # a wrong name, URL or format fails before load
+        predict(client, endpoint_name, rows[:1], schema, profile=profile)  # a wrong name, URL or format fails first
     except (ClientError, BotoCoreError, RequestError) as error:
         raise LoadTestError(f"endpoint {endpoint_name} did not answer a first request: {one_line(error)}") from None
     parameters = {
@@ -334,6 +364,8 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
         "max_seconds": args.max_seconds,
         "rows": len(rows),
         "profile": profile,
+        "manifest": where,
+        "schema": {"features": len(schema.features), "kind": schema.kind, "columns": schema.columns},
         "client": "scripts.rtb_client.runtime_client, one per process (pool "
         f"{max(64, most_users + 8)} connections), shared by all Locust users",
     }
@@ -344,6 +376,7 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
         profile=profile,
         instance_type=settings.instance_type if settings is not None else None,
         client=client,
+        schema=schema,
         rows=rows,
         search=search,
         user_rps=user_rps,

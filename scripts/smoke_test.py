@@ -4,9 +4,12 @@
     python scripts/smoke_test.py --stage dev --endpoint-url http://127.0.0.1:8080   # a local endpoint, e.g.
         python -m scripts.fake_endpoint --model model_artifacts/model.tar.gz --port 8080   (no AWS needed)
 
-Passes only if the deployed endpoint returns the probability the packaged model gives the sample
-row (model-manifest.json), so a wrong artifact or a container that misreads the model fails it too. The
-request is in the stage's serving profile's format (cpu, gpu or inferentia: scripts/rtb_client.py).
+Passes only if the deployed endpoint returns what the packaged model gives the sample row: the stage's
+artifact's manifest (model-manifest.json beside it) holds the row (``sample_payload``) and the model's
+answer for it (``reference``), so a wrong artifact or a container that misreads the model fails it too.
+The answer is read with the manifest's schema (a probability, a value, or class probabilities) in the
+stage's serving profile's format (cpu, gpu or inferentia: scripts/rtb_client.py). A manifest without a
+sample row or reference answers fails the test: rebuild the artifact.
 With --endpoint-url the call goes to that URL; a loopback one needs no AWS configuration, and the
 endpoint name is then --endpoint-name or fake-endpoint (else the stack's EndpointName output, read with
 the AWS configuration). Exit 0 on success; otherwise one line on stderr and exit 1.
@@ -15,7 +18,7 @@ the AWS configuration). Exit 0 on success; otherwise one line on stderr and exit
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -28,44 +31,49 @@ from scripts.cli import aws_session, is_loopback_url, one_line, use_pinned_node 
 
 use_pinned_node()  # before the stages import the CDK
 from scripts.invoke import EndpointSession  # noqa: E402
-from scripts.rtb_client import predict, runtime_client, stack_output  # noqa: E402
+from scripts.model_manifest import sample, schema_of  # noqa: E402
+from scripts.rtb_client import Prediction, predict, runtime_client, stack_output  # noqa: E402
 from stacks.stages import load_stage  # noqa: E402
 
 # The container answers in float32; the manifest records the same model's float32 output. FIL (gpu) also
 # computes in float32. The inf1 compiler casts FP32 to BF16 by default (about 3 significant digits), and the
-# inferentia profile serves a PyTorch translation of the model: it gets a looser bound.
+# inferentia profile serves a PyTorch translation of the model: it gets a looser bound. The bound is
+# absolute for answers up to 1 and relative beyond (float32 keeps about 7 significant digits of a value).
 TOLERANCE = {"cpu": 1e-6, "gpu": 1e-6, "inferentia": 1e-2}
-# The gpu and inferentia artifacts are built from this model (scripts/build_triton_artifact.py and
-# build_inf1_artifact.py), so their answers are held to its sample row and probability.
-SOURCE_MANIFEST = REPO_ROOT / "model_artifacts" / "model-manifest.json"
 
 
-def sample_and_expected(manifest_path: Path) -> tuple[list[float], float]:
-    manifest = json.loads(manifest_path.read_text())
-    if "sample_payload" not in manifest and manifest_path != SOURCE_MANIFEST:
-        return sample_and_expected(SOURCE_MANIFEST)
-    row = [float(value) for value in manifest["sample_payload"].split(",")]
-    reference = manifest["reference"]
-    expected = reference["predictions"][reference["rows"].index(row)]
-    return row, float(expected)
+def _values(prediction: Prediction) -> tuple[float, ...]:
+    return (prediction,) if isinstance(prediction, float) else prediction
+
+
+def _shown(prediction: Prediction) -> str:
+    return ", ".join(f"{value:.6f}" for value in _values(prediction))
+
+
+def agrees(answer: Prediction, expected: Prediction, tolerance: float) -> bool:
+    """Each value within ``tolerance`` of the expected one (times its size when that is over 1)."""
+    got, want = _values(answer), _values(expected)
+    return len(got) == len(want) and all(
+        math.isfinite(a) and abs(a - e) <= tolerance * max(1.0, abs(e)) for a, e in zip(got, want, strict=True)
+    )
 
 
 def run(stage: str, session: Any, runtime: Any, endpoint_name: str | None = None) -> str:
     """Return a one-line success message; raise on any failure. The endpoint is ``endpoint_name``, else
     the stage stack's output (read through ``session``)."""
     settings = load_stage(stage)
+    manifest, where = settings.artifact.manifest, f"{settings.artifact_file}'s manifest"
+    schema = schema_of(manifest, where)
+    row, expected = sample(manifest, where)
     endpoint = endpoint_name or stack_output(session.client("cloudformation"), settings.stack_name, "EndpointName")
-    row, expected = sample_and_expected(settings.artifact_path.with_name("model-manifest.json"))
     profile = settings.profile
     start = time.perf_counter()
-    (probability,) = predict(runtime, endpoint, [row], profile=profile)
+    (answer,) = predict(runtime, endpoint, [row], schema, profile=profile)
     elapsed_ms = (time.perf_counter() - start) * 1000
-    if not 0.0 < probability < 1.0:
-        raise AssertionError(f"{endpoint} returned {probability}, not a probability")
-    if abs(probability - expected) > TOLERANCE[profile]:
-        raise AssertionError(f"{endpoint} returned {probability}; the packaged model gives {expected}")
+    if not agrees(answer, expected, TOLERANCE[profile]):
+        raise AssertionError(f"{endpoint} returned {answer!r}; the packaged model gives {expected!r}")
     took = f"{elapsed_ms:.1f} ms (client side, {profile} profile)"
-    return f"ok: {endpoint} scored the sample row {probability:.6f} in {took}"
+    return f"ok: {endpoint} scored the sample row {_shown(answer)} in {took}"
 
 
 def main(argv: list[str] | None = None) -> int:
