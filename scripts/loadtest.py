@@ -60,7 +60,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from scripts import knee  # noqa: E402
 from scripts.cli import is_loopback_url, one_line, use_pinned_node  # noqa: E402
-from scripts.model_manifest import packaged_manifest_path, read_manifest, reference, schema_of  # noqa: E402
+from scripts.model_manifest import packaged_manifest_path, read_manifest, reference_rows, schema_of  # noqa: E402
 from scripts.rtb_client import (  # noqa: E402
     PROFILES,
     ModelSchema,
@@ -143,7 +143,7 @@ def parse_rows(args: argparse.Namespace, manifest: dict[str, Any], where: str) -
             raise LoadTestError(f"cannot read --rows-file: {one_line(error)}") from None
     if not texts:
         try:
-            rows, _ = reference(manifest, where)
+            rows = reference_rows(manifest, where)
         except ValueError as error:
             raise LoadTestError(f"{one_line(error)}; or give --row or --rows-file") from None
         schema.check_rows(rows)

@@ -62,6 +62,15 @@ def _row(values: Any, what: str) -> list[float]:
     return [float(value) for value in values]
 
 
+def reference_rows(manifest: dict[str, Any], where: Path | str) -> list[list[float]]:
+    """``reference.rows``: rows the model was checked on (what the load test sends by default)."""
+    found = manifest.get("reference")
+    rows = found.get("rows") if isinstance(found, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise ValueError(f"{where} has no reference rows; the contract of issue 15 asks every manifest for them")
+    return [_row(row, f"{where}: reference row {index}") for index, row in enumerate(rows)]
+
+
 def reference(manifest: dict[str, Any], where: Path | str) -> tuple[list[list[float]], list[Prediction]]:
     """``reference.rows`` and ``reference.predictions`` (a float, or a tuple of class probabilities, per row)."""
     found = manifest.get("reference")
@@ -78,7 +87,7 @@ def reference(manifest: dict[str, Any], where: Path | str) -> tuple[list[list[fl
             decoded.append(tuple(_row(prediction, f"{where}: reference prediction {index}")))
         else:
             decoded.append(_row([prediction], f"{where}: reference prediction {index}")[0])
-    return [_row(row, f"{where}: reference row {index}") for index, row in enumerate(rows)], decoded
+    return reference_rows(manifest, where), decoded
 
 
 def sample(manifest: dict[str, Any], where: Path | str) -> tuple[list[float], Prediction]:

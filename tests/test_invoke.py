@@ -4,6 +4,7 @@ InvokeEndpoint server on 127.0.0.1: rows in, predictions and latency out, one li
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -20,15 +21,21 @@ from botocore.stub import Stubber
 
 from scripts import invoke
 from scripts.bench_client import Reply, answers_for, local_client, local_endpoint, local_session, probabilities
-from scripts.fake_endpoint import FakeEndpoint, score
-from scripts.rtb_client import FEATURES, predict
+from scripts.fake_endpoint import FakeEndpoint, profile_model, stand_in
+from scripts.model_manifest import read_manifest
+from scripts.rtb_client import ModelSchema, predict
 from stacks.stages import STAGES
 
 from .conftest import REPO_ROOT, offline_env
 
-SAMPLE = "2,0,0.0,7.0,3.0,20.0,2"
+# The sample model's committed manifest: its features and sample row are the only 7 values here.
+SAMPLE_MANIFEST = read_manifest(REPO_ROOT / "model_artifacts" / "model-manifest.json")
+SCHEMA = ModelSchema.from_manifest(SAMPLE_MANIFEST)
+SAMPLE = SAMPLE_MANIFEST["sample_payload"]  # "2,0,0.0,7.0,3.0,20.0,2"
+SAMPLE_ROW = [float(value) for value in SAMPLE.split(",")]
+SENT = "2.0,0.0,0.0,7.0,3.0,20.0,2.0"  # the sample row as the client writes it: every number exact
 ENDPOINT = "RtbInference-dev-InferenceEndpointA45980A1-ABC123"
-FEATURE_LIST = ", ".join(FEATURES)
+FEATURE_LIST = ", ".join(SCHEMA.features)
 CALL_LINE = re.compile(r"^call \d+: \d+\.\d\d ms$")
 
 
@@ -90,7 +97,7 @@ def test_stage_endpoint_comes_from_the_stack_output_and_gets_a_valid_request(
         stub.add_response(
             "invoke_endpoint",
             {"Body": _body("0.652265191078186\n"), "ContentType": "text/csv"},
-            {"EndpointName": ENDPOINT, "ContentType": "text/csv", "Accept": "text/csv", "Body": b"2,0,0,7,3,20,2\n"},
+            {"EndpointName": ENDPOINT, "ContentType": "text/csv", "Accept": "text/csv", "Body": f"{SENT}\n".encode()},
         )
 
     session = StubbedSession(answer)
@@ -102,7 +109,7 @@ def test_stage_endpoint_comes_from_the_stack_output_and_gets_a_valid_request(
     code, out, err = _run(["--stage", "dev", SAMPLE], capsys, session=session)
     assert (code, err) == (0, "")
     lines = out.splitlines()
-    assert lines[:2] == [f"endpoint {ENDPOINT}: 1 row(s) per call, 1 call(s)", "2,0,0,7,3,20,2 -> 0.652265191078186"]
+    assert lines[:2] == [f"endpoint {ENDPOINT}: 1 row(s) per call, 1 call(s)", f"{SENT} -> 0.652265191078186"]
     assert CALL_LINE.match(lines[2]) and len(lines) == 3
     session.assert_all_answered()
     # The kit's client, in the stage's region.
@@ -167,34 +174,36 @@ def test_one_row_from_the_argument(capsys: pytest.CaptureFixture[str]) -> None:
     with local_endpoint() as endpoint:
         code, out, err = _run(_local(endpoint.url, SAMPLE), capsys, session=local_session())
     assert (code, err) == (0, "")
-    assert out.splitlines()[:2] == ["endpoint local: 1 row(s) per call, 1 call(s)", "2,0,0,7,3,20,2 -> 0.5"]
+    assert out.splitlines()[:2] == ["endpoint local: 1 row(s) per call, 1 call(s)", f"{SENT} -> 0.5"]
     ((path, headers, body),) = endpoint.seen.requests
     assert (path, headers["Content-Type"], headers["Accept"], body) == (
         "/endpoints/local/invocations",
         "text/csv",
         "text/csv",
-        b"2,0,0,7,3,20,2\n",
+        f"{SENT}\n".encode(),
     )
 
 
 def test_many_rows_from_a_file_go_in_one_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = tmp_path / "rows.csv"
-    rows.write_text("1,15,1,42,29,56,5\n\n6, 15, 0, 18, 5, 171, 2\n")
+    rows.write_text("1,15,1,42,29,56,5\n\n6, 15, 0, 18, 5, 369.9999, 1234567\n")
     with local_endpoint() as endpoint:
         code, out, _ = _run(_local(endpoint.url, "--file", str(rows)), capsys, session=local_session())
     assert code == 0
     assert out.splitlines()[:3] == [
         "endpoint local: 2 row(s) per call, 1 call(s)",
-        "1,15,1,42,29,56,5 -> 0.5",
-        "6,15,0,18,5,171,2 -> 0.5",
+        "1.0,15.0,1.0,42.0,29.0,56.0,5.0 -> 0.5",
+        "6.0,15.0,0.0,18.0,5.0,369.9999,1234567.0 -> 0.5",
     ]
-    assert [body for _, _, body in endpoint.seen.requests] == [b"1,15,1,42,29,56,5\n6,15,0,18,5,171,2\n"]
+    assert [body for _, _, body in endpoint.seen.requests] == [
+        b"1.0,15.0,1.0,42.0,29.0,56.0,5.0\n6.0,15.0,0.0,18.0,5.0,369.9999,1234567.0\n"
+    ]
 
 
 def test_the_inferentia_profile_sends_one_row_per_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = tmp_path / "rows.csv"
     rows.write_text("1,15,1,42,29,56,5\n6,15,0,18,5,171,2\n")
-    with local_endpoint(answers_for("inferentia")) as endpoint:
+    with local_endpoint(answers_for("inferentia", profile_model("inferentia"))) as endpoint:
         argv = _local(endpoint.url, "--profile", "inferentia", "--file", str(rows))
         code, out, err = _run(argv, capsys, session=local_session())
     assert (code, err) == (0, "")
@@ -211,8 +220,8 @@ def test_rows_from_stdin(capsys: pytest.CaptureFixture[str]) -> None:
     with local_endpoint() as endpoint:
         code, out, _ = _run(_local(endpoint.url, "-"), capsys, session=local_session(), stdin=io.StringIO(SAMPLE))
     assert code == 0
-    assert out.splitlines()[1] == "2,0,0,7,3,20,2 -> 0.5"
-    assert [body for _, _, body in endpoint.seen.requests] == [b"2,0,0,7,3,20,2\n"]
+    assert out.splitlines()[1] == f"{SENT} -> 0.5"
+    assert [body for _, _, body in endpoint.seen.requests] == [f"{SENT}\n".encode()]
 
 
 def test_repeat_sends_the_same_request_on_one_connection_and_reports_percentiles(
@@ -232,9 +241,9 @@ def test_repeat_sends_the_same_request_on_one_connection_and_reports_percentiles
 
 def test_report_shows_p50_and_p99_of_the_calls() -> None:
     calls = [invoke.Call(predictions=[0.25], seconds=ms / 1000) for ms in (3.0, 1.0, 2.0, 10.0)]
-    assert invoke.format_report("ep", [[1, 2, 3, 4, 5, 6, 7]], calls) == [
+    assert invoke.format_report("ep", [[1, 2, 369.9999]], calls) == [
         "endpoint ep: 1 row(s) per call, 4 call(s)",
-        "1,2,3,4,5,6,7 -> 0.25",
+        "1.0,2.0,369.9999 -> 0.25",
         "call 1: 3.00 ms",
         "call 2: 1.00 ms",
         "call 3: 2.00 ms",
@@ -261,6 +270,17 @@ def test_percentile_is_nearest_rank(values: list[float], p: float, expected: flo
         (["1,2,3,4,5,6,7,8"], "", f"the row has 8 values; the model takes 7: {FEATURE_LIST}"),
         (["1,2,x,4,5,6,7"], "", "the row: 'x' is not a number"),
         (["1,2,nan,4,5,6,7"], "", "the row: 'nan' is not a finite number"),
+        (
+            ["1,2,3,4,5,6,1e39"],
+            "",
+            "the row value 6 (device_type_id) is 1e+39; allowed: finite numbers within "
+            "float32's range (|x| <= 3.4028234663852886e+38)",
+        ),
+        (
+            ["--manifest", "nowhere.json", SAMPLE],
+            "",
+            "cannot read the manifest nowhere.json: No such file or directory",
+        ),
         (["1,2,,4,5,6,7"], "", "the row: '' is not a number"),
         (["-"], "1,2,3,4,5,6,7\n1,2,3\n", f"stdin line 2 has 3 values; the model takes 7: {FEATURE_LIST}"),
         (["-"], "", "no rows to score: stdin is empty"),
@@ -304,6 +324,10 @@ STAGES_LIST = str(sorted(STAGES))
         ),
         (["--endpoint-name", "x", "--bogus", SAMPLE], "unrecognized arguments: --bogus"),
         (["--stage", "dev", "--profile", "gpu", SAMPLE], "--profile gpu contradicts stage dev, whose profile is cpu"),
+        (
+            ["--stage", "dev", "--manifest", "m.json", SAMPLE],
+            "--manifest with --stage: the stage's artifact's manifest describes its endpoint",
+        ),
     ],
 )
 def test_bad_targets_are_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -334,7 +358,7 @@ def test_standard_retries_stop_after_max_attempts_and_the_error_surfaces(max_att
     with local_endpoint(_always(UNAVAILABLE)) as endpoint:
         client = local_client(endpoint.url, max_attempts=max_attempts)
         with pytest.raises(ClientError) as raised:
-            predict(client, "local", [[2, 0, 0, 7, 3, 20, 2]])
+            predict(client, "local", [SAMPLE_ROW], SCHEMA)
     assert raised.value.response["Error"]["Code"] == "ServiceUnavailable"
     assert raised.value.response["ResponseMetadata"]["RetryAttempts"] == max_attempts - 1
     # botocore numbers each attempt in a header (a retry also carries a ttl before it).
@@ -361,7 +385,7 @@ def test_a_read_timeout_fires_after_read_timeout_not_the_sdk_default_60_s() -> N
         client = local_client(endpoint.url, read_timeout=0.3, max_attempts=1)
         assert (client.meta.config.connect_timeout, client.meta.config.read_timeout) == (0.5, 0.3)
         with pytest.raises(ReadTimeoutError) as raised:
-            predict(client, "local", [[2, 0, 0, 7, 3, 20, 2]])
+            predict(client, "local", [SAMPLE_ROW], SCHEMA)
     assert "(read timeout=0.3)" in str(raised.value.kwargs["error"])
     assert len(endpoint.seen.requests) == 1
 
@@ -379,7 +403,7 @@ def _concurrent_waves(pool_size: int, callers: int = 4, waves: int = 2) -> int:
         client = local_client(endpoint.url, pool_size=pool_size)
         with ThreadPoolExecutor(callers) as pool:
             for _ in range(waves):
-                list(pool.map(lambda _: predict(client, "local", [[2, 0, 0, 7, 3, 20, 2]]), range(callers)))
+                list(pool.map(lambda _: predict(client, "local", [SAMPLE_ROW], SCHEMA), range(callers)))
         client.close()
         return endpoint.seen.connections
 
@@ -407,7 +431,8 @@ def test_the_help_example_for_a_local_endpoint_works_without_aws_configuration(t
             cwd=REPO_ROOT, env=offline_env(tmp_path), capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
     assert (result.returncode, result.stderr) == (0, "")
-    assert f"2,0,0,7,3,20,2 -> {score([2, 0, 0, 7, 3, 20, 2]):.9g}" in result.stdout
+    ((expected,),) = server.model.scores([SAMPLE_ROW])
+    assert f"{SENT} -> {expected!r}" in result.stdout
     assert server.stats.served == 1
 
 
@@ -419,3 +444,33 @@ def test_a_real_aws_url_still_needs_the_aws_configuration(tmp_path: Path) -> Non
         cwd=REPO_ROOT, env=offline_env(tmp_path), capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert (result.returncode, result.stderr) == (1, "invoke: NoRegionError: You must specify a region.\n")
+
+
+# --- a model of another shape, described by --manifest ---------------------------------------------------
+
+
+def test_manifest_gives_the_row_shape_and_the_answers_of_another_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = {
+        "features": [f"f{i}" for i in range(12)],
+        "objective": "multi:softprob",
+        "num_class": 3,
+        "output": {"kind": "class_probabilities", "columns": 3},
+    }
+    path = tmp_path / "model-manifest.json"
+    path.write_text(json.dumps(manifest))
+    row = [0.5, -1.25, 369.9999, 1234567.0, 1e-07, -0.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    text = ",".join(map(repr, row))
+    model = stand_in(manifest)
+    for profile in ("cpu", "gpu", "inferentia"):
+        with FakeEndpoint(workers=1, service_time=0.001, profile=profile, model=model) as server:
+            argv = _local(server.url, "--profile", profile, "--manifest", str(path), text)
+            code, out, err = _run(argv, capsys, session=local_session())
+        assert (code, err) == (0, ""), profile
+        assert out.splitlines()[1] == f"{text} -> {model.scores([row])[0]}", profile
+    assert _run(_local("http://127.0.0.1:9", "--manifest", str(path), SAMPLE), capsys) == (
+        2,
+        "",
+        "invoke: the row has 7 values; the model takes 12: f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, ... (2 more)\n",
+    )

@@ -27,13 +27,17 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from scripts import knee, loadtest
-from scripts.fake_endpoint import FakeEndpoint, score
-from scripts.rtb_client import predict, runtime_client
+from scripts.fake_endpoint import FakeEndpoint, Model, stand_in
+from scripts.model_manifest import read_manifest
+from scripts.rtb_client import ModelSchema, Prediction, predict, runtime_client
 from stacks.measurements import measured_max_rps
 
 from .conftest import REPO_ROOT
 
-SAMPLE = [2.0, 0.0, 0.0, 7.0, 3.0, 20.0, 2.0]
+# The sample model's committed manifest: its sample row and features are the only 7 values here.
+SAMPLE_MANIFEST = read_manifest(REPO_ROOT / "model_artifacts" / "model-manifest.json")
+SCHEMA = ModelSchema.from_manifest(SAMPLE_MANIFEST)
+SAMPLE = [float(value) for value in SAMPLE_MANIFEST["sample_payload"].split(",")]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Bounds on waits for things that must happen; they fail a hung test, they never measure one.
 HANG_GUARD_SECONDS = 30.0
@@ -56,12 +60,17 @@ def _client(url: str) -> Any:
     return runtime_client(loadtest.make_session(None, url))
 
 
+def _answers(model: Model, rows: list[list[float]]) -> list[Prediction]:
+    """What the fake endpoint's model answers, as the client returns it."""
+    return [row[0] if model.schema.columns == 1 else tuple(row) for row in model.scores(rows)]
+
+
 # --- the fake endpoint -------------------------------------------------------------------------------
 
 
 def test_the_fake_endpoint_answers_botocore_with_one_prediction_per_row(endpoint: FakeEndpoint) -> None:
     rows = [SAMPLE, [1.0, 23.0, 10.0, 50.0, 35.0, 370.0, 7.0]]
-    assert predict(_client(endpoint.url), "any-name", rows) == pytest.approx([score(row) for row in rows])
+    assert predict(_client(endpoint.url), "any-name", rows, SCHEMA) == _answers(endpoint.model, rows)
     assert endpoint.stats.served == 1
 
 
@@ -89,14 +98,14 @@ def test_the_fake_endpoint_serves_only_workers_requests_at_once() -> None:
         ThreadPoolExecutor(8) as pool,
     ):
         client = _client(server.url)
-        calls = [pool.submit(predict, client, "ep", [SAMPLE]) for _ in range(8)]
+        calls = [pool.submit(predict, client, "ep", [SAMPLE], SCHEMA) for _ in range(8)]
         try:
             _wait_for(lambda: server.stats.in_service == 4 and server.waiting == 4, "4 in service and 4 waiting")
         finally:
             release.set()
         answers = [call.result(timeout=HANG_GUARD_SECONDS) for call in calls]
     assert server.capacity_rps == 80.0
-    assert answers == [[pytest.approx(score(SAMPLE))]] * 8
+    assert answers == [_answers(server.model, [SAMPLE])] * 8
     assert (server.stats.served, server.stats.max_in_service, server.stats.in_service) == (8, 4, 0)
     assert server.stats.max_waiting >= 4
     # Each request is held for the service time less its scoring (none on a clock that does not move).
@@ -108,21 +117,27 @@ def test_the_fake_endpoint_throttles_past_its_queue_bound_and_botocore_retries_o
         FakeEndpoint(workers=1, service_time=0.005, max_queue=0) as server,
         pytest.raises(ClientError, match=r"ServiceUnavailable.*reached max retries: 1"),
     ):
-        predict(_client(server.url), "ep", [SAMPLE])
+        predict(_client(server.url), "ep", [SAMPLE], SCHEMA)
     assert server.stats.rejected == 2
 
 
 def test_the_fake_endpoint_rejects_what_the_container_and_runtime_would(endpoint: FakeEndpoint) -> None:
     client = _client(endpoint.url)
-    with pytest.raises(ClientError, match=r"ModelError.*8 features, the model was trained with 7"):
-        client.invoke_endpoint(EndpointName="ep", ContentType="text/csv", Body=b"1,2,3,4,5,6,7,8\n")
+    count = len(SCHEMA.features) + 1
+    too_many = ",".join(["1"] * count).encode()
+    with pytest.raises(ClientError, match=rf"ModelError.*{count} features, the model was trained with {count - 1}"):
+        client.invoke_endpoint(EndpointName="ep", ContentType="text/csv", Body=too_many)
+    with pytest.raises(ClientError, match=r"ModelError.*a value is beyond float32's range"):
+        client.invoke_endpoint(EndpointName="ep", ContentType="text/csv", Body=b"1e39")
+    with pytest.raises(ClientError, match=r"ModelError.*the rows have different numbers of values"):
+        client.invoke_endpoint(EndpointName="ep", ContentType="text/csv", Body=b"1,2\n1\n")
     with pytest.raises(ClientError, match=r"ModelError.*\(415\).*application/json is not supported"):
         client.invoke_endpoint(EndpointName="ep", ContentType="application/json", Body=b"{}")
     with (
         FakeEndpoint(workers=1, service_time=0.001, endpoint_name="right") as named,
         pytest.raises(ClientError, match=r"ValidationError.*Endpoint wrong of account 000000000000 not found"),
     ):
-        predict(_client(named.url), "wrong", [SAMPLE])
+        predict(_client(named.url), "wrong", [SAMPLE], SCHEMA)
 
 
 @pytest.mark.parametrize(
@@ -252,7 +267,11 @@ def test_an_endpoint_name_the_runtime_does_not_know_is_one_line(capsys: pytest.C
             "IndexRegionID, IndexCityID, device_type_id",
         ),
         (["--row", "2,0,0,7,3,20,2,9"], "--row '2,0,0,7,3,20,2,9' has 8 values; the model takes 7"),
-        (["--row", "2,0,0,7,3,20,nan"], "--row '2,0,0,7,3,20,nan' has nan; allowed: finite numbers"),
+        (
+            ["--row", "2,0,0,7,3,20,nan"],
+            "--row '2,0,0,7,3,20,nan' value 6 (device_type_id) is nan; allowed: finite numbers within float32's",
+        ),
+        (["--manifest", "nowhere.json"], "cannot read the manifest nowhere.json: No such file or directory"),
         (["--write-back"], "--write-back needs --stage: a measurement is recorded for a stage's own endpoint"),
         (["--stage", "dev", "--write-back"], "--write-back with a loopback --endpoint-url: a local server is not"),
         (["--step-seconds", "1"], "--step-seconds=1 is invalid: allowed: 2 or more"),
@@ -283,7 +302,7 @@ def test_a_gpu_endpoint_is_load_tested_in_the_kserve_format_and_a_format_mismatc
     with FakeEndpoint(workers=2, service_time=0.001, profile="gpu") as gpu:
         plan = loadtest.prepare(loadtest.build_parser().parse_args(["--endpoint-url", gpu.url, "--profile", "gpu"]))
         # What every Locust user calls, in the gpu format: the first-request check plus this call.
-        assert plan.score(rows) == pytest.approx([score(row) for row in rows], rel=1e-6)
+        assert plan.score(rows) == _answers(gpu.model, rows)
         assert (plan.profile, plan.parameters["profile"], gpu.stats.served, gpu.stats.model_errors) == (
             "gpu",
             "gpu",
@@ -293,6 +312,34 @@ def test_a_gpu_endpoint_is_load_tested_in_the_kserve_format_and_a_format_mismatc
     error = _fails(capsys, ["--endpoint-url", endpoint.url, "--profile", "gpu"])  # a cpu container
     assert error.startswith("endpoint fake-endpoint did not answer a first request: An error occurred (ModelError)")
     assert "Content type application/json is not supported by this container" in error
+
+
+def test_the_manifest_shapes_the_rows_and_answers_of_another_model(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    manifest: dict[str, Any] = {
+        "features": [f"f{i}" for i in range(12)],
+        "objective": "reg:squarederror",
+        "output": {"kind": "value", "columns": 1},
+        "reference": {"rows": [[float(i + j) for j in range(12)] for i in range(3)], "predictions": [1.0, 2.0, 3.0]},
+    }
+    path = tmp_path / "model-manifest.json"
+    path.write_text(json.dumps(manifest))
+    with FakeEndpoint(workers=2, service_time=0.001, profile="gpu", model=stand_in(manifest)) as server:
+        args = ["--endpoint-url", server.url, "--profile", "gpu", "--manifest", str(path)]
+        plan = loadtest.prepare(loadtest.build_parser().parse_args(args))
+        assert plan.rows == manifest["reference"]["rows"]  # the default rows: the manifest's reference rows
+        assert plan.score(plan.rows) == _answers(server.model, plan.rows)
+        assert plan.parameters["schema"] == {"features": 12, "kind": "value", "columns": 1}
+        error = _fails(capsys, [*args, "--row", ",".join(["1"] * 7)])
+        assert error.startswith("--row '1,1,1,1,1,1,1' has 7 values; the model takes 12: f0, f1,")
+        del manifest["reference"]
+        path.write_text(json.dumps(manifest))
+        error = _fails(capsys, args)
+        assert error == (
+            f"{path} has no reference rows; the contract of issue 15 asks every manifest for them; or give --row "
+            "or --rows-file"
+        )
 
 
 def test_the_load_refuses_to_run_inside_an_unpatched_process(endpoint: FakeEndpoint) -> None:
