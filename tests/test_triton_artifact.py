@@ -19,7 +19,7 @@ import xgboost as xgb
 
 from scripts import build_triton_artifact as triton
 from scripts.model_rows import probe_rows
-from scripts.model_source import ModelOutput, model_output
+from scripts.model_source import ModelOutput, SourceError, model_output
 from stacks import catalog
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -194,3 +194,8 @@ def test_fil_settings_per_output_kind(output: ModelOutput, expected: triton.FilO
     assert "dims: [ 12 ]" in config and f"dims: [ {expected.columns} ]" in config
     flags = 'string_value: "true"' if expected.output_class else 'string_value: "false"'
     assert config.count(flags) == 2 + (0 if expected.output_class else 1)  # + xgboost_allow_unknown_field
+
+
+def test_an_objective_fils_loader_rejects_is_refused_in_one_line() -> None:
+    with pytest.raises(SourceError, match=r"^reg:absoluteerror cannot be served by Triton FIL: Treelite"):
+        triton.fil_settings(ModelOutput("reg:absoluteerror", "value", 1, None))
