@@ -22,7 +22,8 @@ NEO_FRAMEWORK_VERSION = "1.9"
 NEO_TARGET_DEVICE = "ml_inf1"
 # kMaxSupportedFileFormatVersion in caffe2/serialize/versions.h of the release/1.9 branch.
 NEO_TORCH_MAX_FILE_FORMAT_VERSION = 6
-# Operators the GEMM tree strategy and the wrapper may trace to; every one is in torch 1.9's ATen.
+# Operators the GEMM tree strategy and the wrappers (one per link: sigmoid, identity, softmax) may trace to;
+# every one is in torch 1.9's ATen.
 TORCH_1_9_OPS = frozenset(
     {
         "aten::add",
@@ -33,6 +34,9 @@ TORCH_1_9_OPS = frozenset(
         "aten::select",
         "aten::sigmoid",
         "aten::slice",
+        # multi:softprob's wrapper (ClassProbabilities); torch 1.9 schema: softmax.int(Tensor self, int dim,
+        # ScalarType? dtype=None), the overload the serialized torch.softmax(x, 1) call resolves to.
+        "aten::softmax",
         "aten::squeeze",
         "aten::sum",
         "aten::t",

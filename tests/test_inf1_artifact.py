@@ -15,18 +15,25 @@ from typing import Any
 import pytest
 
 from scripts import inf1_format as inf1
-from scripts import train_model
+from scripts.model_source import model_output
 from stacks.artifact import inspect_artifact
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO_ROOT / "model_artifacts" / "inf1" / inf1.ARTIFACT
 MANIFEST = REPO_ROOT / "model_artifacts" / "inf1" / inf1.MANIFEST
-SOURCE_ARCHIVE = REPO_ROOT / "model_artifacts" / train_model.ARTIFACT
+SOURCE_ARCHIVE = REPO_ROOT / "model_artifacts" / "model.tar.gz"
+SOURCE_MANIFEST = REPO_ROOT / "model_artifacts" / "model-manifest.json"
 
 
 @pytest.fixture(scope="module")
 def manifest() -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(MANIFEST.read_text(encoding="utf-8"))
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def source_manifest() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(SOURCE_MANIFEST.read_text(encoding="utf-8"))
     return loaded
 
 
@@ -71,28 +78,47 @@ def test_archive_was_built_from_the_committed_xgboost_model(manifest: dict[str, 
 def test_kit_artifact_check_accepts_the_archive(manifest: dict[str, Any]) -> None:
     checked = inspect_artifact(ARCHIVE)
     assert checked.model_file == inf1.MODEL_FILE
-    assert checked.feature_count == len(train_model.FEATURES)
+    assert checked.feature_count == len(manifest["features"])
     assert checked.sha256 == manifest["sha256"]
 
 
-def test_manifest_describes_the_neo_job(manifest: dict[str, Any]) -> None:
+def test_manifest_describes_the_neo_job(manifest: dict[str, Any], source_manifest: dict[str, Any]) -> None:
+    width = len(source_manifest["features"])
     assert manifest["model_file"] == inf1.MODEL_FILE
-    assert manifest["features"] == list(train_model.FEATURES)
+    assert manifest["features"] == source_manifest["features"]
     assert manifest["neo"] == {
         "framework": inf1.NEO_FRAMEWORK,
         "framework_version": inf1.NEO_FRAMEWORK_VERSION,
         "target_device": inf1.NEO_TARGET_DEVICE,
-        "data_input_config": {"input0": [1, len(train_model.FEATURES)]},
+        "data_input_config": {"input0": [1, width]},
         "compiler_options": '"--fast-math none"',
         "max_readable_file_format_version": inf1.NEO_TORCH_MAX_FILE_FORMAT_VERSION,
     }
-    assert manifest["input"] == {"name": "input0", "shape": [1, len(train_model.FEATURES)], "dtype": "float32"}
+    assert manifest["input"] == {"name": "input0", "shape": [1, width], "dtype": "float32"}
+
+
+def test_manifest_carries_the_sources_contract_fields(
+    manifest: dict[str, Any], source_manifest: dict[str, Any]
+) -> None:
+    """objective, output (with the traced model's shape), num_class for multi:softprob, sample_payload and the
+    reference rows and predictions, from the source."""
+    output = model_output(source_manifest)
+    assert manifest["objective"] == output.objective
+    assert ("num_class" in manifest) == (output.num_class is not None)
+    assert manifest.get("num_class") == output.num_class
+    assert {key: manifest["output"][key] for key in ("kind", "columns")} == output.as_manifest()["output"]
+    shape = [1, output.columns] if output.kind == "class_probabilities" else [1]
+    assert manifest["output"]["shape"] == shape and manifest["output"]["dtype"] == "float32"
+    assert manifest["sample_payload"] == source_manifest["sample_payload"]
+    assert manifest["reference"] == {key: source_manifest["reference"][key] for key in ("rows", "predictions")}
 
 
 def test_recorded_equivalence_check_passed_on_enough_rows(manifest: dict[str, Any]) -> None:
     validation = manifest["validation"]
-    assert validation["tolerance"] == inf1.TOLERANCE
+    if manifest["output"]["kind"] != "value":  # a value's tolerance scales with its size
+        assert validation["tolerance"] == inf1.TOLERANCE
     assert validation["rows"] >= 1000
+    assert validation["row_source"] == "scripts/model_rows.py probe_rows"
     assert 0 <= validation["max_abs_diff"] <= validation["tolerance"]
 
 

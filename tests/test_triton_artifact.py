@@ -18,7 +18,8 @@ import pytest
 import xgboost as xgb
 
 from scripts import build_triton_artifact as triton
-from scripts.train_model import FEATURE_RANGES
+from scripts.model_rows import probe_rows
+from scripts.model_source import ModelOutput, SourceError, model_output
 from stacks import catalog
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,20 +66,23 @@ def files(archive_bytes: bytes) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def rows() -> FloatArray:
-    """Rows across every feature's range, some with missing values."""
-    rng = np.random.default_rng(20261121)
-    columns = [rng.integers(low, high, size=N_ROWS, endpoint=True) for low, high in FEATURE_RANGES]
-    data = np.column_stack(columns).astype(np.float32)
-    data[rng.random(data.shape) < 0.05] = np.nan
+def packaged_booster(files: dict[str, bytes]) -> xgb.Booster:
+    booster = xgb.Booster()
+    booster.load_model(bytearray(files[MODEL_FILE]))
+    return booster
+
+
+@pytest.fixture(scope="module")
+def rows(packaged_booster: xgb.Booster) -> FloatArray:
+    """Rows on and beside the model's own split thresholds, as wide as the model, some values missing."""
+    data = probe_rows(packaged_booster, N_ROWS, seed=20261121)
+    data[np.random.default_rng(20261121).random(data.shape) < 0.05] = np.nan
     return data
 
 
 @pytest.fixture(scope="module")
-def xgboost_probabilities(files: dict[str, bytes], rows: FloatArray) -> FloatArray:
-    booster = xgb.Booster()
-    booster.load_model(bytearray(files[MODEL_FILE]))
-    predictions: FloatArray = booster.predict(xgb.DMatrix(rows))
+def xgboost_probabilities(packaged_booster: xgb.Booster, rows: FloatArray) -> FloatArray:
+    predictions: FloatArray = packaged_booster.predict(xgb.DMatrix(rows))
     return predictions
 
 
@@ -131,3 +135,67 @@ def test_packaged_model_scores_what_the_xgboost_archive_scores(
         source = xgb.Booster()
         source.load_model(bytearray(handle.read()))
     np.testing.assert_array_equal(source.predict(xgb.DMatrix(rows)), xgboost_probabilities)
+
+
+def test_manifest_carries_the_sources_contract_fields(
+    manifest: dict[str, Any], source_manifest: dict[str, Any]
+) -> None:
+    """features, objective, output (num_class for multi:softprob), sample_payload and reference, from the source."""
+    output = model_output(source_manifest)
+    assert manifest["objective"] == source_manifest["objective"]
+    assert {key: manifest[key] for key in ("output", "num_class") if key in manifest} == output.as_manifest()
+    assert manifest["sample_payload"] == source_manifest["sample_payload"]
+    reference = manifest["reference"]
+    assert reference["rows"] == source_manifest["reference"]["rows"]
+    assert reference["predictions"] == source_manifest["reference"]["predictions"]
+    assert [float(v) for v in manifest["sample_payload"].split(",")] in reference["rows"]
+    assert manifest["sample_request"]["inputs"][0]["shape"] == [1, len(manifest["features"])]
+
+
+def test_raw_output_holds_the_decoded_predictions(manifest: dict[str, Any]) -> None:
+    """What a client decodes from output__0: column 1 of (1 - p, p) for binary, the whole row otherwise."""
+    raw = np.array(manifest["reference"][triton.OUTPUT_NAME])
+    expected = np.array(manifest["reference"]["predictions"], dtype=np.float64)
+    assert raw.shape == (len(manifest["reference"]["rows"]), *manifest["triton"]["output"]["dims"])
+    column = manifest["triton"]["output"].get("positive_class_column")
+    decoded = raw[:, column] if column is not None else raw.reshape(expected.shape)
+    np.testing.assert_array_equal(decoded, expected)
+
+
+def test_committed_config_is_the_one_for_the_manifests_output_and_width(
+    files: dict[str, bytes], manifest: dict[str, Any]
+) -> None:
+    fil = triton.fil_settings(model_output(manifest))
+    assert files[CONFIG_FILE].decode("utf-8") == triton.config_pbtxt(len(manifest["features"]), fil)
+    assert manifest["triton"]["input"]["dims"] == [len(manifest["features"])]
+    assert manifest["triton"]["output"]["dims"] == [fil.columns]
+    assert (manifest["triton"]["output_class"], manifest["triton"]["predict_proba"]) == (
+        fil.output_class,
+        fil.predict_proba,
+    )
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        (ModelOutput("binary:logistic", "probability", 1, None), triton.FilOutput(True, True, 2)),
+        (ModelOutput("multi:softprob", "class_probabilities", 5, 5), triton.FilOutput(True, True, 5)),
+        (ModelOutput("reg:logistic", "probability", 1, None), triton.FilOutput(False, False, 1)),
+        (ModelOutput("reg:squarederror", "value", 1, None), triton.FilOutput(False, False, 1)),
+        (ModelOutput("reg:pseudohubererror", "value", 1, None), triton.FilOutput(False, False, 1)),
+    ],
+)
+def test_fil_settings_per_output_kind(output: ModelOutput, expected: triton.FilOutput) -> None:
+    """notes/contract.md: classifiers with output_class and predict_proba ([2] for binary, [num_class] for
+    multi:softprob); reg:logistic and the value objectives as regressors, one column."""
+    fil = triton.fil_settings(output)
+    assert fil == expected
+    config = triton.config_pbtxt(12, fil)
+    assert "dims: [ 12 ]" in config and f"dims: [ {expected.columns} ]" in config
+    flags = 'string_value: "true"' if expected.output_class else 'string_value: "false"'
+    assert config.count(flags) == 2 + (0 if expected.output_class else 1)  # + xgboost_allow_unknown_field
+
+
+def test_an_objective_fils_loader_rejects_is_refused_in_one_line() -> None:
+    with pytest.raises(SourceError, match=r"^reg:absoluteerror cannot be served by Triton FIL: Treelite"):
+        triton.fil_settings(ModelOutput("reg:absoluteerror", "value", 1, None))

@@ -9,17 +9,23 @@ backend loads XGBoost JSON with, so a model Triton could not read or would score
 from __future__ import annotations
 
 import copy
+import io
 import json
+import tarfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import treelite
+import xgboost as xgb
 from google.protobuf import text_format  # type: ignore[import-untyped]  # no types-protobuf in the venv
 from tritonclient.grpc import model_config_pb2  # type: ignore[import-untyped]  # tritonclient ships no types
 
 from scripts import build_triton_artifact as triton
+from scripts.model_rows import probe_rows
+from scripts.model_source import read_source
 from tests.test_triton_artifact import CONFIG_FILE, MODEL_FILE, N_ROWS, FloatArray
 
 TOLERANCE = 1e-5
@@ -189,3 +195,111 @@ def test_sample_request_is_a_v2_inference_request_for_the_configured_input(
     assert manifest["content_types"]["json"] == "application/json"
     binary = manifest["content_types"]["binary"].format(json_header_size=120)
     assert binary == "application/vnd.sagemaker-triton.binary+json;json-header-size=120"
+
+
+# Models other than the sample (tests/model_build/conftest.py MODELS): another width, a value output, 3 classes.
+
+
+def treelite_scores(model_json: bytes, rows: FloatArray) -> FloatArray:
+    """GTIL's answer as [rows, classes]: one target, one column per class (one for a regressor or binary)."""
+    model = treelite.frontend.from_xgboost_json(model_json, allow_unknown_field=False)
+    scores: FloatArray = np.asarray(treelite.gtil.predict(model, rows, nthread=1), dtype=np.float32)
+    assert scores.ndim == 3 and scores.shape[:2] == (len(rows), 1), scores.shape
+    return scores[:, 0, :]
+
+
+def fil_answer(config: Any, scores: FloatArray) -> FloatArray:
+    """``output__0`` as the FIL backend fills it from GTIL's scores (fil_backend src/tl_model.h, predict)."""
+    params = parameters(config)
+    classifier, proba = params.get("output_class") == "true", params.get("predict_proba") == "true"
+    dims = list(config.output[0].dims)
+    if classifier and proba and scores.shape[1] == 1 and dims == [2]:
+        return np.hstack([np.float32(1.0) - scores, scores])
+    if classifier and not proba:
+        if scores.shape[1] > 1:
+            classes: FloatArray = np.asarray(scores.argmax(axis=1), dtype=np.float32).reshape(-1, 1)
+            return classes
+        return (scores > float(params.get("threshold", "0.5"))).astype(np.float32)
+    assert dims == [scores.shape[1]], f"FIL cannot fill dims {dims} from {scores.shape[1]} values per row"
+    return scores
+
+
+@pytest.fixture(scope="module")
+def other_build(packaged: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The gpu build of a model from MODELS: its source manifest, booster, config, files and manifest."""
+    out_dir = tmp_path_factory.mktemp("triton-other")
+    archive = triton.build(packaged, out_dir)
+    model_bytes, source_manifest = read_source(packaged)
+    booster = xgb.Booster()
+    booster.load_model(bytearray(model_bytes))
+    with tarfile.open(fileobj=io.BytesIO(archive.read_bytes()), mode="r:gz") as tar:
+        handles = {m.name: tar.extractfile(m) for m in tar.getmembers() if m.isfile()}
+        packaged_files = {name: handle.read() for name, handle in handles.items() if handle is not None}
+    return {
+        "source": packaged,
+        "source_manifest": source_manifest,
+        "booster": booster,
+        "archive": archive.read_bytes(),
+        "files": packaged_files,
+        "config": text_format.Parse(packaged_files[CONFIG_FILE].decode("utf-8"), model_config_pb2.ModelConfig()),
+        "manifest": json.loads((out_dir / triton.MANIFEST).read_text(encoding="utf-8")),
+    }
+
+
+def expected_fil(source: dict[str, Any]) -> tuple[str, str, list[int]]:
+    """What notes/contract.md asks of FIL for the MODELS' objectives: (output_class, predict_proba, dims)."""
+    if source["objective"] == "multi:softprob":
+        return "true", "true", [source["num_class"]]
+    assert source["objective"] == "reg:squarederror", "add the new objective here"
+    return "false", "false", [1]
+
+
+def test_other_models_config_has_the_manifests_width_and_output(other_build: dict[str, Any]) -> None:
+    config, described, source = other_build["config"], other_build["manifest"], other_build["source_manifest"]
+    output_class, predict_proba, dims = expected_fil(source)
+    assert list(config.input[0].dims) == described["triton"]["input"]["dims"] == [len(source["features"])]
+    assert list(config.output[0].dims) == described["triton"]["output"]["dims"] == dims
+    params = parameters(config)
+    assert (params["output_class"], params["predict_proba"]) == (output_class, predict_proba)
+    assert params["model_type"] == "xgboost_json" and params["xgboost_allow_unknown_field"] == "false"
+    assert (described["output"], described.get("num_class")) == (source["output"], source.get("num_class"))
+    assert described["features"] == source["features"]
+    assert described["sample_payload"] == source["sample_payload"]
+    assert "positive_class_column" not in described["triton"]["output"]
+
+
+def test_other_models_treelite_reproduces_xgboost_for_the_fil_output(other_build: dict[str, Any]) -> None:
+    booster = other_build["booster"]
+    rows = probe_rows(booster, N_ROWS, seed=7)
+    expected = booster.predict(xgb.DMatrix(rows)).astype(np.float32).reshape(len(rows), -1)
+    answer = fil_answer(other_build["config"], treelite_scores(other_build["files"][MODEL_FILE], rows))
+    assert answer.shape == (len(rows), *other_build["manifest"]["triton"]["output"]["dims"])
+    # Values are compared relative to their size: float32 sums of trees round relative to magnitude.
+    np.testing.assert_allclose(answer, expected, rtol=TOLERANCE, atol=TOLERANCE)
+
+
+def test_other_models_reference_is_what_fil_answers_and_clients_decode(other_build: dict[str, Any]) -> None:
+    reference, source = other_build["manifest"]["reference"], other_build["source_manifest"]["reference"]
+    assert (reference["rows"], reference["predictions"]) == (source["rows"], source["predictions"])
+    rows = np.array(reference["rows"], dtype=np.float32)
+    answer = fil_answer(other_build["config"], treelite_scores(other_build["files"][MODEL_FILE], rows))
+    np.testing.assert_allclose(reference["output__0"], answer, rtol=TOLERANCE, atol=TOLERANCE)
+    decoded = np.array(reference["output__0"]).reshape(np.array(reference["predictions"]).shape)
+    np.testing.assert_array_equal(decoded, reference["predictions"])
+
+
+def test_other_models_build_is_reproducible(other_build: dict[str, Any], tmp_path: Path) -> None:
+    again = triton.build(other_build["source"], tmp_path)
+    assert again.read_bytes() == other_build["archive"]
+    assert json.loads((tmp_path / triton.MANIFEST).read_text(encoding="utf-8")) == other_build["manifest"]
+
+
+@pytest.mark.parametrize("objective", list(triton.FIL_UNSUPPORTED))
+def test_refused_objectives_are_still_unreadable_by_the_pinned_treelite(objective: str) -> None:
+    """When Treelite learns the objective, this fails: lift the refusal in FIL_UNSUPPORTED."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 3)).astype(np.float32)
+    params = {"objective": objective, "nthread": 1, "seed": 1}
+    booster = xgb.train(params, xgb.DMatrix(x, label=x[:, 0]), num_boost_round=2)
+    with pytest.raises(treelite.TreeliteError, match="Unrecognized XGBoost objective"):
+        treelite.frontend.from_xgboost_json(bytes(booster.save_raw(raw_format="json")), allow_unknown_field=False)
