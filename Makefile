@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 CDK := node_modules/.bin/cdk
 
-.PHONY: setup setup-dev setup-model synth synth-all stages test test-model lint format bench tables model triton-model \
+.PHONY: setup setup-dev setup-model synth synth-all stages test test-model lint format bench tables model package triton-model \
 	inf1-model lock check-locks clean diff deploy destroy deploy-ci-roles rehearse bench-client
 
 # Python packages come in three pinned layers (locks/, from `make lock`), installed by uv, which the
@@ -121,6 +121,14 @@ model: setup-model
 	$(PY) scripts/train_model.py
 	$(PY) scripts/build_triton_artifact.py
 	$(PY) scripts/build_inf1_artifact.py
+
+## Package your own XGBoost model (booster file or a training job's model.tar.gz) for every profile:
+## make package MODEL=path [FEATURES=names.txt] [OUT=model_artifacts/mine] (docs/own-model.md).
+## The inferentia artifact is written when the model layer is installed (make setup-model).
+OUT ?= model_artifacts/custom
+package: setup-dev
+	@test -n "$(MODEL)" || { echo "make package: MODEL is not set; allowed: MODEL=path/to/model.json or model.tar.gz"; exit 2; }
+	$(PY) scripts/package_model.py "$(MODEL)" --out-dir "$(OUT)" $(if $(FEATURES),--features "$(FEATURES)") $(ARGS)
 
 ## The gpu profile's Triton FIL model repository, from model_artifacts/model.tar.gz.
 triton-model: setup-model

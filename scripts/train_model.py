@@ -169,6 +169,8 @@ def manifest(archive: bytes, booster: xgb.Booster, x_test: FloatArray) -> dict[s
         "xgboost_version": xgb.__version__,
         "objective": PARAMS["objective"],
         "features": list(FEATURES),
+        # What the kit's client decodes (scripts/package_model.py writes the same for any model).
+        "output": {"kind": "probability", "columns": 1},
         "content_type": CONTENT_TYPE,
         "sample_payload": SAMPLE_PAYLOAD,
         "reference": reference(booster, x_test),

@@ -794,9 +794,16 @@ def inspect_profile_artifact(profile: Profile, path: Path) -> ModelArtifact:
 
 def _fit_problems(s: StageSettings, setting: str, path: str, artifact: ModelArtifact) -> Iterator[str]:
     """Why the profile's container cannot serve this (otherwise sound) artifact."""
-    if artifact.feature_count != 7:
-        yield _problem(setting, path, f"the model takes {artifact.feature_count} features; allowed: 7")
     manifest = artifact.manifest
+    features = manifest["features"]
+    if (
+        not features
+        or not all(isinstance(name, str) and name for name in features)
+        or len(set(features)) != len(features)
+    ):
+        yield _problem(
+            setting, path, "its manifest's features must be unique non-empty names; package it with make package"
+        )
     version = s.container_version
     if version not in s.serving.versions():
         return  # image_tag is reported on its own; the artifact is not wrong for an image that does not exist
