@@ -494,7 +494,8 @@ def test_a_manifest_that_does_not_describe_a_servable_model_is_one_line(manifest
 
 
 def _local_client(url: str) -> Any:
-    return runtime_client(EndpointSession(_session(), url))
+    # Timeouts past any stall of a busy machine: these tests are about answers, not time.
+    return runtime_client(EndpointSession(_session(), url), connect_timeout=30.0, read_timeout=30.0)
 
 
 SAMPLE_STAND_IN = profile_model("cpu")

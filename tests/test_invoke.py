@@ -393,14 +393,18 @@ def test_a_read_timeout_fires_after_read_timeout_not_the_sdk_default_60_s() -> N
 def _concurrent_waves(pool_size: int, callers: int = 4, waves: int = 2) -> int:
     """``callers`` threads call at once (the server holds each answer until all have arrived), ``waves``
     times; the connections the server accepted."""
-    everyone_in = threading.Barrier(callers, timeout=5)
+    everyone_in = threading.Barrier(callers, timeout=60)
 
     def together(body: bytes) -> Reply:
         everyone_in.wait()
         return probabilities(body)
 
     with local_endpoint(together) as endpoint:
-        client = local_client(endpoint.url, pool_size=pool_size)
+        # Timeouts far past any scheduling stall of a busy machine, and no retry: a timed-out attempt's retry
+        # would open a connection of its own and change the count this test is about.
+        client = local_client(
+            endpoint.url, pool_size=pool_size, connect_timeout=60.0, read_timeout=60.0, max_attempts=1
+        )
         with ThreadPoolExecutor(callers) as pool:
             for _ in range(waves):
                 list(pool.map(lambda _: predict(client, "local", [SAMPLE_ROW], SCHEMA), range(callers)))
