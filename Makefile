@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 CDK := node_modules/.bin/cdk
 
 .PHONY: setup setup-dev setup-model synth synth-all stages test test-model lint format bench tables model package triton-model \
-	inf1-model lock check-locks clean diff deploy destroy deploy-ci-roles rehearse bench-client
+	inf1-model lock check-locks clean diff deploy destroy deploy-ci-roles rehearse bench-client bench-model
 
 # Python packages come in three pinned layers (locks/, from `make lock`), installed by uv, which the
 # setup bootstraps from PyPI into the venv. Each layer adds to the one before it:
@@ -110,6 +110,10 @@ bench: setup-dev
 ## The kit's client against a local endpoint: N calls on one pooled client (1 connection) vs a new client per call.
 bench-client: setup-dev
 	$(PY) scripts/bench_client.py $(ARGS)
+
+## The model's line of the latency budget: single-row parse + DMatrix + predict on a packaged cpu archive.
+bench-model: setup-dev
+	$(PY) scripts/bench_model.py $(ARGS)
 
 ## Regenerate the committed image and instance-type tables from the SDK / botocore.
 tables: setup-dev

@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from scripts.archive import reproducible_tar_gz  # noqa: E402
 from scripts.model_rows import probe_rows  # noqa: E402
+from scripts.model_source import OUTPUT_KINDS  # noqa: E402  (what each served objective answers)
 from stacks import catalog  # noqa: E402
 
 ARTIFACT = "model.tar.gz"
@@ -58,15 +59,6 @@ PROFILES = ("cpu", "gpu", "inferentia")
 REFERENCE_ROWS = 20
 REFERENCE_SEED = 20261201
 
-# What each served objective answers, as the kit's client decodes it (scripts/rtb_client.py).
-OUTPUT_KINDS = {
-    "binary:logistic": "probability",
-    "reg:logistic": "probability",
-    "reg:squarederror": "value",
-    "reg:absoluteerror": "value",
-    "reg:pseudohubererror": "value",
-    "multi:softprob": "class_probabilities",
-}
 # Why the others are refused: what they answer, and what to train instead.
 _REFUSED_OBJECTIVES = {
     "binary:logitraw": "it answers raw margins, not probabilities; train with binary:logistic",

@@ -8,7 +8,18 @@ import pytest
 
 from .conftest import REPO_ROOT
 
-PASS_ARGS = ("bench", "bench-client", "rehearse", "diff", "deploy", "destroy", "tables", "triton-model", "inf1-model")
+PASS_ARGS = (
+    "bench",
+    "bench-client",
+    "bench-model",
+    "rehearse",
+    "diff",
+    "deploy",
+    "destroy",
+    "tables",
+    "triton-model",
+    "inf1-model",
+)
 
 
 @pytest.mark.parametrize("target", PASS_ARGS)

@@ -142,7 +142,9 @@ def _data_input_config(value: str) -> str:
         for shape in parsed:
             _shape("DataInputConfig", shape)
     else:
-        raise PropertyError(f'DataInputConfig {value!r} must be a JSON object {{"input0": [1, 7]}} or list [[1, 7]]')
+        raise PropertyError(
+            f'DataInputConfig {value!r} must be a JSON object {{"input0": [1, <features>]}} or list [[1, <features>]]'
+        )
     return value
 
 
