@@ -25,7 +25,7 @@ from scripts import package_model
 from scripts.archive import reproducible_tar_gz
 from scripts.rtb_client import ModelSchema, RequestError, codec_for
 from stacks.stages import load_stage
-from tests.conftest import synthesize
+from tests.conftest import REPO_ROOT, synthesize
 
 Labels = Callable[[np.ndarray], np.ndarray]
 SHAPES: dict[str, tuple[dict[str, Any], int, Labels]] = {
@@ -223,3 +223,18 @@ def test_the_ubjson_version_is_read_from_the_model_itself() -> None:
     assert package_model.saved_version(io.BytesIO(bytes(train("reg12").save_raw(raw_format="json"))).read()) == (
         xgb.__version__
     )
+
+
+def test_no_code_outside_the_samples_own_files_names_its_features() -> None:
+    # Shapes come from manifests: the sample's feature names, as string literals, belong to its training
+    # script and artifacts ("hour" as a word in a comment is not a feature).
+    sample = json.loads((REPO_ROOT / "model_artifacts" / "model-manifest.json").read_text())["features"]
+    own = {REPO_ROOT / "scripts" / "train_model.py"}
+    code = [path for folder in ("scripts", "stacks") for path in sorted((REPO_ROOT / folder).rglob("*.py"))]
+    named = {
+        str(path.relative_to(REPO_ROOT)): [name for name in sample if re.search(rf"[\"']{re.escape(name)}[\"']", text)]
+        for path in code
+        if path not in own and (text := path.read_text())
+    }
+    assert {path: names for path, names in named.items() if names} == {}
+    assert len(code) > 20 and len(sample) > 1  # the scan saw the code and the names
