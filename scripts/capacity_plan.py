@@ -42,6 +42,19 @@ _EPSILON = 1e-9
 
 
 @dataclass(frozen=True)
+class Probe:
+    """A stage's client-path probe (client_probe): a burst per client AZ per run."""
+
+    azs: int
+    burst_size: int
+    schedule_minutes: int
+    memory_mb: int = 256
+    # Assumed, not measured: a burst of sub-20 ms calls plus connection setup. The functions' REPORT log
+    # lines give the real billed duration.
+    seconds_per_run: float = 1.0
+
+
+@dataclass(frozen=True)
 class Inputs:
     peak_rps: float
     max_rps_per_instance: float
@@ -50,6 +63,7 @@ class Inputs:
     min_ha: int = 2
     trough_fraction: float = 0.3
     headroom: float = 1.25
+    probe: Probe | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +169,8 @@ def format_plan(inputs: Inputs, result: Plan, price: Price | None, table: dict[s
         f"  SageMakerVariantInvocationsPerInstance target: {_number(inputs.max_rps_per_instance)} x {inputs.safety:g}"
         f" x 60 = {_number(result.invocations_per_instance_target)} per instance per minute",
     ]
+    if inputs.probe is not None:
+        lines += probe_lines(inputs.probe, result, table)
     if price is None:
         reason = table.get("missing", {}).get(inputs.instance_type, "not in the table")
         return [*lines, f"cost: no price for {inputs.instance_type} in {PRICES.name} ({reason})"]
@@ -172,6 +188,29 @@ def format_plan(inputs: Inputs, result: Plan, price: Price | None, table: dict[s
         lines.append(f"  {name:<10}{count:>10,}{_money(hourly):>14}{_money(monthly):>20}")
     if price.caveat:
         lines.append(f"  price caveat: {price.caveat}")
+    return lines
+
+
+def probe_lines(probe: Probe, result: Plan, table: dict[str, Any]) -> list[str]:
+    """What the probe adds: its share of one instance's load at the scaling target, and its Lambda cost."""
+    per_minute = probe.azs * probe.burst_size / probe.schedule_minutes
+    share = per_minute / 60 / result.rps_per_instance_at_target
+    runs = probe.azs * HOURS_PER_MONTH * 60 / probe.schedule_minutes
+    lines = [
+        f"client probe: {probe.azs} AZs x {probe.burst_size} invocations every {probe.schedule_minutes} min = "
+        f"{_number(per_minute)} invocations per minute, {share:.2%} of one instance's load at the scaling target; "
+        "counted in Invocations and the scaling metric like any caller (not excluded)",
+    ]
+    prices = table.get("lambda")
+    if not isinstance(prices, dict):
+        return [*lines, f"  probe cost: no Lambda prices in {PRICES.name}"]
+    requests = runs / 1e6 * float(prices["usd_per_million_requests"])
+    compute = runs * probe.seconds_per_run * probe.memory_mb / 1024 * float(prices["usd_per_gb_second"])
+    lines.append(
+        f"  probe cost: {_number(runs)} runs per month, {_money(requests + compute)} per month "
+        f"(requests {_money(requests)}, {probe.memory_mb} MB x an assumed {probe.seconds_per_run:g} s per run "
+        f"{_money(compute)}; Lambda, source: {prices['source']}, read {prices['read_on']}; {prices['caveat']})"
+    )
     return lines
 
 
@@ -220,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve(args: argparse.Namespace) -> tuple[Inputs, str]:
     """Inputs from the arguments, with the stage's settings as defaults; and where MAX_RPS came from."""
-    stage_scaling, stage_type = None, None
+    stage_scaling, stage_type, probe = None, None, None
     if args.stage:
         use_pinned_node()
         from stacks.settings import SettingsError  # the stages import the CDK: only when asked for
@@ -233,6 +272,10 @@ def resolve(args: argparse.Namespace) -> tuple[Inputs, str]:
         except SettingsError as error:
             raise UsageError(one_line(error)) from None
         stage_scaling, stage_type = settings.autoscaling, settings.instance_type
+        if settings.client_probe.enabled:
+            probe = Probe(
+                len(settings.client_azs), settings.client_probe.burst_size, settings.client_probe.schedule_minutes
+            )
     if args.max_rps_per_instance is not None:
         max_rps, origin = args.max_rps_per_instance, "given"
     elif stage_scaling is not None:
@@ -254,6 +297,7 @@ def resolve(args: argparse.Namespace) -> tuple[Inputs, str]:
         min_ha=args.min_ha,
         trough_fraction=args.trough_fraction,
         headroom=args.headroom,
+        probe=probe,
     )
     return inputs, origin
 

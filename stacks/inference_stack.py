@@ -9,6 +9,7 @@ from constructs import Construct
 
 from stacks.autoscaling import VariantAutoscaling
 from stacks.caller_policy import CallerPolicy
+from stacks.client_probe import ClientProbes
 from stacks.encryption import EncryptionKey
 from stacks.model_endpoint import InferenceEndpoint
 from stacks.monitoring import EndpointMonitoring
@@ -63,6 +64,18 @@ class InferenceStack(Stack):
         )
         # On-call hears of a rollback too, not only SageMaker.
         monitoring.notify(inference.rollout.alarms)
+        if settings.client_probe.enabled:
+            ClientProbes(
+                self,
+                "ClientProbes",
+                settings=settings,
+                endpoint_name=inference.endpoint_name,
+                subnets=list(network.subnets.subnets or []),
+                client_security_group=runtime.client_security_group,
+                caller_policy=callers.policy,
+                vpc=network.vpc,
+                encryption_key=key,
+            )
 
         CfnOutput(self, "EndpointName", value=inference.endpoint.attr_endpoint_name)
         CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)

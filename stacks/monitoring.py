@@ -15,6 +15,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from stacks.client_probe import NAMESPACE as CLIENT_PATH_NAMESPACE
+from stacks.client_probe import az_id
 from stacks.settings import StageSettings
 
 _MINUTE = Duration.minutes(1)
@@ -49,10 +51,15 @@ class EndpointMonitoring(Construct):
         self.topic = sns.Topic(
             self, "AlarmTopic", display_name="RTB inference alarms", master_key=encryption_key, enforce_ssl=True
         )
+        self._endpoint_name = endpoint_name
+        self._probe_period = Duration.minutes(settings.client_probe.schedule_minutes)
+        # The client path is watched only where the probe runs: one set of alarms per client AZ.
+        self._probe_azs = list(settings.client_azs) if settings.client_probe.enabled else []
         self.alarms = [
             self._latency_alarm(settings.latency_slo_ms),
             self._error_rate_alarm(settings.error_rate_alarm),
             self._max_capacity_alarm(settings),
+            *(alarm for az in self._probe_azs for alarm in self._client_path_alarms(az, settings.latency_slo_ms)),
         ]
         self.notify(self.alarms)
         self.dashboard = self._dashboard(settings)
@@ -68,6 +75,73 @@ class EndpointMonitoring(Construct):
         return cloudwatch.Metric(
             namespace=namespace, metric_name=name, dimensions_map=self._variant, statistic=statistic, period=_MINUTE
         )
+
+    def client_path_metric(self, az: str, name: str, statistic: str) -> cloudwatch.Metric:
+        """A metric the probe in ``az`` publishes (handlers/client_probe.py), per its schedule."""
+        return cloudwatch.Metric(
+            namespace=CLIENT_PATH_NAMESPACE,
+            metric_name=name,
+            dimensions_map={"EndpointName": self._endpoint_name, "AvailabilityZone": az},
+            statistic=statistic,
+            period=self._probe_period,
+        )
+
+    def _client_path_alarms(self, az: str, slo_ms: float) -> list[cloudwatch.Alarm]:
+        """What the ad servers in ``az`` would see: slow answers, failed calls, a cross-AZ path, a silent probe."""
+        suffix = az_id(az)
+        every = f"every {self._probe_period.to_minutes()} min"
+
+        def alarm(
+            construct_id: str,
+            metric: cloudwatch.Metric,
+            threshold: float,
+            description: str,
+            *,
+            datapoints: int = 3,
+            missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
+            comparison: cloudwatch.ComparisonOperator = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        ) -> cloudwatch.Alarm:
+            return metric.create_alarm(
+                self,
+                f"{construct_id}{suffix}",
+                alarm_description=f"{az}: {description}",
+                threshold=threshold,
+                evaluation_periods=5 if datapoints > 1 else 1,
+                datapoints_to_alarm=datapoints,
+                comparison_operator=comparison,
+                treat_missing_data=missing,
+            )
+
+        return [
+            alarm(
+                "ClientLatencyAlarm",
+                self.client_path_metric(az, "ClientRoundTrip", "p99"),
+                slo_ms,
+                f"client-seen p99 round trip above the {slo_ms:g} ms SLO in 3 of 5 probe runs ({every})",
+            ),
+            alarm(
+                "ClientErrorsAlarm",
+                self.client_path_metric(az, "ProbeErrors", "Sum"),
+                0,
+                "probe invocations failed (timeout, non-200 or an answer that does not decode) in 3 of 5 runs",
+            ),
+            alarm(
+                "ClientCrossAzAlarm",
+                self.client_path_metric(az, "CrossAzAnswers", "Maximum"),
+                0,
+                "the runtime endpoint's DNS answer or the connected address is not this AZ's interface: "
+                "clients here cross AZs (check private DNS and the endpoint's subnets)",
+                datapoints=1,
+            ),
+            alarm(
+                "ClientProbeMissingAlarm",
+                self.client_path_metric(az, "ProbeRequests", "SampleCount"),
+                1,
+                "no probe run reported in 3 of 5 periods: the client path is not being measured",
+                missing=cloudwatch.TreatMissingData.BREACHING,
+                comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            ),
+        ]
 
     def _latency_ms(self, name: str, percentile: str) -> cloudwatch.MathExpression:
         metric_id = f"{name.lower()}_{percentile}"  # ids must be unique within one graph
@@ -150,6 +224,41 @@ class EndpointMonitoring(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
+    def _client_path_row(self, slo: cloudwatch.HorizontalAnnotation) -> list[cloudwatch.IWidget]:
+        """Client-seen p99 per AZ on the same axes as SageMaker's own p99s: the gap is the client path."""
+        sagemaker_p99 = cloudwatch.MathExpression(
+            expression="(model + overhead) / 1000",
+            using_metrics={
+                "model": self._metric("ModelLatency", "p99"),
+                "overhead": self._metric("OverheadLatency", "p99"),
+            },
+            label="SageMaker-seen: p99 ModelLatency + p99 OverheadLatency (ms)",
+            period=self._probe_period,
+        )
+        return [
+            cloudwatch.GraphWidget(
+                title="Client-seen vs SageMaker-seen latency, p99 (ms)",
+                left=[
+                    *(self.client_path_metric(az, "ClientRoundTrip", "p99") for az in self._probe_azs),
+                    sagemaker_p99,
+                ],
+                left_annotations=[slo],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Client path per AZ: probe errors and cross-AZ answers",
+                left=[
+                    self.client_path_metric(az, "ProbeErrors", "Sum").with_(label=f"probe errors in {az}")
+                    for az in self._probe_azs
+                ],
+                right=[
+                    self.client_path_metric(az, "CrossAzAnswers", "Maximum").with_(label=f"cross-AZ answer in {az}")
+                    for az in self._probe_azs
+                ],
+                width=12,
+            ),
+        ]
+
     def _dashboard(self, settings: StageSettings) -> cloudwatch.Dashboard:
         dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
         slo = cloudwatch.HorizontalAnnotation(value=settings.latency_slo_ms, label="SLO")
@@ -167,6 +276,8 @@ class EndpointMonitoring(Construct):
                 width=12,
             ),
         )
+        if self._probe_azs:
+            dashboard.add_widgets(*self._client_path_row(slo))
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Invocations and errors (per minute)",

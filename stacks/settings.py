@@ -48,6 +48,11 @@ DEFAULT_VPC_CIDR = "10.42.0.0/16"
 STAGE_NAME_MAX = 24
 # SageMaker endpoint names: at most 63 characters.
 ENDPOINT_NAME_MAX = 63
+# The client probe's bounds: a burst stays a probe, not load; runs stay frequent enough for 3-of-5 alarms.
+PROBE_MAX_BURST = 100
+PROBE_MAX_SCHEDULE_MINUTES = 5
+# Lambda caps a function's environment at 4 KB in all; the sample row takes most of it, the rest is small.
+PROBE_MAX_SAMPLE_CHARS = 3000
 
 # ASCII only and matched against the whole string (re.fullmatch): "$" alone would accept a trailing
 # newline, and "\d" any Unicode digit.
@@ -149,6 +154,17 @@ class DataCaptureSettings:
     retention_days: int = 90
 
 
+@dataclass(frozen=True)
+class ClientProbeSettings:
+    """A probe per client AZ that invokes the endpoint as the ad servers do and alarms on what it sees."""
+
+    enabled: bool = False
+    # Invocations per run and AZ: enough for a p99 over a few minutes, far below any scaling target.
+    burst_size: int = 20
+    # Minutes between runs; the alarms' period.
+    schedule_minutes: int = 1
+
+
 @dataclass(frozen=True, kw_only=True)
 class StageSettings:
     """Everything that differs between stages. Defaults are the recommended production values."""
@@ -187,6 +203,7 @@ class StageSettings:
     autoscaling: AutoscalingSettings = field(default_factory=AutoscalingSettings)
     rollout: RolloutSettings = field(default_factory=RolloutSettings)
     data_capture: DataCaptureSettings = field(default_factory=DataCaptureSettings)
+    client_probe: ClientProbeSettings = field(default_factory=ClientProbeSettings)
     shadow: ShadowSettings | None = None
 
     def __post_init__(self) -> None:
@@ -354,6 +371,7 @@ def _rule_problems(s: StageSettings) -> Iterator[str]:
     yield from _monitoring_problems(s)
     yield from _rollout_problems(s.rollout)
     yield from _data_capture_problems(s.data_capture)
+    yield from _client_probe_problems(s)
     yield from _shadow_problems(s)
     if s.log_retention_days not in LOG_RETENTION_DAYS:
         yield _problem("log_retention_days", s.log_retention_days, f"allowed: one of {list(LOG_RETENTION_DAYS)}")
@@ -933,6 +951,35 @@ def _data_capture_problems(capture: DataCaptureSettings) -> Iterator[str]:
         yield _problem("data_capture.sampling_percent", capture.sampling_percent, "allowed: 1 to 100")
     if not 1 <= capture.retention_days <= 3650:
         yield _problem("data_capture.retention_days", capture.retention_days, "allowed: 1 to 3650")
+
+
+def _client_probe_problems(s: StageSettings) -> Iterator[str]:
+    probe = s.client_probe
+    if not 1 <= probe.burst_size <= PROBE_MAX_BURST:
+        yield _problem("client_probe.burst_size", probe.burst_size, f"allowed: 1 to {PROBE_MAX_BURST}")
+    if not 1 <= probe.schedule_minutes <= PROBE_MAX_SCHEDULE_MINUTES:
+        yield _problem(
+            "client_probe.schedule_minutes", probe.schedule_minutes, f"allowed: 1 to {PROBE_MAX_SCHEDULE_MINUTES}"
+        )
+    if probe.enabled and not s.client_azs:
+        yield _problem(
+            "client_probe.enabled",
+            probe.enabled,
+            "the probe runs in each client AZ's subnet; allowed: True only with client_azs set",
+        )
+    if probe.enabled and s.profile in PROFILES:
+        try:
+            sample = str(s.artifact.manifest.get("sample_payload", ""))
+        except ArtifactError:
+            return  # model_artifact's own problem says why
+        if not sample or len(sample) > PROBE_MAX_SAMPLE_CHARS:
+            yield _problem(
+                "client_probe.enabled",
+                probe.enabled,
+                f"the probe sends the manifest's sample_payload ({len(sample)} characters) in its function's "
+                f"environment, which Lambda caps at 4 KB; allowed: True with a sample_payload of 1 to "
+                f"{PROBE_MAX_SAMPLE_CHARS} characters",
+            )
 
 
 def _shadow_problems(s: StageSettings) -> Iterator[str]:

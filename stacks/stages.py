@@ -12,7 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from stacks.github_ci import GitHubCiSettings
-from stacks.settings import AutoscalingSettings, DataCaptureSettings, ScheduledCapacity, StageSettings
+from stacks.settings import (
+    AutoscalingSettings,
+    ClientProbeSettings,
+    DataCaptureSettings,
+    ScheduledCapacity,
+    StageSettings,
+)
 from stacks.stage_loader import load_from
 
 DEFAULT_STAGE = "dev"
@@ -66,6 +72,8 @@ def prod() -> StageSettings:
         ),
         # A sample of production traffic for Model Monitor baselines and drift checks.
         data_capture=DataCaptureSettings(enabled=True, sampling_percent=2),
+        # What the ad servers see in each AZ, beside what SageMaker sees (docs/client-latency.md).
+        client_probe=ClientProbeSettings(enabled=True),
     )
 
 

@@ -200,3 +200,23 @@ def test_an_unreadable_price_table_is_one_line_and_exit_1(
     monkeypatch.setattr(cp, "PRICES", broken)
     assert cp.main(["--peak-rps", "10", "--max-rps-per-instance", "1"]) == 1
     assert capsys.readouterr() == ("", f"capacity_plan: cannot read {broken}: {broken} has no 'prices' object\n")
+
+
+def test_the_probe_line_states_its_share_of_the_load_and_its_cost() -> None:
+    prices = {"usd_per_million_requests": 0.2, "usd_per_gb_second": 0.00001667}
+    table = {"lambda": {**prices, "source": "s", "read_on": "d", "caveat": "c"}}
+    result = cp.plan(cp.Inputs(peak_rps=50_000, max_rps_per_instance=1000, safety=0.5, instance_type="ml.c5.xlarge"))
+    load, cost = cp.probe_lines(cp.Probe(azs=3, burst_size=20, schedule_minutes=1), result, table)
+    # 3 x 20 per minute = 1 per second, against 500 per second per instance at the target.
+    assert "= 60 invocations per minute, 0.20% of one instance's load" in load
+    # 3 AZs x 730 h x 60 runs; requests 131,400 x $0.2/M = $0.026; 131,400 x 1 s x 0.25 GB x $0.00001667 = $0.548.
+    assert cost.startswith("  probe cost: 131,400 runs per month, $0.57 per month (requests $0.03, 256 MB")
+    (slower,) = cp.probe_lines(cp.Probe(azs=2, burst_size=10, schedule_minutes=5), result, {})[:1]
+    assert "= 4 invocations per minute" in slower
+
+
+def test_a_stage_with_the_probe_plans_for_it_and_one_without_does_not(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cp.main(["--stage", "prod", "--peak-rps", "50000"]) == 0
+    assert "client probe: 3 AZs x 20 invocations every 1 min" in capsys.readouterr().out
+    assert cp.main(["--stage", "dev", "--peak-rps", "50000"]) == 0
+    assert "client probe" not in capsys.readouterr().out

@@ -10,6 +10,7 @@ from aws_cdk import App, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 
+from stacks.client_probe import az_id
 from stacks.compliance import add_compliance_checks
 from stacks.settings import StageSettings
 
@@ -73,6 +74,25 @@ def _no_kms_key_on_nvme() -> set[tuple[str, str]]:
     }
 
 
+def _client_probes(arn_prefix: str, azs: tuple[str, ...]) -> set[tuple[str, str]]:
+    """Per client AZ: Describe calls and Lambda's own interface (IAM5), and no dead-letter queue for a
+    scheduled measurement (a missed run is the missing-data alarm's signal)."""
+    interfaces = f"{arn_prefix.format(service='ec2')}:network-interface/*"
+    found = set()
+    for az in azs:
+        suffix = az_id(az)
+        policy = f"{{stack}}/ClientProbes/Policy{suffix}/Resource"
+        found |= {
+            ("AwsSolutions-IAM5[Resource::*]", policy),
+            (f"AwsSolutions-IAM5[Resource::{interfaces}]", policy),
+            *(
+                (f"{pack}-LambdaDLQ", f"{{stack}}/ClientProbes/Function{suffix}/Resource")
+                for pack in ("NIST.800.53.R5", "HIPAA.Security")
+            ),
+        }
+    return found
+
+
 def _neo_compilation(arn_prefix: str) -> set[tuple[str, str]]:
     """Job-named compile output and job logs (IAM5); a bucket of derived build output, not logged or replicated."""
     compiled = "AwsSolutions-IAM5[Resource::<InferenceCompilationOutputA18BD4FB.Arn>/compiled/*]"
@@ -109,6 +129,8 @@ def expected_acknowledgments(settings: StageSettings) -> set[tuple[str, str]]:
         expected |= _no_kms_key_on_nvme()
     if settings.profile == "inferentia":
         expected |= _neo_compilation(prefix)
+    if settings.client_probe.enabled:
+        expected |= _client_probes(prefix, settings.client_azs)
     return expected
 
 

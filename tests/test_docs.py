@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from stacks.settings import AutoscalingSettings, DataCaptureSettings, RolloutSettings, ShadowSettings, StageSettings
+from stacks.settings import (
+    AutoscalingSettings,
+    ClientProbeSettings,
+    DataCaptureSettings,
+    RolloutSettings,
+    ShadowSettings,
+    StageSettings,
+)
 
 from .conftest import REPO_ROOT
 
@@ -271,11 +278,12 @@ def _defaults() -> dict[str, str]:
         (AutoscalingSettings, "autoscaling."),
         (RolloutSettings, "rollout."),
         (DataCaptureSettings, "data_capture."),
+        (ClientProbeSettings, "client_probe."),
         (ShadowSettings, "shadow."),
     )
     for cls, prefix in nested:
         for field in dataclasses.fields(cls):
-            if field.name in ("autoscaling", "rollout", "data_capture"):
+            if field.name in ("autoscaling", "rollout", "data_capture", "client_probe"):
                 continue
             if field.default is dataclasses.MISSING:
                 found[prefix + field.name] = "(required)"

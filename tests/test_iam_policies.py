@@ -227,6 +227,8 @@ TRUSTS: dict[str, tuple[str, dict[str, Any] | None]] = {
     "InferenceNetworkInterfaceCleanupHandlerRole": ("lambda.amazonaws.com", None),
     "InferenceCompilationHandlerRole": ("lambda.amazonaws.com", None),
     "CustomVpcRestrictDefaultSGCustomResourceProviderRole": ("lambda.amazonaws.com", None),
+    # Scheduled by the stack's own EventBridge rules; no documented confused-deputy key for Lambda either.
+    "ClientProbesRole": ("lambda.amazonaws.com", None),
 }
 
 

@@ -85,7 +85,10 @@ def test_capacity_alarm_fires_when_pinned_at_max_for_the_configured_minutes(any_
 
 def test_every_alarm_notifies_the_topic_on_alarm_and_recovery(any_stage: Synthesized) -> None:
     alarms = any_stage.of_type("AWS::CloudWatch::Alarm")
-    assert len(alarms) == 5  # three here, two rollback alarms (tests/test_rollout.py)
+    # Three here, two rollback alarms (tests/test_rollout.py), four per client AZ with the probe
+    # (tests/test_client_probe.py).
+    probed = len(any_stage.settings.client_azs) if any_stage.settings.client_probe.enabled else 0
+    assert len(alarms) == 5 + 4 * probed
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": _topic_id(any_stage)}]
         assert alarm["Properties"]["OKActions"] == [{"Ref": _topic_id(any_stage)}]
@@ -227,7 +230,7 @@ def test_every_monitoring_alarm_has_the_reviewed_operator_expression_and_units(
     found = {
         logical_id: alarm["Properties"]
         for logical_id, alarm in stage.of_type("AWS::CloudWatch::Alarm").items()
-        if logical_id.startswith("Monitoring")
+        if logical_id.startswith("Monitoring") and not logical_id.startswith("MonitoringClient")
     }
     assert len(found) == len(expected), f"an alarm without reviewed semantics: {sorted(found)}"
     for alarm_name, semantics in expected.items():
