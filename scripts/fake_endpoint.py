@@ -260,6 +260,8 @@ class ServerStats:
     served: int = 0
     rejected: int = 0
     model_errors: int = 0
+    # Answered 500 by ``fail_every`` (a known share of the requests received).
+    failed: int = 0
     max_waiting: int = 0
     in_service: int = 0
     max_in_service: int = 0
@@ -323,6 +325,9 @@ class _Handler(BaseHTTPRequestHandler):
         if content_type != endpoint.format.content_type:
             self._model_error(415, f"Content type {content_type or '(none)'} is not supported by this container.")
             return
+        if endpoint.fails_this_one():
+            self._error(500, "InternalFailure", "An internal error occurred (the fake endpoint's fail_every).")
+            return
         job = endpoint.submit(body)
         if job is None:
             self._error(503, "ServiceUnavailable", "A transient exception occurred while retrieving variant instances.")
@@ -376,6 +381,7 @@ class FakeEndpoint:
         model: Model | None = None,
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], None] = time.sleep,
+        fail_every: int | None = None,
     ) -> None:
         """``model`` defaults to the stand-in shaped like the profile's packaged artifact (its manifest);
         ``clock`` and ``sleep`` time the service; a test passes its own to hold requests in service."""
@@ -383,6 +389,8 @@ class FakeEndpoint:
             raise ValueError(f"workers={workers} is invalid: allowed: 1 or more")
         if not 0 < service_time <= 10:
             raise ValueError(f"service_time={service_time} is invalid: allowed: greater than 0 and at most 10 s")
+        if fail_every is not None and fail_every < 1:
+            raise ValueError(f"fail_every={fail_every} is invalid: allowed: 1 or more, or None (never)")
         if max_queue is not None and max_queue < 0:
             raise ValueError(f"max_queue={max_queue} is invalid: allowed: 0 or more, or None (unbounded)")
         if profile not in PROFILE_FORMATS:
@@ -398,6 +406,8 @@ class FakeEndpoint:
         self.stats = ServerStats()
         self.model = model if model is not None else profile_model(profile)
         self._clock, self._sleep = clock, sleep
+        self.fail_every = fail_every
+        self._received = 0
         self._host, self._port = host, port
         self._lock = threading.Lock()
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -481,6 +491,14 @@ class FakeEndpoint:
             else:
                 self._connections.discard(connection)
 
+    def fails_this_one(self) -> bool:
+        """Whether this request is one of the known share answered 500 (every ``fail_every``-th received)."""
+        with self._lock:
+            self._received += 1
+            failing = self.fail_every is not None and self._received % self.fail_every == 0
+            self.stats.failed += failing
+            return failing
+
     def count_model_error(self) -> None:
         with self._lock:
             self.stats.model_errors += 1
@@ -518,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port (default: 8080)")
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address (default: 127.0.0.1)")
     parser.add_argument("--max-queue", type=int, default=None, help="503 when this many wait (default: unbounded)")
+    parser.add_argument(
+        "--fail-every", type=int, default=None, help="answer every Nth request 500 InternalFailure (default: never)"
+    )
     parser.add_argument("--endpoint-name", default=None, help="answer only this name (default: any)")
     parser.add_argument(
         "--profile", choices=list(PROFILE_FORMATS), default="cpu", help="the container format to speak (default: cpu)"
@@ -549,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
             endpoint_name=args.endpoint_name,
             profile=args.profile,
             model=model,
+            fail_every=args.fail_every,
         ).start()
     except (ValueError, OSError, tarfile.TarError) as error:
         print(f"fake endpoint failed: {error}", file=sys.stderr)

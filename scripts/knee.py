@@ -75,10 +75,18 @@ class StepStats:
     users: int = 0
     window_seconds: float = 0.0
     client_cpu_percent: float | None = None
+    # Of ``errors``: answered 5XX and 4XX by the endpoint; the rest failed in the client (timeouts, refused
+    # answers). Every call is one attempt: the load test's client does not retry.
+    server_errors: int = 0
+    client_errors: int = 0
 
     @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
+
+    def share(self, count: int) -> float:
+        """``count`` as a share of this step's attempts."""
+        return count / self.requests if self.requests else 0.0
 
 
 @dataclass(frozen=True)
@@ -128,8 +136,14 @@ def summarize_step(
     window_seconds: float,
     users: int = 0,
     client_cpu_percent: float | None = None,
+    server_errors: int = 0,
+    client_errors: int = 0,
 ) -> StepStats:
     """A step's statistics from the successful calls' latencies and the failed calls' count in its window."""
+    if not 0 <= server_errors + client_errors <= errors:
+        raise ValueError(
+            f"server_errors={server_errors} + client_errors={client_errors} is invalid: allowed: 0 to {errors}"
+        )
     if window_seconds <= 0:
         raise ValueError(f"window_seconds={window_seconds} is invalid: allowed: greater than 0")
     return StepStats(
@@ -143,6 +157,8 @@ def summarize_step(
         users=users,
         window_seconds=window_seconds,
         client_cpu_percent=client_cpu_percent,
+        server_errors=server_errors,
+        client_errors=client_errors,
     )
 
 
@@ -284,7 +300,8 @@ def step_line(index: int, step: StepStats, verdict: Verdict) -> str:
         f"step {index + 1:2d}  users {step.users:4d}  offered {step.offered_rps:8.1f}"
         f"  achieved {step.achieved_rps:8.1f} RPS ({ratio:4.0%})"
         f"  p50 {step.p50_ms:6.1f}  p90 {step.p90_ms:6.1f}  p99 {step.p99_ms:6.1f} ms"
-        f"  errors {step.error_rate:6.2%} ({step.errors}/{step.requests}){cpu}  {outcome}"
+        f"  errors {step.error_rate:6.2%} ({step.errors}/{step.requests}: 5XX {step.share(step.server_errors):.2%},"
+        f" 4XX {step.share(step.client_errors):.2%}){cpu}  {outcome}"
     )
 
 
@@ -321,6 +338,10 @@ def build_report(
                 "requests": step.requests,
                 "errors": step.errors,
                 "error_rate": _number(step.error_rate, 5),
+                "server_errors_5xx": step.server_errors,
+                "server_error_rate_5xx": _number(step.share(step.server_errors), 5),
+                "client_errors_4xx": step.client_errors,
+                "client_error_rate_4xx": _number(step.share(step.client_errors), 5),
                 "window_seconds": _number(step.window_seconds),
                 "client_cpu_percent": _number(step.client_cpu_percent, 1),
                 "ok": verdict.ok,

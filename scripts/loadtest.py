@@ -339,7 +339,11 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
         raise LoadTestError(
             f"the top step needs {most_users} Locust users (over {MAX_USERS}); raise --user-rps or lower --max-rps"
         )
-    client = runtime_client(make_session(region, args.endpoint_url), region=region, pool_size=max(64, most_users + 8))
+    # One attempt per call: a retried 5XX would hide the server's error share (a 6.25% share of failing first
+    # attempts reads as 0.39% after one retry) and place MAX_RPS past the real limit.
+    client = runtime_client(
+        make_session(region, args.endpoint_url), region=region, pool_size=max(64, most_users + 8), max_attempts=1
+    )
     instances = args.instances or (settings.initial_instance_count if settings is not None else 1)
     safety = args.safety if args.safety is not None else autoscaling.safety_factor
     knee.invocations_target(1.0, safety)  # the same bounds as the stage setting, before the run
@@ -367,7 +371,7 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
         "manifest": where,
         "schema": {"features": len(schema.features), "kind": schema.kind, "columns": schema.columns},
         "client": "scripts.rtb_client.runtime_client, one per process (pool "
-        f"{max(64, most_users + 8)} connections), shared by all Locust users",
+        f"{max(64, most_users + 8)} connections, no retries: every call is one attempt), shared by all Locust users",
     }
     return Plan(
         endpoint_name=endpoint_name,
@@ -419,23 +423,50 @@ class Pacer:
         return self._next - now
 
 
+def error_class(error: BaseException | None) -> str:
+    """ "ok", "5xx" or "4xx" (the endpoint's HTTP answer), or "client" (a timeout, a refused answer)."""
+    if error is None:
+        return "ok"
+    status = getattr(error, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if isinstance(status, int) and 500 <= status <= 599:
+        return "5xx"
+    if isinstance(status, int) and 400 <= status <= 499:
+        return "4xx"
+    return "client"
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A step window's calls: successful latencies and the failed calls by class."""
+
+    latencies_ms: list[float]
+    errors: int
+    server_errors: int
+    client_errors: int
+
+
 class _Collector:
-    """Completed calls of the current step: (completion time, latency ms, ok) and error messages."""
+    """Completed calls of the current step: (completion time, latency ms, class) and error messages."""
 
     def __init__(self) -> None:
-        self.samples: list[tuple[float, float, bool]] = []
+        self.samples: list[tuple[float, float, str]] = []
         self.errors: Counter[str] = Counter()
 
-    def record(self, latency_ms: float, error: BaseException | None) -> None:
-        self.samples.append((time.perf_counter(), latency_ms, error is None))
+    def record(self, latency_ms: float, error: BaseException | None, *, at: float | None = None) -> None:
+        self.samples.append((time.perf_counter() if at is None else at, latency_ms, error_class(error)))
         if error is not None:
             self.errors[f"{type(error).__name__}: {one_line(error)[:200]}"] += 1
 
-    def take(self, since: float) -> tuple[list[float], int]:
-        """Latencies of successful calls and the count of failed ones completed since ``since``; resets."""
+    def take(self, since: float) -> Taken:
+        """The calls completed since ``since``; resets."""
         samples, self.samples = self.samples, []
-        window = [sample for sample in samples if sample[0] >= since]
-        return [latency for _, latency, ok in window if ok], sum(1 for _, _, ok in window if not ok)
+        kinds = Counter(kind for at, _, kind in samples if at >= since)
+        return Taken(
+            latencies_ms=[latency for at, latency, kind in samples if at >= since and kind == "ok"],
+            errors=kinds.total() - kinds["ok"],
+            server_errors=kinds["5xx"],
+            client_errors=kinds["4xx"],
+        )
 
 
 def run_steps(plan: Plan) -> tuple[list[knee.StepStats], knee.StopReason | None, Counter[str]]:
@@ -516,14 +547,16 @@ def run_steps(plan: Plan) -> tuple[list[knee.StepStats], knee.StopReason | None,
         def _finish_step(self, offered: float, now: float) -> None:
             cpu = 100 * (time.process_time() - self.cpu_start) / (now - self.step_start)
             since = self.step_start + plan.warmup_seconds
-            latencies, errors = collector.take(since)
+            taken = collector.take(since)
             stats = knee.summarize_step(
                 offered_rps=offered,
-                latencies_ms=latencies,
-                errors=errors,
+                latencies_ms=taken.latencies_ms,
+                errors=taken.errors,
                 window_seconds=now - since,
                 users=plan.users(offered),
                 client_cpu_percent=cpu,
+                server_errors=taken.server_errors,
+                client_errors=taken.client_errors,
             )
             self.steps.append(stats)
             verdict = knee.check_step(stats, plan.criteria)

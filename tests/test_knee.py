@@ -234,7 +234,8 @@ def test_the_report_has_steps_result_slo_and_parameters() -> None:
     rows = report["steps"]
     assert set(rows[0]) == {
         "step", "users", "offered_rps", "achieved_rps", "p50_ms", "p90_ms", "p99_ms", "requests", "errors",
-        "error_rate", "window_seconds", "client_cpu_percent", "ok", "verdict", "detail",
+        "error_rate", "server_errors_5xx", "server_error_rate_5xx", "client_errors_4xx", "client_error_rate_4xx",
+        "window_seconds", "client_cpu_percent", "ok", "verdict", "detail",
     }  # fmt: skip
     assert [row["verdict"] for row in rows[6:9]] == ["ok", "slo", "slo"]
     assert json.loads(json.dumps(report, allow_nan=False)) == report
@@ -274,5 +275,5 @@ def test_a_progress_line_shows_rates_percentiles_and_errors() -> None:
     (step,) = curve([200.0], p99=lambda rps: 30.0, error_rate=lambda rps: 0.002)
     line = knee.step_line(2, step, knee.check_step(step, CRITERIA))
     assert line.startswith("step  3  users    8  offered    200.0  achieved    200.0 RPS (100%)")
-    assert "p50   15.0  p90   24.0  p99   30.0 ms  errors  0.20% (20/10000)  cpu  30%" in line
+    assert "p50   15.0  p90   24.0  p99   30.0 ms  errors  0.20% (20/10000: 5XX 0.00%, 4XX 0.00%)  cpu  30%" in line
     assert line.endswith("FAIL (slo): p99 30.0 ms > SLO 20 ms")

@@ -506,3 +506,64 @@ def test_the_load_test_runs_against_a_local_endpoint_and_writes_its_report(tmp_p
     assert "step  1  users" in result.stdout and "MAX_RPS: " in result.stdout
     png = (tmp_path / "latency.png").read_bytes()
     assert png.startswith(PNG_SIGNATURE) and len(png) > 20_000
+
+
+# --- every attempt counts ---------------------------------------------------------------------------
+
+
+def test_the_load_tests_client_makes_one_attempt_per_call(endpoint: FakeEndpoint) -> None:
+    args = loadtest.build_parser().parse_args(["--endpoint-url", endpoint.url, "--max-steps", "1"])
+    plan = loadtest.prepare(args)
+    assert plan.client.meta.config.retries["total_max_attempts"] == 1
+    assert "no retries" in plan.parameters["client"]
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"), [(None, "ok"), (500, "5xx"), (503, "5xx"), (424, "4xx"), (400, "4xx"), (200, "client")]
+)
+def test_errors_are_classed_by_the_endpoints_answer(status: int | None, expected: str) -> None:
+    if status is None:
+        assert loadtest.error_class(None) == expected
+        return
+    error = ClientError({"Error": {"Code": "X"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "InvokeEndpoint")
+    assert loadtest.error_class(error) == expected
+    assert loadtest.error_class(TimeoutError("read timeout")) == "client"
+
+
+def test_a_step_counts_each_class_of_failure_over_its_attempts() -> None:
+    collector = loadtest._Collector()
+    fail = ClientError({"Error": {"Code": "InternalFailure"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "Invoke")
+    refused = ClientError({"Error": {"Code": "ModelError"}, "ResponseMetadata": {"HTTPStatusCode": 424}}, "Invoke")
+    for at, error in enumerate([None] * 13 + [fail, fail, refused, TimeoutError("t")]):
+        collector.record(5.0, error, at=float(at))
+    collector.record(5.0, fail, at=-1.0)  # before the window: not counted
+    taken = collector.take(since=0.0)
+    stats = knee.summarize_step(
+        offered_rps=10, latencies_ms=taken.latencies_ms, errors=taken.errors, window_seconds=1.0,
+        server_errors=taken.server_errors, client_errors=taken.client_errors,
+    )  # fmt: skip
+    assert (stats.requests, stats.errors, stats.server_errors, stats.client_errors) == (17, 4, 2, 1)
+    assert "errors 23.53% (4/17: 5XX 11.76%, 4XX 5.88%)" in knee.step_line(0, stats, knee.Verdict(None))
+
+
+def test_the_load_tests_error_share_is_the_servers_first_attempt_share(tmp_path: Path) -> None:
+    # The server answers every 16th request 500 (6.25%). With the client's retry the load test saw about
+    # 0.4% and placed MAX_RPS past the limit; with one attempt per call it sees the server's own share.
+    with FakeEndpoint(workers=4, service_time=0.005, fail_every=16) as server:
+        result = subprocess.run(
+            [sys.executable, "-m", "scripts.loadtest", "--endpoint-url", server.url, "--slo-ms", "10000",
+             "--min-achieved", "0.01", "--max-error-rate", "0.5", "--start-rps", "40", "--step-rps", "40",
+             "--max-steps", "2", "--user-rps", "10", "--step-seconds", "3", "--warmup-seconds", "0.5",
+             "--out-dir", str(tmp_path)],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS * 4, check=False,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = json.loads((tmp_path / "report.json").read_text())["steps"]
+    for step in steps:
+        # Failures are every 16th request received; a window of consecutive requests holds requests/16 of
+        # them, give or take the calls in flight at its edges (at most one per user).
+        assert abs(step["server_errors_5xx"] - step["requests"] / 16) <= 1 + step["users"], step
+        assert step["errors"] == step["server_errors_5xx"] and step["client_errors_4xx"] == 0, step
+    total = sum(step["requests"] for step in steps)
+    assert sum(step["server_errors_5xx"] for step in steps) / total > 0.03  # retried, it would be ~0.004
+    assert server.stats.failed > 0
