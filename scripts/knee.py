@@ -373,10 +373,33 @@ def build_report(
     }
 
 
+def verdict_in_words(report: Mapping[str, Any]) -> str:
+    """The result as a team reads it: "MAX_RPS 350.0 per instance: p99 30.0 ms at 800 RPS exceeded the 20 ms
+    SLO"; what stopped the search, in the failing step's own figures, or why MAX_RPS is only a lower bound."""
+    result, slo = report["result"], report["slo"]
+    failed = result["failed_step"]
+    step = report["steps"][failed - 1] if failed else None
+    reason = result["stop_reason"]
+    if step is not None and reason == StopReason.SLO and step["p99_ms"] is not None:
+        why = f"p99 {step['p99_ms']:.1f} ms at {step['offered_rps']:,.0f} RPS exceeded the {slo['slo_p99_ms']:g} ms SLO"
+    elif step is not None and reason == StopReason.ERRORS:
+        why = (
+            f"errors {step['error_rate']:.2%} of attempts (5XX {step['server_error_rate_5xx']:.2%}) at "
+            f"{step['offered_rps']:,.0f} RPS exceeded {slo['max_error_rate']:.2%}"
+        )
+    elif step is not None and reason == StopReason.SATURATED:
+        why = f"the endpoint achieved {step['achieved_rps']:,.1f} of {step['offered_rps']:,.0f} RPS offered"
+    else:
+        why = f"a lower bound ({reason}): {result['detail']}" if result["lower_bound"] else result["detail"]
+    if result["max_rps"] is None:
+        return f"no MAX_RPS: the first step failed: {why}"
+    return f"MAX_RPS {result['max_rps_per_instance']:,.1f} per instance: {why}"
+
+
 def result_lines(report: Mapping[str, Any]) -> list[str]:
     """The closing summary for the terminal."""
     result = report["result"]
-    lines = [f"stopped: {result['stop_reason']}: {result['detail']}"]
+    lines = [verdict_in_words(report), f"stopped: {result['stop_reason']}: {result['detail']}"]
     if result["max_rps"] is None:
         lines.append("MAX_RPS: none (no step met the criteria)")
         return lines

@@ -40,6 +40,7 @@ import csv
 import json
 import math
 import random
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -602,6 +603,21 @@ def write_back(plan: Plan, report: dict[str, Any], *, path: Path | None = None) 
     )
 
 
+def git_commit() -> str | None:
+    """The commit the kit ran from (with "+dirty" for uncommitted changes); None outside a git checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}+dirty" if dirty else commit
+
+
 def run(plan: Plan) -> dict[str, Any]:
     """The steps, then the report and the plot; returns the report."""
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -630,6 +646,9 @@ def run(plan: Plan) -> dict[str, Any]:
         parameters=plan.parameters,
     )
     report |= {
+        "run_id": plan.out_dir.name,
+        "verdict": knee.verdict_in_words(report),
+        "git_commit": git_commit(),
         "started_at": started_at,
         "duration_seconds": round(time.monotonic() - began, 1),
         "errors_seen": dict(errors.most_common(5)),

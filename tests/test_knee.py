@@ -265,6 +265,7 @@ def test_the_summary_lines_give_max_rps_per_instance_and_the_target() -> None:
     steps = curve(RISING, p99=lambda rps: 10.0 if rps <= 600 else 10.0 + (rps - 600) / 10)
     lines = knee.result_lines(_report(steps, knee.find_knee(steps, CRITERIA)))
     assert lines == [
+        "MAX_RPS 350.0 per instance: p99 30.0 ms at 800 RPS exceeded the 20 ms SLO",
         "stopped: slo: step 8 (offered 800.0 RPS): p99 30.0 ms > SLO 20 ms",
         "MAX_RPS: 700.0 RPS for the endpoint, 350.0 per instance (2 instance(s))",
         "SageMakerVariantInvocationsPerInstance = 350.0 x 0.5 x 60 = 10500",
@@ -277,3 +278,23 @@ def test_a_progress_line_shows_rates_percentiles_and_errors() -> None:
     assert line.startswith("step  3  users    8  offered    200.0  achieved    200.0 RPS (100%)")
     assert "p50   15.0  p90   24.0  p99   30.0 ms  errors  0.20% (20/10000: 5XX 0.00%, 4XX 0.00%)  cpu  30%" in line
     assert line.endswith("FAIL (slo): p99 30.0 ms > SLO 20 ms")
+
+
+def test_the_verdict_says_in_words_what_stopped_the_search() -> None:
+    slo = curve(RISING, p99=lambda rps: 10.0 if rps <= 600 else 10.0 + (rps - 600) / 10)
+    assert knee.verdict_in_words(_report(slo, knee.find_knee(slo, CRITERIA))) == (
+        "MAX_RPS 350.0 per instance: p99 30.0 ms at 800 RPS exceeded the 20 ms SLO"
+    )
+    errors = curve(RISING, error_rate=lambda rps: 0.0 if rps <= 500 else 0.05)
+    assert knee.verdict_in_words(_report(errors, knee.find_knee(errors, CRITERIA))).endswith(
+        "errors 5.00% of attempts (5XX 0.00%) at 600 RPS exceeded 1.00%"
+    )
+    flat = curve([100.0, 200.0])
+    lower = knee.verdict_in_words(_report(flat, knee.find_knee(flat, CRITERIA, ended_by=knee.StopReason.MAX_STEPS)))
+    assert lower.startswith("MAX_RPS 100.0 per instance: a lower bound (max_steps)")
+
+
+def test_the_terminal_summary_opens_with_the_verdict() -> None:
+    steps = curve(RISING, p99=lambda rps: 10.0 if rps <= 600 else 10.0 + (rps - 600) / 10)
+    report = _report(steps, knee.find_knee(steps, CRITERIA))
+    assert knee.result_lines(report)[0] == knee.verdict_in_words(report)

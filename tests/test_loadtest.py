@@ -10,6 +10,7 @@ import argparse
 import heapq
 import itertools
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -504,6 +505,10 @@ def test_the_load_test_runs_against_a_local_endpoint_and_writes_its_report(tmp_p
     assert outcome["max_rps_per_instance"] == outcome["max_rps"]  # one instance without a stage
     assert outcome["invocations_per_instance_target"] == round(outcome["max_rps"] * 0.5 * 60)
     assert "step  1  users" in result.stdout and "MAX_RPS: " in result.stdout
+    # Who reads the report later can tell which run, which code and what it concluded.
+    assert report["run_id"] == tmp_path.name
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", report["git_commit"] or ""), report["git_commit"]
+    assert report["verdict"].startswith("MAX_RPS ") and report["verdict"] in result.stdout
     png = (tmp_path / "latency.png").read_bytes()
     assert png.startswith(PNG_SIGNATURE) and len(png) > 20_000
 
