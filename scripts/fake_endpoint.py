@@ -382,6 +382,7 @@ class FakeEndpoint:
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], None] = time.sleep,
         fail_every: int | None = None,
+        stall: tuple[float, float] | None = None,
     ) -> None:
         """``model`` defaults to the stand-in shaped like the profile's packaged artifact (its manifest);
         ``clock`` and ``sleep`` time the service; a test passes its own to hold requests in service."""
@@ -389,6 +390,8 @@ class FakeEndpoint:
             raise ValueError(f"workers={workers} is invalid: allowed: 1 or more")
         if not 0 < service_time <= 10:
             raise ValueError(f"service_time={service_time} is invalid: allowed: greater than 0 and at most 10 s")
+        if stall is not None and not 0 < stall[1] < stall[0]:
+            raise ValueError(f"stall={stall} is invalid: allowed: (every, for) seconds with 0 < for < every")
         if fail_every is not None and fail_every < 1:
             raise ValueError(f"fail_every={fail_every} is invalid: allowed: 1 or more, or None (never)")
         if max_queue is not None and max_queue < 0:
@@ -407,6 +410,10 @@ class FakeEndpoint:
         self.model = model if model is not None else profile_model(profile)
         self._clock, self._sleep = clock, sleep
         self.fail_every = fail_every
+        # (every, for): the whole server holds its answers for ``for`` seconds every ``every`` seconds, like
+        # a garbage-collection pause or a noisy neighbour.
+        self.stall = stall
+        self._began = clock()
         self._received = 0
         self._host, self._port = host, port
         self._lock = threading.Lock()
@@ -523,6 +530,11 @@ class FakeEndpoint:
                 job.error = str(error)
             # The service time includes the scoring, so a slow row cannot stretch the capacity.
             self._sleep(max(0.0, self.service_time - (self._clock() - started)))
+            if self.stall is not None:
+                every, duration = self.stall
+                into = (self._clock() - self._began) % every
+                if into < duration:
+                    self._sleep(duration - into)
             with self._lock:
                 self.stats.in_service -= 1
                 self.stats.served += 1

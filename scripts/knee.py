@@ -27,7 +27,7 @@ class StopReason(StrEnum):
     SLO = "slo"  # p99 over the SLO
     ERRORS = "errors"  # error rate over the bound
     SATURATED = "saturated"  # achieved under min_achieved_ratio x offered: the endpoint could not keep up
-    CLIENT_BOUND = "client_bound"  # a step failed while the load generator's CPU was saturated
+    CLIENT_BOUND = "client_bound"  # a step failed while the load generator was saturated (CPU) or late
     MAX_STEPS = "max_steps"  # every planned step passed
     TIME_LIMIT = "time_limit"  # --max-seconds ran out before a step failed
     INTERRUPTED = "interrupted"  # stopped by hand
@@ -46,6 +46,8 @@ class Criteria:
     min_achieved_ratio: float = 0.9
     # At or above this CPU use (percent of one core) the load generator, not the endpoint, sets the pace.
     max_client_cpu_percent: float = 90.0
+    # Above this p99 of the generator's own lateness (a free user sending after its slot) likewise.
+    max_generator_lateness_ms: float = 10.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -55,6 +57,10 @@ class Criteria:
             problems.append(f"max_error_rate={self.max_error_rate} is invalid: allowed: at least 0 and below 1")
         if not 0 < self.min_achieved_ratio <= 1:
             problems.append(f"min_achieved_ratio={self.min_achieved_ratio} is invalid: allowed: in (0, 1]")
+        if not (math.isfinite(self.max_generator_lateness_ms) and self.max_generator_lateness_ms > 0):
+            problems.append(
+                f"max_generator_lateness_ms={self.max_generator_lateness_ms} is invalid: allowed: greater than 0"
+            )
         if not 0 < self.max_client_cpu_percent <= 100:
             problems.append(f"max_client_cpu_percent={self.max_client_cpu_percent} is invalid: allowed: in (0, 100]")
         if problems:
@@ -63,7 +69,10 @@ class Criteria:
 
 @dataclass(frozen=True, kw_only=True)
 class StepStats:
-    """One step, measured over its window (the step minus its warm-up). Latencies are of successful calls."""
+    """One step, measured over its window (the step minus its warm-up). Latencies are of successful calls,
+    from each call's intended send time (its slot in the schedule): a call that waited for a free user
+    counts that wait, as an open-loop client's would (coordinated omission). ``service_p99_ms`` is from the
+    actual send; ``lateness_p99_ms`` is the generator's own delay past a slot while a user was free."""
 
     offered_rps: float
     achieved_rps: float
@@ -79,6 +88,8 @@ class StepStats:
     # answers). Every call is one attempt: the load test's client does not retry.
     server_errors: int = 0
     client_errors: int = 0
+    service_p99_ms: float = math.nan
+    lateness_p99_ms: float = math.nan
 
     @property
     def error_rate(self) -> float:
@@ -138,6 +149,8 @@ def summarize_step(
     client_cpu_percent: float | None = None,
     server_errors: int = 0,
     client_errors: int = 0,
+    service_ms: Sequence[float] = (),
+    lateness_ms: Sequence[float] = (),
 ) -> StepStats:
     """A step's statistics from the successful calls' latencies and the failed calls' count in its window."""
     if not 0 <= server_errors + client_errors <= errors:
@@ -159,6 +172,8 @@ def summarize_step(
         client_cpu_percent=client_cpu_percent,
         server_errors=server_errors,
         client_errors=client_errors,
+        service_p99_ms=percentile(service_ms, 99),
+        lateness_p99_ms=percentile(lateness_ms, 99),
     )
 
 
@@ -191,6 +206,13 @@ def check_step(step: StepStats, criteria: Criteria) -> Verdict:
     if cpu is not None and cpu >= criteria.max_client_cpu_percent:
         # The generator was out of CPU: its own queueing inflates latency and caps the rate it can send.
         return Verdict(StopReason.CLIENT_BOUND, f"{detail}; the load generator used {cpu:.0f}% CPU, so it set the pace")
+    late = step.lateness_p99_ms
+    if not math.isnan(late) and late > criteria.max_generator_lateness_ms:
+        # Free users sent after their slots: the generator could not keep its own schedule.
+        return Verdict(
+            StopReason.CLIENT_BOUND,
+            f"{detail}; the load generator sent {late:.1f} ms late (p99) with users free, so it set the pace",
+        )
     return Verdict(broken[0][0], detail)
 
 
@@ -295,6 +317,8 @@ def step_line(index: int, step: StepStats, verdict: Verdict) -> str:
     """One line of live progress."""
     ratio = step.achieved_rps / step.offered_rps if step.offered_rps else 0.0
     cpu = "" if step.client_cpu_percent is None else f"  cpu {step.client_cpu_percent:3.0f}%"
+    if not math.isnan(step.lateness_p99_ms):
+        cpu += f"  late p99 {step.lateness_p99_ms:.1f} ms"
     outcome = "ok" if verdict.ok else f"FAIL ({verdict.reason}): {verdict.detail}"
     return (
         f"step {index + 1:2d}  users {step.users:4d}  offered {step.offered_rps:8.1f}"
@@ -335,6 +359,8 @@ def build_report(
                 "p50_ms": _number(step.p50_ms),
                 "p90_ms": _number(step.p90_ms),
                 "p99_ms": _number(step.p99_ms),
+                "service_p99_ms": _number(step.service_p99_ms),
+                "generator_lateness_p99_ms": _number(step.lateness_p99_ms),
                 "requests": step.requests,
                 "errors": step.errors,
                 "error_rate": _number(step.error_rate, 5),

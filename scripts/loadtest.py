@@ -12,7 +12,10 @@ the default 20 ms SLO, hence --slo-ms. The first two need AWS credentials for th
 Steps of constant offered load rise from --start-rps by --step-rps: Locust users (offered / --user-rps of
 them) take their start times from one schedule paced at the offered rate. After each step one line shows
 offered and achieved RPS, p50/p90/p99 and errors. A step fails when its p99 is over the SLO, its error rate
-over the bound, or its achieved rate under --min-achieved of the offered one; after the first failure,
+over the bound, or its achieved rate under --min-achieved of the offered one (latency is timed from each
+call's slot in the schedule, so a call that waited for a free user counts the wait: no coordinated
+omission; a failing step whose generator sent late with users free is client_bound, not an SLO result);
+after the first failure,
 --refine steps halve the gap to the last good step. MAX_RPS is the achieved rate of the best good step
 below the lowest failing one (scripts/knee.py). The report (JSON) and the plot (PNG) go to --out-dir.
 Every run is bounded by --max-seconds. Exit 0 when a MAX_RPS was found; otherwise one line on stderr and
@@ -200,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     criteria.add_argument(
         "--min-achieved", type=float, default=0.9, help="a step must achieve this share of its offered RPS (0.9)"
     )
+    criteria.add_argument(
+        "--max-lateness-ms",
+        type=float,
+        default=10.0,
+        help="a failing step is the generator's (client_bound) when free users sent this late, p99 (default: 10)",
+    )
     shape = parser.add_argument_group("load shape and bounds")
     shape.add_argument("--start-rps", type=float, default=50.0, help="offered RPS of the first step (default: 50)")
     shape.add_argument("--step-rps", type=float, default=50.0, help="added per step (default: 50)")
@@ -325,7 +334,10 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
     else:
         endpoint_name = "fake-endpoint"
     criteria = knee.Criteria(
-        slo_p99_ms=args.slo_ms, max_error_rate=args.max_error_rate, min_achieved_ratio=args.min_achieved
+        slo_p99_ms=args.slo_ms,
+        max_error_rate=args.max_error_rate,
+        min_achieved_ratio=args.min_achieved,
+        max_generator_lateness_ms=args.max_lateness_ms,
     )
     user_rps = args.user_rps or 1000.0 / (2 * args.slo_ms)
     search = knee.Search(
@@ -398,30 +410,41 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
 
 
 class Pacer:
-    """The offered rate: one schedule of start times shared by all users, each of whom takes the next one.
+    """The offered rate: one schedule of slots (intended send times) shared by all users, each of whom takes
+    the next one.
 
     Paced arrivals are evenly spaced at 1/rate, so the offered rate is exact and the endpoint's throughput
     knee shows sharply; Poisson arrivals have random (exponential) gaps with the same mean, like many
-    independent ad servers. A slot is never made up once passed: when every user is busy the endpoint is
-    not keeping up, and the achieved rate shows it. (Per-user pacing with random phases, Locust's
-    constant_throughput, fixes each user's phase for the whole step: a few users that happen to line up
-    send bursts all step long, which at 50% load gave a p99 2.5 times the service time.)
+    independent ad servers. A slot is never skipped: when every user was busy, the next free user sends the
+    late slot at once and its latency counts from the slot, as an open-loop client's would (skipping it
+    would hide the wait: coordinated omission). The schedule restarts at each step (``set_rate``).
+    (Per-user pacing with random phases, Locust's constant_throughput, fixes each user's phase for the whole
+    step: a few users that happen to line up send bursts all step long, which at 50% load gave a p99 2.5
+    times the service time.)
     """
 
     def __init__(self, *, poisson: bool = False, seed: int | None = None) -> None:
         self.poisson = poisson
         self.interval = 1.0
-        self._next = 0.0
+        self._next: float | None = None
         self._random = random.Random(seed)
 
     def set_rate(self, rps: float) -> None:
+        """A new step: this rate, and a schedule that starts at the next claim (no backlog carried over)."""
         self.interval = 1.0 / rps
+        self._next = None
+
+    def claim(self, now: float) -> float:
+        """Claim the next slot: its intended send time, which may already have passed."""
+        if self._next is None:
+            self._next = now
+        else:
+            self._next += self._random.expovariate(1.0 / self.interval) if self.poisson else self.interval
+        return self._next
 
     def delay(self, now: float) -> float:
-        """Claim the next start time; the seconds to wait for it."""
-        gap = self._random.expovariate(1.0 / self.interval) if self.poisson else self.interval
-        self._next = max(self._next + gap, now)
-        return self._next - now
+        """Claim the next slot; the seconds to wait for it (0 for a late one)."""
+        return max(0.0, self.claim(now) - now)
 
 
 def error_class(error: BaseException | None) -> str:
@@ -444,6 +467,8 @@ class Taken:
     errors: int
     server_errors: int
     client_errors: int
+    service_ms: list[float] = field(default_factory=list)
+    lateness_ms: list[float] = field(default_factory=list)
 
 
 class _Collector:
@@ -451,22 +476,39 @@ class _Collector:
 
     def __init__(self) -> None:
         self.samples: list[tuple[float, float, str]] = []
+        self.timings: list[tuple[float, float, float]] = []  # (completion, service ms, lateness ms)
         self.errors: Counter[str] = Counter()
 
-    def record(self, latency_ms: float, error: BaseException | None, *, at: float | None = None) -> None:
-        self.samples.append((time.perf_counter() if at is None else at, latency_ms, error_class(error)))
+    def record(
+        self,
+        latency_ms: float,
+        error: BaseException | None,
+        *,
+        at: float | None = None,
+        service_ms: float | None = None,
+        lateness_ms: float = 0.0,
+    ) -> None:
+        """One call: latency from its slot, and (for successful calls) from its actual send, and how late
+        the generator itself sent it."""
+        kind = error_class(error)
+        self.samples.append((time.perf_counter() if at is None else at, latency_ms, kind))
+        if kind == "ok":
+            self.timings.append((self.samples[-1][0], latency_ms if service_ms is None else service_ms, lateness_ms))
         if error is not None:
             self.errors[f"{type(error).__name__}: {one_line(error)[:200]}"] += 1
 
     def take(self, since: float) -> Taken:
         """The calls completed since ``since``; resets."""
         samples, self.samples = self.samples, []
+        timings, self.timings = self.timings, []
         kinds = Counter(kind for at, _, kind in samples if at >= since)
         return Taken(
             latencies_ms=[latency for at, latency, kind in samples if at >= since and kind == "ok"],
             errors=kinds.total() - kinds["ok"],
             server_errors=kinds["5xx"],
             client_errors=kinds["4xx"],
+            service_ms=[service for at, service, _ in timings if at >= since],
+            lateness_ms=[late for at, _, late in timings if at >= since],
         )
 
 
@@ -485,13 +527,22 @@ def run_steps(plan: Plan) -> tuple[list[knee.StepStats], knee.StopReason | None,
     pacer = Pacer(poisson=plan.arrivals == "poisson")
 
     class SageMakerRuntimeUser(User):
-        """Calls InvokeEndpoint through the kit's client, at start times taken from the shared pacer."""
+        """Calls InvokeEndpoint through the kit's client, in slots taken from the shared pacer."""
+
+        slot = 0.0  # the intended send time of the next call
+        ready = 0.0  # when this user could send it: the slot, or later if it was busy
+
+        def _claim(self) -> float:
+            now = time.perf_counter()
+            self.slot = pacer.claim(now)
+            self.ready = max(self.slot, now)
+            return self.ready - now
 
         def on_start(self) -> None:
-            gevent.sleep(pacer.delay(time.perf_counter()))
+            gevent.sleep(self._claim())
 
         def wait_time(self) -> float:
-            return pacer.delay(time.perf_counter())
+            return self._claim()
 
         @task
         def invoke(self) -> None:
@@ -502,8 +553,15 @@ def run_steps(plan: Plan) -> tuple[list[knee.StepStats], knee.StopReason | None,
                 plan.score([row])
             except Exception as caught:  # every failure is a failed call, never the end of the test
                 error = caught
-            latency_ms = (time.perf_counter() - started) * 1000
-            collector.record(latency_ms, error)
+            ended = time.perf_counter()
+            latency_ms = (ended - self.slot) * 1000  # from the slot: the wait for a free user counts
+            collector.record(
+                latency_ms,
+                error,
+                at=ended,
+                service_ms=(ended - started) * 1000,
+                lateness_ms=max(0.0, started - self.ready) * 1000,
+            )
             self.environment.events.request.fire(
                 request_type="InvokeEndpoint",
                 name=plan.endpoint_name,
@@ -558,6 +616,8 @@ def run_steps(plan: Plan) -> tuple[list[knee.StepStats], knee.StopReason | None,
                 client_cpu_percent=cpu,
                 server_errors=taken.server_errors,
                 client_errors=taken.client_errors,
+                service_ms=taken.service_ms,
+                lateness_ms=taken.lateness_ms,
             )
             self.steps.append(stats)
             verdict = knee.check_step(stats, plan.criteria)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -218,6 +219,7 @@ def test_the_report_has_steps_result_slo_and_parameters() -> None:
         "max_error_rate": 0.01,
         "min_achieved_ratio": 0.9,
         "max_client_cpu_percent": 90.0,
+        "max_generator_lateness_ms": 10.0,
     }
     assert report["result"] == {
         "max_rps": 700.0,
@@ -233,7 +235,8 @@ def test_the_report_has_steps_result_slo_and_parameters() -> None:
     }
     rows = report["steps"]
     assert set(rows[0]) == {
-        "step", "users", "offered_rps", "achieved_rps", "p50_ms", "p90_ms", "p99_ms", "requests", "errors",
+        "step", "users", "offered_rps", "achieved_rps", "p50_ms", "p90_ms", "p99_ms", "service_p99_ms",
+        "generator_lateness_p99_ms", "requests", "errors",
         "error_rate", "server_errors_5xx", "server_error_rate_5xx", "client_errors_4xx", "client_error_rate_4xx",
         "window_seconds", "client_cpu_percent", "ok", "verdict", "detail",
     }  # fmt: skip
@@ -298,3 +301,22 @@ def test_the_terminal_summary_opens_with_the_verdict() -> None:
     steps = curve(RISING, p99=lambda rps: 10.0 if rps <= 600 else 10.0 + (rps - 600) / 10)
     report = _report(steps, knee.find_knee(steps, CRITERIA))
     assert knee.result_lines(report)[0] == knee.verdict_in_words(report)
+
+
+def test_a_failing_step_whose_generator_sent_late_is_the_generators_not_the_endpoints() -> None:
+    late = dataclasses.replace(curve([200.0], p99=lambda rps: 30.0)[0], lateness_p99_ms=12.0)
+    verdict = knee.check_step(late, CRITERIA)
+    assert verdict.reason == knee.StopReason.CLIENT_BOUND
+    assert verdict.detail.endswith("the load generator sent 12.0 ms late (p99) with users free, so it set the pace")
+    on_time = dataclasses.replace(late, lateness_p99_ms=1.0)
+    assert knee.check_step(on_time, CRITERIA).reason == knee.StopReason.SLO
+    passing = dataclasses.replace(curve([200.0])[0], lateness_p99_ms=12.0)
+    assert knee.check_step(passing, CRITERIA).ok  # lateness alone fails nothing: it explains a failure
+
+
+def test_a_step_reports_service_time_and_lateness_beside_the_corrected_latency() -> None:
+    stats = knee.summarize_step(
+        offered_rps=100, latencies_ms=[10.0] * 99 + [300.0], errors=0, window_seconds=1.0,
+        service_ms=[10.0] * 100, lateness_ms=[0.5] * 100,
+    )  # fmt: skip
+    assert (stats.p99_ms, stats.service_p99_ms, stats.lateness_p99_ms) == pytest.approx((10.0 + 290 * 0.01, 10.0, 0.5))

@@ -176,15 +176,20 @@ def test_the_endpoint_url_reaches_the_kit_client_through_the_session() -> None:
 # --- the pacer -----------------------------------------------------------------------------------------
 
 
-def test_paced_arrivals_are_evenly_spaced_and_never_made_up() -> None:
+def test_paced_arrivals_are_evenly_spaced_and_late_slots_are_never_skipped() -> None:
     pacer = loadtest.Pacer()
     pacer.set_rate(100.0)
-    assert pacer.delay(1000.0) == 0.0
+    assert pacer.claim(1000.0) == 1000.0
     # Two users waiting at once take consecutive slots.
     assert [round(pacer.delay(1000.0), 6) for _ in range(2)] == [0.01, 0.02]
-    # After a stall (every user busy), the schedule restarts from now: no burst to catch up.
-    assert pacer.delay(2000.0) == 0.0
-    assert round(pacer.delay(2000.0), 6) == 0.01
+    # After a stall (every user busy), the late slots are sent at once and keep their intended times: the
+    # latency of each counts from its slot (no coordinated omission).
+    assert [round(pacer.claim(1000.5), 6) for _ in range(2)] == [1000.03, 1000.04]
+    assert pacer.delay(1000.5) == 0.0
+    # A new step starts a new schedule: no backlog from the last one.
+    pacer.set_rate(50.0)
+    assert pacer.claim(2000.0) == 2000.0
+    assert round(pacer.delay(2000.0), 6) == 0.02
 
 
 def test_poisson_arrivals_keep_the_mean_rate() -> None:
@@ -411,14 +416,15 @@ class SimulatedEndpoint:
         latencies_ms: list[float] = []
         while True:
             now, user = heapq.heappop(free_users)
-            start = now + pacer.delay(now)  # pacer start times only rise: the queue is served in arrival order
+            slot = pacer.claim(now)  # slots only rise: the queue is served in arrival order
+            start = max(slot, now)
             if start >= seconds:
                 break
             done = max(start, heapq.heappop(free_workers)) + self.service_time
             heapq.heappush(free_workers, done)
             end = done + self.overhead
             if warmup <= end < seconds:
-                latencies_ms.append((end - start) * 1000)
+                latencies_ms.append((end - slot) * 1000)  # from the slot, as the load test times it
             heapq.heappush(free_users, (end, user))
         return knee.summarize_step(
             offered_rps=offered, latencies_ms=latencies_ms, errors=0, window_seconds=seconds - warmup, users=users
@@ -572,3 +578,27 @@ def test_the_load_tests_error_share_is_the_servers_first_attempt_share(tmp_path:
     total = sum(step["requests"] for step in steps)
     assert sum(step["server_errors_5xx"] for step in steps) / total > 0.03  # retried, it would be ~0.004
     assert server.stats.failed > 0
+
+
+# --- open-loop honesty --------------------------------------------------------------------------------
+
+
+def test_a_stalling_endpoint_fails_the_slo_because_latency_counts_from_each_calls_slot(tmp_path: Path) -> None:
+    # The server holds every answer for 300 ms every 3 s. Timed from the actual send, only the 4 calls in
+    # flight during a stall are slow (under 1% of 200 RPS), and the step passes (service p99 14.8 ms on a
+    # quiet 2-core machine, 2026-12-02); timed from each call's slot, the 60 calls whose slots fell in the
+    # stall count their wait (p99 287.5 ms), as an open-loop client would see them.
+    with FakeEndpoint(workers=4, service_time=0.002, stall=(3.0, 0.3)) as server:
+        result = subprocess.run(
+            [sys.executable, "-m", "scripts.loadtest", "--endpoint-url", server.url, "--slo-ms", "50",
+             "--min-achieved", "0.01", "--start-rps", "200", "--step-rps", "100", "--max-steps", "1",
+             "--refine", "0", "--user-rps", "50", "--step-seconds", "6", "--warmup-seconds", "0.5",
+             "--out-dir", str(tmp_path)],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS * 4, check=False,
+        )  # fmt: skip
+    report = json.loads((tmp_path / "report.json").read_text())
+    (step,) = report["steps"]
+    assert not step["ok"], step
+    assert step["verdict"] in ("slo", "client_bound") and "p99" in step["detail"], step
+    assert step["p99_ms"] > 100 and step["p99_ms"] > step["service_p99_ms"], step
+    assert result.returncode == 1  # no step met the criteria: no MAX_RPS
