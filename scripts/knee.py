@@ -444,8 +444,17 @@ def write_report(report: Mapping[str, Any], path: Path) -> None:
     path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
 
 
-def plot_report(report: Mapping[str, Any], path: Path) -> None:
-    """A PNG: latency percentiles against offered and achieved RPS with the SLO line, throughput, errors."""
+def _fitted(values: Sequence[float], pad: float = 0.08) -> tuple[float, float]:
+    """Axis limits around the data (not from 0, which squashes a narrow range against the top)."""
+    low, high = min(values), max(values)
+    span = (high - low) or max(abs(high), 1.0) * 0.1
+    return low - pad * span, high + pad * span
+
+
+def build_figure(report: Mapping[str, Any]) -> Any:
+    """The load test's figure: latency against offered and achieved RPS (SLO line, failed and MAX_RPS steps),
+    throughput on axes fitted to the data, the generator (CPU, lateness, samples per step) and, only when a
+    step had errors, the error rates. The title is the verdict in words, with the run id and date."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -454,13 +463,15 @@ def plot_report(report: Mapping[str, Any], path: Path) -> None:
 
     # Refining steps come after the failing one: draw every curve in order of offered load.
     steps = sorted(report["steps"], key=lambda row: row["offered_rps"])
-    slo = report["slo"]
-    result = report["result"]
+    slo, result = report["slo"], report["result"]
     offered = [row["offered_rps"] for row in steps]
     achieved = [row["achieved_rps"] for row in steps]
     knee_row = next((row for row in steps if row["step"] == result["knee_step"]), None)
-    figure, axes = plt.subplots(2, 2, figsize=(12, 8.5), dpi=100)
-    (by_offered, by_achieved), (throughput, errors) = axes
+    had_errors = any(row["errors"] for row in steps)
+    figure, grid = plt.subplots(2, 3 if had_errors else 2, figsize=(16 if had_errors else 12, 8.5), dpi=100)
+    panels = list(grid.flat)
+    by_offered, by_achieved = panels[0], panels[1]
+    throughput, generator = (panels[3], panels[4]) if had_errors else (panels[2], panels[3])
     percentiles = (("p50_ms", "p50", "tab:green"), ("p90_ms", "p90", "tab:orange"), ("p99_ms", "p99", "tab:red"))
     plain = FuncFormatter(lambda value, _: f"{value:g}")
     for ax, x_key, label in ((by_offered, "offered_rps", "offered"), (by_achieved, "achieved_rps", "achieved")):
@@ -474,7 +485,8 @@ def plot_report(report: Mapping[str, Any], path: Path) -> None:
         if knee_row is not None and knee_row["p99_ms"] is not None:
             ax.scatter([knee_row[x_key]], [knee_row["p99_ms"]], marker="*", s=250, color="tab:blue", zorder=4,
                        label="MAX_RPS step")  # fmt: skip
-        ax.set(xlabel=f"{label} RPS", ylabel="latency (ms, client side, log scale)", title=f"latency vs {label} RPS")
+        ax.set(xlabel=f"{label} requests/s", ylabel="latency from each call's slot (ms, log scale)",
+               title=f"Latency by {label} load")  # fmt: skip
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(plain)
         ax.yaxis.set_minor_formatter(plain)
@@ -482,40 +494,63 @@ def plot_report(report: Mapping[str, Any], path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     if result["max_rps"] is not None:
         throughput.axhline(result["max_rps"], color="tab:blue", linestyle=":", label=f"MAX_RPS {result['max_rps']:.1f}")
-    top = max([*offered, *achieved, 1.0])
-    throughput.plot([0, top], [0, top], color="grey", linewidth=1, label="achieved = offered")
-    throughput.plot(
-        [0, top],
-        [0, top * slo["min_achieved_ratio"]],
-        color="grey",
-        linestyle="--",
-        linewidth=1,
-        label=f"{slo['min_achieved_ratio']:.0%} of offered",
-    )
+    low, high = _fitted([*offered, *achieved])
+    throughput.plot([low, high], [low, high], color="grey", linewidth=1, label="achieved = offered")
+    ratio = slo["min_achieved_ratio"]
+    throughput.plot([low, high], [low * ratio, high * ratio], color="grey", linestyle="--", linewidth=1,
+                    label=f"{ratio:.0%} of offered")  # fmt: skip
     throughput.plot(offered, achieved, marker="o", color="tab:blue", label="achieved")
     if knee_row is not None:
         throughput.scatter([knee_row["offered_rps"]], [knee_row["achieved_rps"]], marker="*", s=250,
                            color="tab:blue", zorder=4)  # fmt: skip
-    throughput.set(xlabel="offered RPS", ylabel="achieved RPS", title="throughput")
-    errors.plot(offered, [100 * (row["error_rate"] or 0.0) for row in steps], marker="o", color="tab:purple")
-    errors.axhline(100 * slo["max_error_rate"], color="black", linestyle="--", label="error bound")
-    errors.set(xlabel="offered RPS", ylabel="errors (%)", title="error rate")
-    for ax in (by_offered, by_achieved, throughput, errors):
+    throughput.set(xlim=(low, high), ylim=(low, high), xlabel="offered requests/s", ylabel="achieved requests/s",
+                   title="Throughput")  # fmt: skip
+    cpu = [(row["offered_rps"], row["client_cpu_percent"]) for row in steps if row["client_cpu_percent"] is not None]
+    generator.plot([c[0] for c in cpu], [c[1] for c in cpu], marker="o", color="tab:brown", label="generator CPU (%)")
+    generator.axhline(slo["max_client_cpu_percent"], color="tab:brown", linestyle="--", linewidth=1,
+                      label="CPU bound")  # fmt: skip
+    generator.set(xlabel="offered requests/s", ylabel="CPU (% of one core)", title="Load generator")
+    late = [(row["offered_rps"], row.get("generator_lateness_p99_ms")) for row in steps]
+    late = [point for point in late if point[1] is not None]
+    if late:  # a second axis only when there is lateness to draw
+        late_axis = generator.twinx()
+        late_axis.plot([p[0] for p in late], [p[1] for p in late], marker="s", color="tab:gray",
+                       label="lateness p99 (ms)")  # fmt: skip
+        late_axis.set_ylabel("generator lateness p99 (ms)")
+        late_axis.legend(loc="upper right", fontsize="small")
+    for row in steps:
+        generator.annotate(f"{row['requests']:,}", (row["offered_rps"], 0), textcoords="offset points",
+                           xytext=(0, 4), ha="center", fontsize="x-small")  # fmt: skip
+    generator.set_ylim(bottom=0)
+    generator.text(0.01, 0.98, "numbers: calls measured per step", transform=generator.transAxes, va="top",
+                   fontsize="x-small")  # fmt: skip
+    axes = [by_offered, by_achieved, throughput, generator]
+    if had_errors:
+        errors = panels[2]
+        errors.plot(offered, [100 * (row["error_rate"] or 0.0) for row in steps], marker="o", color="tab:purple",
+                    label="all errors")  # fmt: skip
+        errors.plot(offered, [100 * (row.get("server_error_rate_5xx") or 0.0) for row in steps], marker=".",
+                    color="tab:red", label="5XX")  # fmt: skip
+        errors.axhline(100 * slo["max_error_rate"], color="black", linestyle="--", label="error bound")
+        errors.set(xlabel="offered requests/s", ylabel="share of attempts (%)", title="Errors")
+        axes.append(errors)
+        panels[5].axis("off")
+    for ax in axes:
         ax.legend(loc="best", fontsize="small")
-        if ax is not by_offered and ax is not by_achieved:
+        if ax not in (by_offered, by_achieved):
             ax.grid(True, alpha=0.3)
-    endpoint = report["endpoint"].get("name", "?")
-    if result["max_rps"] is None:
-        headline = f"{endpoint}: no step met the SLO ({result['stop_reason']})"
-    else:
-        bound = " (lower bound)" if result["lower_bound"] else ""
-        headline = (
-            f"{endpoint}: MAX_RPS {result['max_rps']:.1f}{bound}, {result['max_rps_per_instance']:.1f} per instance"
-            f" x {result['instances']}; target {result['invocations_per_instance_target']:.0f} invocations/instance/min"
-            f" (safety {result['safety_factor']:g}); stopped: {result['stop_reason']}"
-        )
-    figure.suptitle(headline, fontsize="medium")
+    run = report.get("run_id") or report["endpoint"].get("name", "?")
+    when = report.get("started_at", "")
+    figure.suptitle(f"{verdict_in_words(report)}\n{run} {when}".strip(), fontsize="medium")
     figure.tight_layout()
+    return figure
+
+
+def plot_report(report: Mapping[str, Any], path: Path) -> None:
+    """The figure (``build_figure``) as a PNG."""
+    figure = build_figure(report)  # selects the Agg backend before pyplot is imported here
+    from matplotlib import pyplot as plt
+
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png")
     plt.close(figure)

@@ -320,3 +320,24 @@ def test_a_step_reports_service_time_and_lateness_beside_the_corrected_latency()
         service_ms=[10.0] * 100, lateness_ms=[0.5] * 100,
     )  # fmt: skip
     assert (stats.p99_ms, stats.service_p99_ms, stats.lateness_p99_ms) == pytest.approx((10.0 + 290 * 0.01, 10.0, 0.5))
+
+
+def _titles(figure: Any) -> list[str]:
+    return [ax.get_title() for ax in figure.axes if ax.get_title()]
+
+
+def test_the_figure_shows_errors_only_when_there_were_some_and_always_the_generator() -> None:
+    from matplotlib import pyplot as plt
+
+    clean = curve([400.0, 500.0, 600.0], p99=lambda rps: 10.0 if rps < 600 else 30.0)
+    report = _report(clean, knee.find_knee(clean, CRITERIA)) | {"run_id": "loadtest-dev-1", "started_at": "2026-12-02"}
+    figure = knee.build_figure(report)
+    assert _titles(figure) == ["Latency by offered load", "Latency by achieved load", "Throughput", "Load generator"]
+    assert figure._suptitle.get_text() == f"{knee.verdict_in_words(report)}\nloadtest-dev-1 2026-12-02"
+    (throughput,) = [ax for ax in figure.axes if ax.get_title() == "Throughput"]
+    assert 350 < throughput.get_xlim()[0] < 400  # fitted to 400..600, not squashed from 0
+    plt.close(figure)
+    erring = curve([400.0, 500.0], error_rate=lambda rps: 0.0 if rps < 500 else 0.05)
+    figure = knee.build_figure(_report(erring, knee.find_knee(erring, CRITERIA)))
+    assert "Errors" in _titles(figure)
+    plt.close(figure)
