@@ -13,17 +13,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
-from aws_cdk import Acknowledgment, CfnResource, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, CfnResource, Duration, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.compliance import nag_arn
+from stacks.handler_code import retained_log_group, write_logs
 from stacks.settings import StageSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -95,10 +95,9 @@ class ClientProbes(Construct):
         for subnet in subnets:
             az = subnet.availability_zone
             suffix = az_id(az)
-            log_group = logs.LogGroup(
-                self, f"Logs{suffix}", encryption_key=encryption_key, removal_policy=RemovalPolicy.RETAIN
+            log_group = retained_log_group(
+                self, f"Logs{suffix}", encryption_key=encryption_key, retention_days=settings.log_retention_days
             )
-            cast(logs.CfnLogGroup, log_group.node.default_child).retention_in_days = settings.log_retention_days
             role = iam.Role(
                 self,
                 f"Role{suffix}",
@@ -111,11 +110,7 @@ class ClientProbes(Construct):
                 f"Policy{suffix}",
                 roles=[role],
                 statements=[
-                    iam.PolicyStatement(
-                        sid="WriteItsLogs",
-                        actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                        resources=[log_group.log_group_arn],
-                    ),
+                    write_logs(log_group),
                     # Lambda places the function's network interface with the function's role: in this
                     # AZ's subnet, with the client security group, and manages only interfaces in this VPC.
                     iam.PolicyStatement(

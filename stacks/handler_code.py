@@ -43,6 +43,23 @@ def handler_code(module: str) -> lambda_.Code:
     return lambda_.Code.from_asset(str(STACKS_DIR), exclude=["*", "!handlers", *keep])
 
 
+def retained_log_group(
+    scope: Construct, construct_id: str, *, encryption_key: kms.IKey, retention_days: int
+) -> logs.LogGroup:
+    """A function's log group: KMS-encrypted, kept after the stack is gone (the record of what it did)."""
+    log_group = logs.LogGroup(scope, construct_id, encryption_key=encryption_key, removal_policy=RemovalPolicy.RETAIN)
+    # RetentionDays is an enum of names; the setting is a number of days, validated in settings.
+    cast(logs.CfnLogGroup, log_group.node.default_child).retention_in_days = retention_days
+    return log_group
+
+
+def write_logs(log_group: logs.ILogGroup) -> iam.PolicyStatement:
+    """What a function's role needs to write to its own log group, and nothing else."""
+    return iam.PolicyStatement(
+        sid="WriteItsLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
+    )
+
+
 OUTSIDE_THE_VPC = (
     "it calls AWS APIs (EC2, CloudFormation, SageMaker) that the model's private subnets need not reach (the kit "
     "gives them only the SageMaker runtime endpoint and an S3 gateway), and inside the VPC it would put Lambda network "
@@ -76,23 +93,13 @@ class CustomResourceFunction(Construct):
         log_retention_days: int,
     ) -> None:
         super().__init__(scope, construct_id)
-        # Kept after the stack is gone: the record of what the custom resource did.
-        log_group = logs.LogGroup(self, "Logs", encryption_key=encryption_key, removal_policy=RemovalPolicy.RETAIN)
-        # RetentionDays is an enum of names; the setting is a number of days, validated in settings.
-        cast(logs.CfnLogGroup, log_group.node.default_child).retention_in_days = log_retention_days
+        log_group = retained_log_group(self, "Logs", encryption_key=encryption_key, retention_days=log_retention_days)
         role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=description)
         self.policy = iam.ManagedPolicy(
             self,
             "Policy",
             roles=[role],
-            statements=[
-                *statements,
-                iam.PolicyStatement(
-                    sid="WriteItsLogs",
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[log_group.log_group_arn],
-                ),
-            ],
+            statements=[*statements, write_logs(log_group)],
         )
         self.function = lambda_.Function(
             self,
