@@ -253,7 +253,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise LoadTestError("--write-back needs --stage: a measurement is recorded for a stage's own endpoint")
     if args.write_back and args.endpoint_url and is_loopback_url(args.endpoint_url):
         raise LoadTestError("--write-back with a loopback --endpoint-url: a local server is not the stage's endpoint")
-    for name in ("slo_ms", "start_rps", "step_rps", "max_rps", "max_seconds", "user_rps"):
+    for name in ("slo_ms", "start_rps", "step_rps", "max_rps", "max_seconds", "user_rps", "max_lateness_ms"):
         _positive(f"--{name.replace('_', '-')}", getattr(args, name))
     if args.step_seconds < 2:
         raise LoadTestError(f"--step-seconds={args.step_seconds} is invalid: allowed: 2 or more (Locust ticks at 1 s)")

@@ -283,6 +283,7 @@ def test_an_endpoint_name_the_runtime_does_not_know_is_one_line(capsys: pytest.C
         (["--stage", "dev", "--write-back"], "--write-back with a loopback --endpoint-url: a local server is not"),
         (["--step-seconds", "1"], "--step-seconds=1 is invalid: allowed: 2 or more"),
         (["--slo-ms", "0"], "--slo-ms=0.0 is invalid: allowed: greater than 0"),
+        (["--max-lateness-ms", "0"], "--max-lateness-ms=0.0 is invalid: allowed: greater than 0"),
         (["--safety", "2"], "safety_factor=2.0 is invalid: allowed: greater than 0 and at most 1"),
     ],
 )
@@ -485,18 +486,24 @@ def test_poisson_arrivals_find_a_lower_knee_than_paced_ones() -> None:
 # --- the real load test, in a subprocess: it runs and reports on any machine ---------------------------
 
 
+def run_loadtest(url: str, out_dir: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """``python -m scripts.loadtest`` against ``url`` with these options, its report in ``out_dir``."""
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.loadtest", "--endpoint-url", url, *options, "--out-dir", str(out_dir)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS * 4, check=False,
+    )  # fmt: skip
+
+
 def test_the_load_test_runs_against_a_local_endpoint_and_writes_its_report(tmp_path: Path) -> None:
     # Criteria no machine can miss (a 10 s SLO, 1% of the offered rate, and a client read timeout on a
     # starved machine not counted as the endpoint's failure): what is checked is that Locust drives the
     # planned steps through the kit's client and the report and plot come out. How fast a machine serves
     # is a benchmark's figure (python -m scripts.loadtest against python -m scripts.fake_endpoint).
     with FakeEndpoint(workers=4, service_time=0.005) as server:
-        result = subprocess.run(
-            [sys.executable, "-m", "scripts.loadtest", "--endpoint-url", server.url, "--slo-ms", "10000",
-             "--min-achieved", "0.01", "--max-error-rate", "0.5", "--start-rps", "20", "--step-rps", "20",
-             "--max-steps", "2", "--user-rps", "10", "--step-seconds", "2", "--warmup-seconds", "0.5",
-             "--out-dir", str(tmp_path)],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS * 4, check=False,
+        result = run_loadtest(
+            server.url, tmp_path, "--slo-ms", "10000",
+            "--min-achieved", "0.01", "--max-error-rate", "0.5", "--start-rps", "20", "--step-rps", "20",
+            "--max-steps", "2", "--user-rps", "10", "--step-seconds", "2", "--warmup-seconds", "0.5",
         )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
@@ -561,12 +568,10 @@ def test_the_load_tests_error_share_is_the_servers_first_attempt_share(tmp_path:
     # The server answers every 16th request 500 (6.25%). With the client's retry the load test saw about
     # 0.4% and placed MAX_RPS past the limit; with one attempt per call it sees the server's own share.
     with FakeEndpoint(workers=4, service_time=0.005, fail_every=16) as server:
-        result = subprocess.run(
-            [sys.executable, "-m", "scripts.loadtest", "--endpoint-url", server.url, "--slo-ms", "10000",
-             "--min-achieved", "0.01", "--max-error-rate", "0.5", "--start-rps", "40", "--step-rps", "40",
-             "--max-steps", "2", "--user-rps", "10", "--step-seconds", "3", "--warmup-seconds", "0.5",
-             "--out-dir", str(tmp_path)],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS * 4, check=False,
+        result = run_loadtest(
+            server.url, tmp_path, "--slo-ms", "10000",
+            "--min-achieved", "0.01", "--max-error-rate", "0.5", "--start-rps", "40", "--step-rps", "40",
+            "--max-steps", "2", "--user-rps", "10", "--step-seconds", "3", "--warmup-seconds", "0.5",
         )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     steps = json.loads((tmp_path / "report.json").read_text())["steps"]
@@ -589,12 +594,10 @@ def test_a_stalling_endpoint_fails_the_slo_because_latency_counts_from_each_call
     # quiet 2-core machine, 2026-12-02); timed from each call's slot, the 60 calls whose slots fell in the
     # stall count their wait (p99 287.5 ms), as an open-loop client would see them.
     with FakeEndpoint(workers=4, service_time=0.002, stall=(3.0, 0.3)) as server:
-        result = subprocess.run(
-            [sys.executable, "-m", "scripts.loadtest", "--endpoint-url", server.url, "--slo-ms", "50",
-             "--min-achieved", "0.01", "--start-rps", "200", "--step-rps", "100", "--max-steps", "1",
-             "--refine", "0", "--user-rps", "50", "--step-seconds", "6", "--warmup-seconds", "0.5",
-             "--out-dir", str(tmp_path)],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS * 4, check=False,
+        result = run_loadtest(
+            server.url, tmp_path, "--slo-ms", "50",
+            "--min-achieved", "0.01", "--start-rps", "200", "--step-rps", "100", "--max-steps", "1",
+            "--refine", "0", "--user-rps", "50", "--step-seconds", "6", "--warmup-seconds", "0.5",
         )  # fmt: skip
     report = json.loads((tmp_path / "report.json").read_text())
     (step,) = report["steps"]
