@@ -10,7 +10,8 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 CDK := node_modules/.bin/cdk
 
 .PHONY: setup setup-dev setup-model synth synth-all stages test test-model lint format bench tables model package triton-model \
-	inf1-model lock check-locks clean diff deploy destroy deploy-ci-roles rehearse bench-client bench-model
+	inf1-model lock check-locks clean diff deploy destroy deploy-ci-roles rehearse bench-client bench-model \
+	bench-generator
 
 # Python packages come in three pinned layers (locks/, from `make lock`), installed by uv, which the
 # setup bootstraps from PyPI into the venv. Each layer adds to the one before it:
@@ -29,9 +30,11 @@ $(UV):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.synth: locks/synth.txt | $(UV)
+$(VENV)/.synth: locks/synth.txt client/pyproject.toml | $(UV)
 	@echo "setup: synth layer, locks/synth.txt (aws-cdk-lib, cdk-nag, boto3, cfn-lint; ~20 s and ~400 MB when uncached)"
 	$(UV) pip install --quiet --python $(VENV)/bin/python -r locks/synth.txt
+	@echo "setup: the kit's client package (client/, editable: the CLIs import it as ad servers do)"
+	$(UV) pip install --quiet --python $(VENV)/bin/python --no-deps --editable ./client
 	touch $@
 
 $(VENV)/.dev: locks/dev.txt $(VENV)/.synth
@@ -114,6 +117,10 @@ bench-client: setup-dev
 ## The model's line of the latency budget: single-row parse + DMatrix + predict on a packaged cpu archive.
 bench-model: setup-dev
 	$(PY) scripts/bench_model.py $(ARGS)
+
+## How much load one load-generator process drives, and how the load test scales with --processes here.
+bench-generator: setup-dev
+	$(PY) scripts/bench_generator.py $(ARGS)
 
 ## Regenerate the committed image and instance-type tables from the SDK / botocore.
 tables: setup-dev

@@ -34,11 +34,11 @@ import boto3
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from rtb_client import PROFILES, predict, runtime_client  # noqa: E402
 from scripts.cli import one_line  # noqa: E402
 from scripts.fake_endpoint import PROFILE_FORMATS, Model, ModelError, stand_in  # noqa: E402
 from scripts.invoke import EndpointSession, percentile  # noqa: E402
 from scripts.model_manifest import packaged_manifest_path, read_manifest, sample  # noqa: E402
-from scripts.rtb_client import PROFILES, predict, runtime_client  # noqa: E402
 
 ENDPOINT = "local-bench"
 # Handler threads give up on a silent keep-alive connection after this long, so nothing outlives a run.

@@ -51,9 +51,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
+from rtb_client import FLOAT32_MAX, ModelSchema
 from scripts.cli import is_loopback_host
 from scripts.model_manifest import beside, packaged_manifest_path, read_manifest, schema_of
-from scripts.rtb_client import FLOAT32_MAX, ModelSchema
 
 _INVOCATIONS = re.compile(r"^/endpoints/(?P<name>[^/?]+)/invocations$")
 

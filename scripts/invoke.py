@@ -8,7 +8,7 @@
     python scripts/invoke.py --endpoint-name NAME --manifest my-model-manifest.json ROW      # another model
 
 The endpoint comes from the deployed stack's EndpointName output (--stage) or --endpoint-name. Every call
-goes through one pooled client from scripts/rtb_client.py, the one ad servers should copy, so --repeat
+goes through one pooled client from client/rtb_client, the one ad servers should copy, so --repeat
 shows the latency of a kept-alive connection, not of a new TLS handshake per call. The request format is
 the serving profile's: the stage's with --stage, else --profile (default cpu); a profile that takes fewer
 rows per request (inferentia: one) gets several requests per call, and a call's latency covers them all.
@@ -37,9 +37,7 @@ from botocore.exceptions import ClientError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from scripts.cli import OneLineParser, UsageError, aws_session, one_line, positive_int, use_pinned_node  # noqa: E402
-from scripts.model_manifest import packaged_manifest_path, read_manifest, schema_of  # noqa: E402
-from scripts.rtb_client import (  # noqa: E402
+from rtb_client import (  # noqa: E402
     PROFILES,
     ModelSchema,
     Prediction,
@@ -50,6 +48,8 @@ from scripts.rtb_client import (  # noqa: E402
     runtime_client,
     stack_output,
 )
+from scripts.cli import OneLineParser, UsageError, aws_session, one_line, positive_int, use_pinned_node  # noqa: E402
+from scripts.model_manifest import packaged_manifest_path, read_manifest, schema_of  # noqa: E402
 
 PROG = "invoke"
 STDIN = "-"

@@ -90,6 +90,10 @@ class StepStats:
     client_errors: int = 0
     service_p99_ms: float = math.nan
     lateness_p99_ms: float = math.nan
+    # Generator processes (Locust workers) and each one's achieved rate; client_cpu_percent is the busiest's.
+    processes: int = 1
+    process_rps: tuple[float, ...] = ()
+    process_cpu_percent: tuple[float, ...] = ()
 
     @property
     def error_rate(self) -> float:
@@ -126,55 +130,6 @@ class Knee:
     def lower_bound(self) -> bool:
         """True when MAX_RPS is only what was reached, not where the endpoint broke."""
         return self.reason in LOWER_BOUND
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) with linear interpolation between ranks; NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def summarize_step(
-    *,
-    offered_rps: float,
-    latencies_ms: Sequence[float],
-    errors: int,
-    window_seconds: float,
-    users: int = 0,
-    client_cpu_percent: float | None = None,
-    server_errors: int = 0,
-    client_errors: int = 0,
-    service_ms: Sequence[float] = (),
-    lateness_ms: Sequence[float] = (),
-) -> StepStats:
-    """A step's statistics from the successful calls' latencies and the failed calls' count in its window."""
-    if not 0 <= server_errors + client_errors <= errors:
-        raise ValueError(
-            f"server_errors={server_errors} + client_errors={client_errors} is invalid: allowed: 0 to {errors}"
-        )
-    if window_seconds <= 0:
-        raise ValueError(f"window_seconds={window_seconds} is invalid: allowed: greater than 0")
-    return StepStats(
-        offered_rps=offered_rps,
-        achieved_rps=len(latencies_ms) / window_seconds,
-        p50_ms=percentile(latencies_ms, 50),
-        p90_ms=percentile(latencies_ms, 90),
-        p99_ms=percentile(latencies_ms, 99),
-        requests=len(latencies_ms) + errors,
-        errors=errors,
-        users=users,
-        window_seconds=window_seconds,
-        client_cpu_percent=client_cpu_percent,
-        server_errors=server_errors,
-        client_errors=client_errors,
-        service_p99_ms=percentile(service_ms, 99),
-        lateness_p99_ms=percentile(lateness_ms, 99),
-    )
 
 
 def check_step(step: StepStats, criteria: Criteria) -> Verdict:
@@ -317,6 +272,8 @@ def step_line(index: int, step: StepStats, verdict: Verdict) -> str:
     """One line of live progress."""
     ratio = step.achieved_rps / step.offered_rps if step.offered_rps else 0.0
     cpu = "" if step.client_cpu_percent is None else f"  cpu {step.client_cpu_percent:3.0f}%"
+    if step.processes > 1:
+        cpu = f"  {step.processes} procs{cpu} (busiest)"
     if not math.isnan(step.lateness_p99_ms):
         cpu += f"  late p99 {step.lateness_p99_ms:.1f} ms"
     outcome = "ok" if verdict.ok else f"FAIL ({verdict.reason}): {verdict.detail}"
@@ -370,6 +327,9 @@ def build_report(
                 "client_error_rate_4xx": _number(step.share(step.client_errors), 5),
                 "window_seconds": _number(step.window_seconds),
                 "client_cpu_percent": _number(step.client_cpu_percent, 1),
+                "processes": step.processes,
+                "process_rps": [_number(rate, 1) for rate in step.process_rps],
+                "process_cpu_percent": [_number(cpu, 1) for cpu in step.process_cpu_percent],
                 "ok": verdict.ok,
                 "verdict": str(verdict.reason) if verdict.reason else "ok",
                 "detail": verdict.detail,

@@ -24,10 +24,24 @@ without a stage (default cpu). Rows have as many values as the model manifest's 
 artifact's manifest, else --manifest, else the profile's packaged artifact's; by default the calls send
 that manifest's reference rows.
 
-The Locust users share one kit client (scripts/rtb_client.py) per process: that is how ad servers call
+The Locust users share one kit client (the rtb_client package) per process: that is how ad servers call
 the endpoint (one pooled, kept-alive client per process), so the test measures the same path, and
 clients are not built while load is running. Its pool is sized to the most users, so no call waits for
-or reopens a connection.
+or reopens a connection. At each step's end no more slots are claimed and the calls in flight drain
+before the step is tallied: a call counts in the step whose window holds its slot, and no step inherits
+the previous one's queue.
+
+One process drives a few hundred RPS (make bench-generator). For more, Locust's master and workers:
+
+    python -m scripts.loadtest --endpoint-url http://127.0.0.1:8080 --slo-ms 100 --processes 2
+    python -m scripts.loadtest --stage prod --processes 0 --expect-workers 4 --master-bind-host 10.0.1.10
+    python -m scripts.loadtest --stage prod --worker --master-host 10.0.1.10          # on each generator host
+
+The master owns the step schedule and sends each step's rate, split evenly, to its workers; each worker
+paces its share and returns its step's latency HdrHistograms and counts (scripts/step_tally.py), which
+the master adds up exactly. --processes N starts N workers on this machine (their logs go to the run's
+directory); --expect-workers waits for workers started by hand on other hosts with the same target and
+request options.
 """
 
 from __future__ import annotations
@@ -42,7 +56,9 @@ import argparse
 import csv
 import json
 import math
+import os
 import random
+import socket
 import subprocess
 import sys
 import time
@@ -62,10 +78,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from scripts import knee  # noqa: E402
-from scripts.cli import is_loopback_url, one_line, use_pinned_node  # noqa: E402
-from scripts.model_manifest import packaged_manifest_path, read_manifest, reference_rows, schema_of  # noqa: E402
-from scripts.rtb_client import (  # noqa: E402
+from rtb_client import (  # noqa: E402
     PROFILES,
     ModelSchema,
     Prediction,
@@ -74,12 +87,25 @@ from scripts.rtb_client import (  # noqa: E402
     runtime_client,
     stack_output,
 )
+from scripts import knee  # noqa: E402
+from scripts.cli import is_loopback_host, is_loopback_url, one_line, use_pinned_node  # noqa: E402
+from scripts.model_manifest import packaged_manifest_path, read_manifest, reference_rows, schema_of  # noqa: E402
+from scripts.step_tally import Tally, merged  # noqa: E402
 from stacks.settings import AutoscalingSettings, SettingsError, StageSettings  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "bench-results"
 # Users started per second at a step change (Locust warns above 100); they start within the warm-up.
 SPAWN_RATE = 100.0
 MAX_USERS = 2000
+# Between steps a user polls for the next step's first slot this often.
+PAUSED_POLL_SECONDS = 0.005
+# Distributed runs: how long the master waits for its workers to connect, and for a step's tallies
+# beyond the drain (one message each over the network).
+WORKER_CONNECT_SECONDS = 120
+WORKER_REPORT_SLACK_SECONDS = 10.0
+# Locust's own default master port, for workers on other machines.
+MASTER_PORT = 5557
+MAX_PROCESSES = 64
 
 
 class LoadTestError(Exception):
@@ -89,6 +115,17 @@ class LoadTestError(Exception):
 def users_for(offered_rps: float, user_rps: float) -> int:
     """Enough Locust users that none is paced faster than user_rps."""
     return max(1, math.ceil(offered_rps / user_rps - 1e-9))
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A master and its workers: ``processes`` started on this machine, ``remote_workers`` expected from
+    others (python -m scripts.loadtest --worker --master-host ...)."""
+
+    processes: int
+    remote_workers: int
+    bind_host: str
+    port: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +150,10 @@ class Plan:
     instances: int
     safety_factor: float
     out_dir: Path
+    drain_seconds: float = 3.5
+    samples_dir: Path | None = None
+    distribution: Distribution | None = None  # None: every call from this process
+    argv: tuple[str, ...] = ()  # the command line, which local workers reuse
     parameters: dict[str, Any] = field(default_factory=dict)
 
     def users(self, offered_rps: float) -> int:
@@ -230,8 +271,36 @@ def build_parser() -> argparse.ArgumentParser:
         "independent clients (a lower, burst-aware knee)",
     )  # fmt: skip
     shape.add_argument("--max-seconds", type=float, default=900.0, help="hard bound on the run (default: 900)")
+    scale = parser.add_argument_group(
+        "scale out (Locust master and workers; each worker takes an even share of every step's rate)"
+    )
+    scale.add_argument(
+        "--processes", type=int, default=1,
+        help="generator processes on this machine: above 1, this command is the master and starts them as "
+        "workers (default: 1, every call from this process); 0 with --expect-workers: a master only",
+    )  # fmt: skip
+    scale.add_argument(
+        "--expect-workers", type=int, default=0,
+        help="workers on other machines to wait for (they run this command's target and request options "
+        "with --worker --master-host THIS_HOST); needs --master-bind-host (default: 0)",
+    )  # fmt: skip
+    scale.add_argument(
+        "--master-bind-host", default="127.0.0.1",
+        help="the master's address for workers (default: 127.0.0.1; a private address for other machines)",
+    )  # fmt: skip
+    scale.add_argument(
+        "--master-port", type=int,
+        help=f"the master's port (default: a free one for local workers only, else {MASTER_PORT})",
+    )  # fmt: skip
+    scale.add_argument("--worker", action="store_true", help="run as a worker of the master at --master-host")
+    scale.add_argument("--master-host", help="with --worker: the master's address")
     output = parser.add_argument_group("output")
     output.add_argument("--out-dir", help="where report.json and latency.png go (default: bench-results/loadtest-...)")
+    output.add_argument(
+        "--samples-dir",
+        help="each generator process appends every counted call (step, outcome, latency from the slot ms, "
+        "service ms) to DIR/samples-PID.csv: the raw data behind the report's histograms",
+    )
     output.add_argument(
         "--write-back",
         action="store_true",
@@ -263,6 +332,26 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise LoadTestError(f"--instances={args.instances} is invalid: allowed: 1 or more")
     if args.endpoint_url is not None and urlsplit(args.endpoint_url).scheme not in ("http", "https"):
         raise LoadTestError(f"--endpoint-url={args.endpoint_url!r} is invalid: allowed: an http:// or https:// URL")
+    if not 0 <= args.processes <= MAX_PROCESSES:
+        raise LoadTestError(f"--processes={args.processes} is invalid: allowed: 0 to {MAX_PROCESSES}")
+    if args.expect_workers < 0:
+        raise LoadTestError(f"--expect-workers={args.expect_workers} is invalid: allowed: 0 or more")
+    if args.processes == 0 and args.expect_workers == 0:
+        raise LoadTestError("--processes=0 is invalid: allowed: 0 only with --expect-workers (a master only)")
+    if args.expect_workers and is_loopback_host(args.master_bind_host):
+        raise LoadTestError(
+            f"--expect-workers with --master-bind-host={args.master_bind_host}: workers on other machines cannot "
+            "reach a loopback address; give this machine's private address"
+        )
+    if args.master_port is not None and not 1 <= args.master_port <= 65535:
+        raise LoadTestError(f"--master-port={args.master_port} is invalid: allowed: 1 to 65535")
+    if args.worker:
+        if args.master_host is None:
+            raise LoadTestError("--worker needs --master-host: the address of the master it takes steps from")
+        if args.processes != 1 or args.expect_workers or args.write_back:
+            raise LoadTestError("--worker takes no --processes, --expect-workers or --write-back: the master's")
+    elif args.master_host is not None:
+        raise LoadTestError("--master-host is for --worker; a master binds --master-bind-host")
 
 
 def make_session(region: str | None, endpoint_url: str | None) -> boto3.Session:
@@ -368,7 +457,21 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
         predict(client, endpoint_name, rows[:1], schema, profile=profile)  # a wrong name, URL or format fails first
     except (ClientError, BotoCoreError, RequestError) as error:
         raise LoadTestError(f"endpoint {endpoint_name} did not answer a first request: {one_line(error)}") from None
+    samples_dir = None if args.samples_dir is None else Path(args.samples_dir)
+    if samples_dir is not None:
+        try:
+            samples_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise LoadTestError(f"--samples-dir={args.samples_dir} cannot be created: {one_line(error)}") from None
+    distribution = None
+    if args.processes != 1 or args.expect_workers:
+        port = args.master_port or (MASTER_PORT if args.expect_workers else free_port(args.master_bind_host))
+        distribution = Distribution(args.processes, args.expect_workers, args.master_bind_host, port)
+    # A step's calls end within the client's timeouts; the drain waits that long, and a little more.
+    drain_seconds = client.meta.config.connect_timeout + client.meta.config.read_timeout + 2.0
     parameters = {
+        "processes": 1 if distribution is None else distribution.processes + distribution.remote_workers,
+        "drain_seconds": drain_seconds,
         "start_rps": args.start_rps,
         "step_rps": args.step_rps,
         "max_rps": args.max_rps,
@@ -383,7 +486,7 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
         "profile": profile,
         "manifest": where,
         "schema": {"features": len(schema.features), "kind": schema.kind, "columns": schema.columns},
-        "client": "scripts.rtb_client.runtime_client, one per process (pool "
+        "client": "rtb_client.runtime_client, one per process (pool "
         f"{max(64, most_users + 8)} connections, no retries: every call is one attempt), shared by all Locust users",
     }
     return Plan(
@@ -405,8 +508,19 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
         instances=instances,
         safety_factor=safety,
         out_dir=out_dir,
+        drain_seconds=drain_seconds,
+        samples_dir=samples_dir,
+        distribution=distribution,
+        argv=tuple(getattr(args, "argv", ())),
         parameters=parameters,
     )
+
+
+def free_port(host: str) -> int:
+    """A port nothing listens on now, for a master whose workers all run on this machine."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 class Pacer:
@@ -459,83 +573,108 @@ def error_class(error: BaseException | None) -> str:
     return "client"
 
 
-@dataclass(frozen=True)
-class Taken:
-    """A step window's calls: successful latencies and the failed calls by class."""
+@dataclass
+class _Step:
+    """The step a generator process is running: its tally and the window of slots it counts."""
 
-    latencies_ms: list[float]
-    errors: int
-    server_errors: int
-    client_errors: int
-    service_ms: list[float] = field(default_factory=list)
-    lateness_ms: list[float] = field(default_factory=list)
-
-
-class _Collector:
-    """Completed calls of the current step: (completion time, latency ms, class) and error messages."""
-
-    def __init__(self) -> None:
-        self.samples: list[tuple[float, float, str]] = []
-        self.timings: list[tuple[float, float, float]] = []  # (completion, service ms, lateness ms)
-        self.errors: Counter[str] = Counter()
-
-    def record(
-        self,
-        latency_ms: float,
-        error: BaseException | None,
-        *,
-        at: float | None = None,
-        service_ms: float | None = None,
-        lateness_ms: float = 0.0,
-    ) -> None:
-        """One call: latency from its slot, and (for successful calls) from its actual send, and how late
-        the generator itself sent it."""
-        kind = error_class(error)
-        self.samples.append((time.perf_counter() if at is None else at, latency_ms, kind))
-        if kind == "ok":
-            self.timings.append((self.samples[-1][0], latency_ms if service_ms is None else service_ms, lateness_ms))
-        if error is not None:
-            self.errors[f"{type(error).__name__}: {one_line(error)[:200]}"] += 1
-
-    def take(self, since: float) -> Taken:
-        """The calls completed since ``since``; resets."""
-        samples, self.samples = self.samples, []
-        timings, self.timings = self.timings, []
-        kinds = Counter(kind for at, _, kind in samples if at >= since)
-        return Taken(
-            latencies_ms=[latency for at, latency, kind in samples if at >= since and kind == "ok"],
-            errors=kinds.total() - kinds["ok"],
-            server_errors=kinds["5xx"],
-            client_errors=kinds["4xx"],
-            service_ms=[service for at, service, _ in timings if at >= since],
-            lateness_ms=[late for at, _, late in timings if at >= since],
-        )
+    index: int
+    tally: Tally
+    warm_until: float
+    began: float
+    cpu_began: float
+    paused_at: float = math.inf
+    samples: list[str] = field(default_factory=list)  # counted calls as CSV lines, with --samples-dir
 
 
-def run_steps(plan: Plan) -> tuple[list[knee.StepStats], knee.StopReason | None, Counter[str]]:
-    """Drive the steps with Locust in this process; returns the steps, why they ended, and the errors seen."""
-    from gevent import monkey
+class Generator:
+    """This process's share of the offered load: its pacer, the current step's tally and the calls whose
+    slots were claimed but not yet recorded.
 
-    if not monkey.is_module_patched("socket"):
-        raise LoadTestError("run the load test as a program (python -m scripts.loadtest): Locust needs gevent first")
+    A call belongs to the step whose slot it took and is counted when the slot lies in the step's window
+    (after the warm-up, before the pause), however late it completes: at a step's end the generator stops
+    claiming slots and drains the calls in flight before the tally is closed, so no step inherits the
+    previous one's queue. Calls still unfinished when the drain runs out are counted as failed."""
+
+    def __init__(self, *, poisson: bool, drain_seconds: float, samples_dir: Path | None = None) -> None:
+        self.pacer = Pacer(poisson=poisson)
+        self.drain_seconds = drain_seconds
+        self.samples_path = None if samples_dir is None else samples_dir / f"samples-{os.getpid()}.csv"
+        self.step: _Step | None = None
+        self.paused = True
+        self.claims: dict[int, Any] = {}  # id(user) -> user, for users holding a slot not yet recorded
+
+    @classmethod
+    def for_plan(cls, plan: Plan) -> Generator:
+        return cls(poisson=plan.arrivals == "poisson", drain_seconds=plan.drain_seconds, samples_dir=plan.samples_dir)
+
+    def begin(self, index: int, rate: float, warmup_seconds: float) -> None:
+        now = time.perf_counter()
+        self.pacer.set_rate(rate)
+        self.step = _Step(index, Tally(), now + warmup_seconds, now, time.process_time())
+        self.paused = False
+
+    def claim(self, user: Any) -> tuple[float, _Step] | None:
+        """The next slot and its step, or None between steps."""
+        if self.paused or self.step is None:
+            return None
+        self.claims[id(user)] = user
+        return self.pacer.claim(time.perf_counter()), self.step
+
+    def record(self, user: Any, step: _Step, slot: float, error: BaseException | None, **timings: float) -> None:
+        """A claimed slot's call is over (``timings``: latency_ms, service_ms, lateness_ms)."""
+        self.claims.pop(id(user), None)
+        if step.warm_until <= slot < step.paused_at:
+            message = "" if error is None else f"{type(error).__name__}: {one_line(error)[:200]}"
+            kind = error_class(error)
+            step.tally.record(kind, message=message, **timings)
+            if self.samples_path is not None:
+                step.samples.append(f"{step.index + 1},{kind},{timings['latency_ms']!r},{timings['service_ms']!r}\n")
+
+    def _in_flight(self) -> int:
+        # A user stopped while waiting for its slot (fewer users at a step's start) never records it.
+        self.claims = {key: user for key, user in self.claims.items() if not getattr(user.greenlet, "dead", True)}
+        return len(self.claims)
+
+    def drain(self, sleep: Any) -> Tally:
+        """End the step: claim no more slots, wait for the calls in flight (at most drain_seconds, sleeping
+        with ``sleep``), close the tally with the window and CPU, and return it."""
+        step = self.step
+        if step is None:
+            raise LoadTestError("a step was ended before it began")
+        now = time.perf_counter()
+        self.paused, step.paused_at = True, now
+        cpu = 100 * (time.process_time() - step.cpu_began) / max(now - step.began, 1e-9)
+        deadline = now + self.drain_seconds
+        while self._in_flight() and time.perf_counter() < deadline:
+            sleep(0.005)
+        unfinished = self._in_flight()
+        if unfinished:
+            step.tally.other_errors += unfinished
+            step.tally.messages[f"unfinished after the {self.drain_seconds:g} s drain"] += unfinished
+            self.claims.clear()  # counted: the next step does not wait for them
+        step.tally.close(max(step.paused_at - step.warm_until, 1e-9), cpu)
+        if self.samples_path is not None:
+            with self.samples_path.open("a") as handle:
+                handle.writelines(step.samples)
+        return step.tally
+
+
+def _user_class(plan: Plan, generator: Generator) -> type:
+    """The Locust user: calls InvokeEndpoint through the kit's client in slots claimed from ``generator``.
+    The master and every worker build it by this name, which is how Locust assigns users to workers."""
     import gevent
-    from locust import LoadTestShape, User, task
-    from locust.env import Environment
-    from locust.runners import STATE_STOPPED
-
-    collector = _Collector()
-    pacer = Pacer(poisson=plan.arrivals == "poisson")
+    from locust import User, task
 
     class SageMakerRuntimeUser(User):
-        """Calls InvokeEndpoint through the kit's client, in slots taken from the shared pacer."""
-
-        slot = 0.0  # the intended send time of the next call
+        slot: tuple[float, _Step] | None = None  # the claimed slot (intended send time) and its step
         ready = 0.0  # when this user could send it: the slot, or later if it was busy
 
         def _claim(self) -> float:
             now = time.perf_counter()
-            self.slot = pacer.claim(now)
-            self.ready = max(self.slot, now)
+            self.slot = generator.claim(self)
+            if self.slot is None:
+                return PAUSED_POLL_SECONDS
+            self.ready = max(self.slot[0], now)
             return self.ready - now
 
         def on_start(self) -> None:
@@ -546,6 +685,9 @@ def run_steps(plan: Plan) -> tuple[list[knee.StepStats], knee.StopReason | None,
 
         @task
         def invoke(self) -> None:
+            if self.slot is None:
+                return
+            (slot, step), self.slot = self.slot, None
             row = random.choice(plan.rows)
             started = time.perf_counter()
             error: BaseException | None = None
@@ -554,35 +696,88 @@ def run_steps(plan: Plan) -> tuple[list[knee.StepStats], knee.StopReason | None,
             except Exception as caught:  # every failure is a failed call, never the end of the test
                 error = caught
             ended = time.perf_counter()
-            latency_ms = (ended - self.slot) * 1000  # from the slot: the wait for a free user counts
-            collector.record(
-                latency_ms,
-                error,
-                at=ended,
+            generator.record(
+                self, step, slot, error,
+                latency_ms=(ended - slot) * 1000,  # from the slot: the wait for a free user counts
                 service_ms=(ended - started) * 1000,
                 lateness_ms=max(0.0, started - self.ready) * 1000,
-            )
-            self.environment.events.request.fire(
-                request_type="InvokeEndpoint",
-                name=plan.endpoint_name,
-                response_time=latency_ms,
-                response_length=0,
-                exception=error,
-                context={},
-            )
+            )  # fmt: skip
+
+    return SageMakerRuntimeUser
+
+
+class InProcess:
+    """The steps' load generated in this process (the default, one process)."""
+
+    def __init__(self, generator: Generator) -> None:
+        self.generator = generator
+
+    def begin(self, index: int, offered_rps: float, warmup_seconds: float) -> None:
+        self.generator.begin(index, offered_rps, warmup_seconds)
+
+    def finish(self, index: int) -> list[Tally]:
+        import gevent
+
+        return [self.generator.drain(gevent.sleep)]
+
+
+class Workers:
+    """The steps' load generated by Locust workers: the master sends each step's rate, split evenly, and
+    collects every worker's tally of it (messages "kit_step", "kit_finish", "kit_tally")."""
+
+    def __init__(self, runner: Any, drain_seconds: float) -> None:
+        self.runner = runner
+        self.wait_seconds = drain_seconds + WORKER_REPORT_SLACK_SECONDS
+        self.tallies: dict[int, list[Tally]] = {}
+        self.count = 0
+        runner.register_message("kit_tally", self._on_tally)
+
+    def _on_tally(self, environment: Any, msg: Any, **_: Any) -> None:
+        self.tallies.setdefault(int(msg.data["index"]), []).append(Tally.from_message(msg.data["tally"]))
+
+    def begin(self, index: int, offered_rps: float, warmup_seconds: float) -> None:
+        self.count = self.runner.worker_count
+        data = {"index": index, "rate": offered_rps / self.count, "warmup": warmup_seconds}
+        self.runner.send_message("kit_step", data)
+
+    def finish(self, index: int) -> list[Tally] | None:
+        """Every worker's tally of step ``index``, or None when one did not report in time."""
+        import gevent
+
+        self.runner.send_message("kit_finish", {"index": index})
+        deadline = time.perf_counter() + self.wait_seconds
+        while len(self.tallies.get(index, [])) < self.count and time.perf_counter() < deadline:
+            gevent.sleep(0.01)
+        tallies = self.tallies.pop(index, [])
+        if len(tallies) < self.count:
+            print(f"load test stopped: {len(tallies)} of {self.count} workers reported step {index + 1}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            return None
+        return tallies
+
+
+def _require_gevent() -> None:
+    from gevent import monkey
+
+    if not monkey.is_module_patched("socket"):
+        raise LoadTestError("run the load test as a program (python -m scripts.loadtest): Locust needs gevent first")
+
+
+def _shape(plan: Plan, generators: InProcess | Workers) -> Any:
+    """The step schedule (Locust's load shape, on the master): steps of constant offered RPS; after each,
+    its calls are drained and tallied and the knee criteria decide whether to go on."""
+    from locust import LoadTestShape
 
     class StepShape(LoadTestShape):
-        """Steps of constant offered RPS; after each one, the knee criteria decide whether to go on."""
-
         def __init__(self) -> None:
             super().__init__()  # type: ignore[no-untyped-call]  # Locust leaves it unannotated
             self.began = time.perf_counter()
             self.offered: float | None = None  # the current step's
             self.step_start = 0.0
-            self.cpu_start = 0.0
             self.steps: list[knee.StepStats] = []
             self.ended_by: knee.StopReason | None = None
             self.done = False
+            self.messages: Counter[str] = Counter()
 
         def tick(self) -> tuple[int, float] | None:
             if self.done:
@@ -591,48 +786,65 @@ def run_steps(plan: Plan) -> tuple[list[knee.StepStats], knee.StopReason | None,
             if self.offered is not None:
                 if now - self.step_start < plan.step_seconds - 0.25:
                     return plan.users(self.offered), SPAWN_RATE
-                self._finish_step(self.offered, now)
+                if not self._finish_step(self.offered):
+                    return self._stop(knee.StopReason.INTERRUPTED)
             offered = knee.next_offered(self.steps, plan.criteria, plan.search)
             if offered is None:
                 return self._stop(knee.StopReason.MAX_STEPS)
+            now = time.perf_counter()
             if now - self.began + plan.step_seconds > plan.max_seconds:
                 return self._stop(knee.StopReason.TIME_LIMIT)
-            self.offered = offered
-            pacer.set_rate(offered)
-            self.step_start, self.cpu_start = now, time.process_time()
-            collector.take(now)
+            self.offered, self.step_start = offered, now
+            generators.begin(len(self.steps), offered, plan.warmup_seconds)
             return plan.users(offered), SPAWN_RATE
 
-        def _finish_step(self, offered: float, now: float) -> None:
-            cpu = 100 * (time.process_time() - self.cpu_start) / (now - self.step_start)
-            since = self.step_start + plan.warmup_seconds
-            taken = collector.take(since)
-            stats = knee.summarize_step(
-                offered_rps=offered,
-                latencies_ms=taken.latencies_ms,
-                errors=taken.errors,
-                window_seconds=now - since,
-                users=plan.users(offered),
-                client_cpu_percent=cpu,
-                server_errors=taken.server_errors,
-                client_errors=taken.client_errors,
-                service_ms=taken.service_ms,
-                lateness_ms=taken.lateness_ms,
-            )
+        def _finish_step(self, offered: float) -> bool:
+            tallies = generators.finish(len(self.steps))
+            if tallies is None:
+                return False
+            tally = merged(tallies)
+            self.messages += tally.messages
+            stats = tally.stats(offered_rps=offered, users=plan.users(offered))
             self.steps.append(stats)
             verdict = knee.check_step(stats, plan.criteria)
             print(knee.step_line(len(self.steps) - 1, stats, verdict), flush=True)
+            return True
 
         def _stop(self, reason: knee.StopReason | None) -> tuple[int, float] | None:
             self.ended_by, self.done = reason, True
             return None
 
-    shape = StepShape()
-    environment = Environment(user_classes=[SageMakerRuntimeUser], shape_class=shape, stop_timeout=None)
-    runner = environment.create_local_runner()
+    return StepShape()
+
+
+def run_steps(plan: Plan) -> tuple[list[knee.StepStats], knee.StopReason | None, Counter[str]]:
+    """Drive the steps with Locust, in this process or on workers; returns the steps, why they ended, and
+    the errors seen."""
+    _require_gevent()
+    import gevent
+    from locust.env import Environment
+    from locust.runners import STATE_STOPPED
+
+    generator = Generator.for_plan(plan)
+    user = _user_class(plan, generator)
+    environment = Environment(user_classes=[user], stop_timeout=None)
+    workers: list[subprocess.Popen[bytes]] = []
+    runner: Any
+    generators: InProcess | Workers
+    if plan.distribution is None:
+        runner = environment.create_local_runner()
+        generators = InProcess(generator)
+    else:
+        runner = environment.create_master_runner(plan.distribution.bind_host, plan.distribution.port)
+        generators = Workers(runner, plan.drain_seconds)
+    shape = _shape(plan, generators)
+    environment.shape_class = shape
     deadline = time.monotonic() + plan.max_seconds + 10
-    runner.start_shape()
     try:
+        if plan.distribution is not None:
+            workers = _start_local_workers(plan)
+            _wait_for_workers(plan, runner, workers)
+        runner.start_shape()
         while not shape.done and runner.state != STATE_STOPPED and time.monotonic() < deadline:
             gevent.sleep(0.1)
         if not shape.done:
@@ -641,7 +853,108 @@ def run_steps(plan: Plan) -> tuple[list[knee.StepStats], knee.StopReason | None,
         shape.ended_by = knee.StopReason.INTERRUPTED
     finally:
         runner.quit()
-    return shape.steps, shape.ended_by, collector.errors
+        _stop_local_workers(workers)
+    return shape.steps, shape.ended_by, shape.messages
+
+
+def _start_local_workers(plan: Plan) -> list[subprocess.Popen[bytes]]:
+    """--processes N: N workers on this machine, each ``python -m scripts.loadtest`` with the run's target
+    and request options; their output goes to worker-N.log in the run's directory."""
+    assert plan.distribution is not None
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    bind = plan.distribution.bind_host
+    host = "127.0.0.1" if bind in ("0.0.0.0", "*", "") else bind  # where this machine reaches it
+    argv = [*worker_argv(plan.argv), "--worker", "--master-host", host, "--master-port", str(plan.distribution.port)]
+    started = []
+    for number in range(1, plan.distribution.processes + 1):
+        with (plan.out_dir / f"worker-{number}.log").open("wb") as log:
+            started.append(subprocess.Popen(
+                [sys.executable, "-m", "scripts.loadtest", *argv], cwd=REPO_ROOT, stdout=log,
+                stderr=subprocess.STDOUT,
+            ))  # fmt: skip
+    return started
+
+
+def _wait_for_workers(plan: Plan, runner: Any, workers: list[subprocess.Popen[bytes]]) -> None:
+    import gevent
+
+    assert plan.distribution is not None
+    expected = plan.distribution.processes + plan.distribution.remote_workers
+    print(
+        f"master at {plan.distribution.bind_host}:{plan.distribution.port}: waiting for {expected} workers "
+        f"({plan.distribution.processes} started here, at most {WORKER_CONNECT_SECONDS} s)",
+        flush=True,
+    )
+    deadline = time.monotonic() + WORKER_CONNECT_SECONDS
+    while runner.worker_count < expected:
+        for number, process in enumerate(workers, 1):
+            if process.poll() is not None:
+                log = (plan.out_dir / f"worker-{number}.log").read_text(errors="replace").strip().splitlines()
+                raise LoadTestError(f"worker {number} exited before the run: {log[-1] if log else 'no output'}")
+        if time.monotonic() > deadline:
+            raise LoadTestError(
+                f"{runner.worker_count} of {expected} workers connected to the master at "
+                f"{plan.distribution.bind_host}:{plan.distribution.port} within {WORKER_CONNECT_SECONDS} s"
+            )
+        gevent.sleep(0.1)
+    print(f"{expected} workers connected; the offered rate is split evenly between them", flush=True)
+
+
+def _stop_local_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for process in workers:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# The options a worker does not take from the master's command line: the step schedule is the master's.
+MASTER_ONLY = {"--processes": True, "--expect-workers": True, "--master-bind-host": True, "--master-port": True,
+               "--write-back": False, "--out-dir": True}  # fmt: skip
+
+
+def worker_argv(argv: Sequence[str]) -> list[str]:
+    """The master's command line without the options only the master takes (each maps to whether it has a
+    value), for its local workers."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in MASTER_ONLY:
+            skip = MASTER_ONLY[name] and "=" not in arg
+            continue
+        kept.append(arg)
+    return kept
+
+
+def run_worker(plan: Plan, master_host: str, master_port: int) -> None:
+    """--worker: generate this process's share of each step the master starts, and report its tally."""
+    _require_gevent()
+    import gevent
+    from locust.env import Environment
+
+    generator = Generator.for_plan(plan)
+    environment = Environment(user_classes=[_user_class(plan, generator)], stop_timeout=None)
+    runner = environment.create_worker_runner(master_host, master_port)
+
+    def report(index: int) -> None:
+        tally = generator.drain(gevent.sleep)
+        runner.send_message("kit_tally", {"index": index, "tally": tally.to_message()})
+
+    def on_step(environment: Any, msg: Any, **_: Any) -> None:
+        generator.begin(int(msg.data["index"]), float(msg.data["rate"]), float(msg.data["warmup"]))
+
+    def on_finish(environment: Any, msg: Any, **_: Any) -> None:
+        gevent.spawn(report, int(msg.data["index"]))
+
+    runner.register_message("kit_step", on_step)
+    runner.register_message("kit_finish", on_finish)
+    print(f"worker connected to {master_host}:{master_port}; waiting for the master's steps", flush=True)
+    runner.greenlet.join(timeout=plan.max_seconds + WORKER_CONNECT_SECONDS + 60)
 
 
 def write_back(plan: Plan, report: dict[str, Any], *, path: Path | None = None) -> dict[str, Any]:
@@ -723,9 +1036,14 @@ def run(plan: Plan) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None, *, session: Any | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         plan = prepare(args, session)
+        if args.worker:
+            run_worker(plan, args.master_host, args.master_port or MASTER_PORT)
+            return 0
         report = run(plan)
         if report["result"]["max_rps"] is None:
             print(f"load test failed: {report['result']['detail']}", file=sys.stderr)
@@ -747,4 +1065,9 @@ def main(argv: Sequence[str] | None = None, *, session: Any | None = None) -> in
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Leave without the interpreter's finalization: under gevent, logging's handler cleanup there prints a
+    # harmless "greenlet is being finalized" traceback after the run's last line.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

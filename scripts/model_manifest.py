@@ -1,5 +1,5 @@
 """Where the kit's command-line tools find a model's manifest, and what they read from it: the schema
-(scripts/rtb_client.py's ModelSchema), the sample row and the reference rows and predictions.
+(client/rtb_client's ModelSchema), the sample row and the reference rows and predictions.
 
 A stage's manifest is its artifact's (``settings.artifact.manifest``); without a stage, the one beside a
 ``--model`` archive or given with ``--manifest``, else the serving profile's packaged artifact's.
@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from scripts.rtb_client import ModelSchema, Prediction
+from rtb_client import ModelSchema, Prediction
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ Passes only if the deployed endpoint returns what the packaged model gives the s
 artifact's manifest (model-manifest.json beside it) holds the row (``sample_payload``) and the model's
 answer for it (``reference``), so a wrong artifact or a container that misreads the model fails it too.
 The answer is read with the manifest's schema (a probability, a value, or class probabilities) in the
-stage's serving profile's format (cpu, gpu or inferentia: scripts/rtb_client.py). A manifest without a
+stage's serving profile's format (cpu, gpu or inferentia: client/rtb_client). A manifest without a
 sample row or reference answers fails the test: rebuild the artifact.
 With --endpoint-url the call goes to that URL; a loopback one needs no AWS configuration, and the
 endpoint name is then --endpoint-name or fake-endpoint (else the stack's EndpointName output, read with
@@ -30,9 +30,9 @@ sys.path.insert(0, str(REPO_ROOT))
 from scripts.cli import aws_session, is_loopback_url, one_line, use_pinned_node  # noqa: E402
 
 use_pinned_node()  # before the stages import the CDK
+from rtb_client import Prediction, predict, runtime_client, stack_output  # noqa: E402
 from scripts.invoke import EndpointSession  # noqa: E402
 from scripts.model_manifest import sample, schema_of  # noqa: E402
-from scripts.rtb_client import Prediction, predict, runtime_client, stack_output  # noqa: E402
 from stacks.stages import load_stage  # noqa: E402
 
 # The container answers in float32; the manifest records the same model's float32 output. FIL (gpu) also

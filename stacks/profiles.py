@@ -2,7 +2,7 @@
 
 A stage picks one with ``profile``. The profile decides the container image (pinned, per region), the
 artifact format, the content type the endpoint accepts, and the instance types that fit. The client side
-of each profile is scripts/rtb_client.py (``codec_for``); tests/test_profiles.py keeps the two in step.
+of each profile is client/rtb_client (``codec_for``); tests/test_profiles.py keeps the two in step.
 """
 
 from __future__ import annotations

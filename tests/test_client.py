@@ -4,8 +4,10 @@ models of other shapes than the sample's (built here) served by the fake endpoin
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
+import importlib.metadata
 import io
 import json
 import math
@@ -13,6 +15,7 @@ import random
 import re
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +29,8 @@ from botocore.stub import Stubber
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scripts import smoke_test
-from scripts.bench_client import Reply, answers_for, local_endpoint
-from scripts.fake_endpoint import FakeEndpoint, Model, packaged_model, profile_model, score_csv, stand_in
-from scripts.invoke import EndpointSession
-from scripts.model_manifest import read_manifest
-from scripts.rtb_client import (
+import rtb_client
+from rtb_client import (
     FLOAT32_MAX,
     PROFILES,
     ModelSchema,
@@ -44,6 +43,11 @@ from scripts.rtb_client import (
     runtime_client,
     stack_output,
 )
+from scripts import smoke_test
+from scripts.bench_client import Reply, answers_for, local_endpoint
+from scripts.fake_endpoint import FakeEndpoint, Model, packaged_model, profile_model, score_csv, stand_in
+from scripts.invoke import EndpointSession
+from scripts.model_manifest import read_manifest
 from stacks.stages import load_stage
 
 from .conftest import REPO_ROOT, offline_env
@@ -72,6 +76,34 @@ def _session() -> boto3.Session:
 def _body(text: str) -> StreamingBody:
     data = text.encode()
     return StreamingBody(io.BytesIO(data), len(data))
+
+
+# --- the package ad servers install: boto3 its only dependency, nothing of the kit's app -------------------
+
+
+def test_the_client_is_a_package_of_its_own_whose_only_dependency_is_boto3() -> None:
+    project = tomllib.loads((REPO_ROOT / "client" / "pyproject.toml").read_text())["project"]
+    assert project["dependencies"] == ["boto3>=1.34"]
+    installed = importlib.metadata.distribution(project["name"])  # as make setup installed it
+    assert installed.requires == project["dependencies"]
+    assert Path(rtb_client.__file__).resolve() == REPO_ROOT / "client" / "rtb_client" / "__init__.py"  # editable
+
+
+def test_the_client_imports_nothing_but_the_standard_library_and_boto3() -> None:
+    modules = REPO_ROOT / "client" / "rtb_client"
+    imported = set()
+    for path in modules.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    assert imported - sys.stdlib_module_names == {"boto3", "botocore"}
+    # Vendored as one file, it loads with the standard library alone: boto3 is imported on first use.
+    code = "import sys; sys.path.insert(0, 'client'); import rtb_client; print('boto3' in sys.modules)"
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == (0, "False"), done.stderr
 
 
 def test_runtime_client_pools_connections_with_tight_timeouts_and_bounded_retries() -> None:

@@ -92,6 +92,8 @@ def test_the_zip_holds_the_handler_and_the_client_module_only(probed: Synthesize
         folder = probed.outdir / assets[key.removesuffix(".zip")]["source"]["path"]
         files = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
         assert files == sorted(PROBE_FILES)
+        for target, source in PROBE_FILES.items():  # the client package at the top, as Lambda imports it
+            assert (folder / target).read_bytes() == (REPO_ROOT / source).read_bytes()
 
 
 def test_the_role_may_invoke_this_endpoint_through_the_runtime_endpoint_only(probed: Synthesized) -> None:
@@ -252,9 +254,9 @@ def test_a_sample_row_too_wide_for_lambdas_environment_is_refused(tmp_path: Path
 
 def test_the_handler_imports_from_its_zip_alone(tmp_path: Path) -> None:
     # Lambda's runtime has the standard library and botocore, not this repository's virtualenv.
-    for relative in PROBE_FILES:
-        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(REPO_ROOT / relative, tmp_path / relative)
+    for target, source in PROBE_FILES.items():
+        (tmp_path / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO_ROOT / source, tmp_path / target)
     # Lambda puts the task root (the unzipped folder) on sys.path; -I -S leave out everything else.
     code = "import sys; sys.path.insert(0, '.'); import stacks.handlers.client_probe as p; print(p.handler.__module__)"
     done = subprocess.run(

@@ -13,6 +13,7 @@ import pytest
 
 from scripts import knee
 from scripts.knee import Criteria, Search, StepStats, StopReason
+from scripts.step_tally import Tally
 from stacks.settings import AutoscalingSettings
 
 CRITERIA = Criteria(slo_p99_ms=20.0, max_error_rate=0.01, min_achieved_ratio=0.9)
@@ -45,6 +46,17 @@ def curve(
             )
         )
     return steps
+
+
+def tallied(offered_rps: float, latencies_ms: Sequence[float], *, errors: int = 0) -> StepStats:
+    """A step as the load test measures it: its calls tallied over a 1 s window."""
+    tally = Tally()
+    for latency in latencies_ms:
+        tally.record("ok", latency, latency, 0.0)
+    for _ in range(errors):
+        tally.record("5xx", 0.0, 0.0, 0.0)
+    tally.close(1.0, 10.0)
+    return tally.stats(offered_rps=offered_rps, users=1)
 
 
 RISING = [100.0 * n for n in range(1, 11)]  # 100 .. 1000 RPS
@@ -161,23 +173,8 @@ def test_search_refuses_nonsense() -> None:
         Search(start_rps=50, step_rps=0)
 
 
-def test_percentiles_interpolate_between_ranks() -> None:
-    values = [float(v) for v in range(1, 101)]  # 1 .. 100
-    assert knee.percentile(values, 50) == pytest.approx(50.5)
-    assert knee.percentile(values, 99) == pytest.approx(99.01)
-    assert knee.percentile([7.0], 99) == 7.0
-    assert math.isnan(knee.percentile([], 50))
-
-
-def test_a_step_summary_counts_only_successful_calls_as_achieved() -> None:
-    step = knee.summarize_step(offered_rps=100, latencies_ms=[20.0] * 190, errors=10, window_seconds=2.0)
-    assert (step.achieved_rps, step.requests, step.error_rate, step.p99_ms) == (95.0, 200, 0.05, 20.0)
-    with pytest.raises(ValueError, match="window_seconds=0 is invalid"):
-        knee.summarize_step(offered_rps=100, latencies_ms=[], errors=0, window_seconds=0)
-
-
 def test_a_step_without_successful_calls_fails_on_latency_too() -> None:
-    step = knee.summarize_step(offered_rps=100, latencies_ms=[], errors=50, window_seconds=1.0)
+    step = tallied(100, [], errors=50)
     verdict = knee.check_step(step, CRITERIA)
     assert verdict.reason is StopReason.ERRORS
     assert verdict.detail == (
@@ -238,14 +235,15 @@ def test_the_report_has_steps_result_slo_and_parameters() -> None:
         "step", "users", "offered_rps", "achieved_rps", "p50_ms", "p90_ms", "p99_ms", "service_p99_ms",
         "generator_lateness_p99_ms", "requests", "errors",
         "error_rate", "server_errors_5xx", "server_error_rate_5xx", "client_errors_4xx", "client_error_rate_4xx",
-        "window_seconds", "client_cpu_percent", "ok", "verdict", "detail",
+        "window_seconds", "client_cpu_percent", "processes", "process_rps", "process_cpu_percent", "ok", "verdict",
+        "detail",
     }  # fmt: skip
     assert [row["verdict"] for row in rows[6:9]] == ["ok", "slo", "slo"]
     assert json.loads(json.dumps(report, allow_nan=False)) == report
 
 
 def test_the_report_of_a_failed_search_is_valid_json_without_nan(tmp_path: Path) -> None:
-    steps = [knee.summarize_step(offered_rps=100, latencies_ms=[], errors=100, window_seconds=1.0)]
+    steps = [tallied(100, [], errors=100)]
     report = _report(steps, knee.find_knee(steps, CRITERIA))
     assert report["result"]["max_rps"] is None
     assert report["result"]["invocations_per_instance_target"] is None
@@ -312,14 +310,6 @@ def test_a_failing_step_whose_generator_sent_late_is_the_generators_not_the_endp
     assert knee.check_step(on_time, CRITERIA).reason == knee.StopReason.SLO
     passing = dataclasses.replace(curve([200.0])[0], lateness_p99_ms=12.0)
     assert knee.check_step(passing, CRITERIA).ok  # lateness alone fails nothing: it explains a failure
-
-
-def test_a_step_reports_service_time_and_lateness_beside_the_corrected_latency() -> None:
-    stats = knee.summarize_step(
-        offered_rps=100, latencies_ms=[10.0] * 99 + [300.0], errors=0, window_seconds=1.0,
-        service_ms=[10.0] * 100, lateness_ms=[0.5] * 100,
-    )  # fmt: skip
-    assert (stats.p99_ms, stats.service_p99_ms, stats.lateness_p99_ms) == pytest.approx((10.0 + 290 * 0.01, 10.0, 0.5))
 
 
 def _titles(figure: Any) -> list[str]:

@@ -12,6 +12,7 @@ PASS_ARGS = (
     "bench",
     "bench-client",
     "bench-model",
+    "bench-generator",
     "rehearse",
     "diff",
     "deploy",

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
+from rtb_client import ModelSchema, RequestError, codec_for
 from scripts import package_model
 from scripts.archive import reproducible_tar_gz
-from scripts.rtb_client import ModelSchema, RequestError, codec_for
 from stacks.stages import load_stage
 from tests.conftest import REPO_ROOT, synthesize
 
@@ -230,7 +230,7 @@ def test_no_code_outside_the_samples_own_files_names_its_features() -> None:
     # script and artifacts ("hour" as a word in a comment is not a feature).
     sample = json.loads((REPO_ROOT / "model_artifacts" / "model-manifest.json").read_text())["features"]
     own = {REPO_ROOT / "scripts" / "train_model.py"}
-    code = [path for folder in ("scripts", "stacks") for path in sorted((REPO_ROOT / folder).rglob("*.py"))]
+    code = [path for folder in ("client", "scripts", "stacks") for path in sorted((REPO_ROOT / folder).rglob("*.py"))]
     named = {
         str(path.relative_to(REPO_ROOT)): [name for name in sample if re.search(rf"[\"']{re.escape(name)}[\"']", text)]
         for path in code

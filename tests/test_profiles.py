@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from scripts.rtb_client import codec_for
+from rtb_client import codec_for
 from stacks import catalog
 from stacks.profiles import PROFILES
 from stacks.settings import ShadowSettings

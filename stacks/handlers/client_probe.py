@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from scripts.rtb_client import OUTPUT_KINDS, PROFILES, ModelSchema, RequestError, codec_for
+from rtb_client import OUTPUT_KINDS, PROFILES, ModelSchema, RequestError, codec_for
 
 MAX_BURST = 100
 CONNECT_TIMEOUT_SECONDS = 2.0
