@@ -519,7 +519,10 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
 def free_port(host: str) -> int:
     """A port nothing listens on now, for a master whose workers all run on this machine."""
     with socket.socket() as probe:
-        probe.bind((host, 0))
+        try:
+            probe.bind((host, 0))
+        except OSError as error:
+            raise LoadTestError(f"--master-bind-host={host} cannot be bound here: {error.strerror}") from None
         return int(probe.getsockname()[1])
 
 
@@ -835,7 +838,15 @@ def run_steps(plan: Plan) -> tuple[list[knee.StepStats], knee.StopReason | None,
         runner = environment.create_local_runner()
         generators = InProcess(generator)
     else:
-        runner = environment.create_master_runner(plan.distribution.bind_host, plan.distribution.port)
+        from locust.exception import RPCError
+
+        try:
+            runner = environment.create_master_runner(plan.distribution.bind_host, plan.distribution.port)
+        except RPCError as error:  # the address is not this machine's, or the port is taken
+            raise LoadTestError(
+                f"--master-bind-host={plan.distribution.bind_host} --master-port={plan.distribution.port}: "
+                f"{one_line(error)}"
+            ) from None
         generators = Workers(runner, plan.drain_seconds)
     shape = _shape(plan, generators)
     environment.shape_class = shape

@@ -639,6 +639,19 @@ def test_workers_take_the_masters_target_and_request_options_but_not_its_schedul
     assert loadtest.worker_argv(argv) == ["--stage", "dev", "--row", "1,2", "--slo-ms", "20"]
 
 
+def test_a_master_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken, FakeEndpoint(workers=1, service_time=0.001) as server:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_loadtest(server.url, tmp_path, "--processes", "2", "--master-port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"load test failed: --master-bind-host=127.0.0.1 --master-port={port}: Socket bind failure: Address "
+        f"already in use (addr='tcp://127.0.0.1:{port}')"
+    ]
+
+
 def test_a_distributed_run_merges_its_workers_histograms_into_the_pooled_calls_percentiles(tmp_path: Path) -> None:
     # Two worker processes share each step's rate; each writes its raw calls (--samples-dir) beside the
     # histograms it sends the master. The report's p99 is the p99 of every worker's calls pooled.
