@@ -876,11 +876,17 @@ def _start_local_workers(plan: Plan) -> list[subprocess.Popen[bytes]]:
     bind = plan.distribution.bind_host
     host = "127.0.0.1" if bind in ("0.0.0.0", "*", "") else bind  # where this machine reaches it
     argv = [*worker_argv(plan.argv), "--worker", "--master-host", host, "--master-port", str(plan.distribution.port)]
+    # The master's working directory, so relative paths in the options (--rows-file, --samples-dir) mean
+    # the same files; the kit's modules by path.
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     started = []
     for number in range(1, plan.distribution.processes + 1):
         with (plan.out_dir / f"worker-{number}.log").open("wb") as log:
             started.append(subprocess.Popen(
-                [sys.executable, "-m", "scripts.loadtest", *argv], cwd=REPO_ROOT, stdout=log,
+                [sys.executable, "-m", "scripts.loadtest", *argv], cwd=Path.cwd(), env=environment, stdout=log,
                 stderr=subprocess.STDOUT,
             ))  # fmt: skip
     return started

@@ -10,6 +10,7 @@ import argparse
 import heapq
 import itertools
 import json
+import os
 import re
 import socket
 import subprocess
@@ -498,11 +499,13 @@ def test_poisson_arrivals_find_a_lower_knee_than_paced_ones() -> None:
 # --- the real load test, in a subprocess: it runs and reports on any machine ---------------------------
 
 
-def run_loadtest(url: str, out_dir: Path, *options: str) -> subprocess.CompletedProcess[str]:
-    """``python -m scripts.loadtest`` against ``url`` with these options, its report in ``out_dir``."""
+def run_loadtest(url: str, out_dir: Path, *options: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
+    """``python -m scripts.loadtest`` against ``url`` with these options, its report in ``out_dir``, run in
+    ``cwd`` (the kit's modules found by PYTHONPATH)."""
     return subprocess.run(
         [sys.executable, "-m", "scripts.loadtest", "--endpoint-url", url, *options, "--out-dir", str(out_dir)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS * 4, check=False,
+        cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True,
+        timeout=HANG_GUARD_SECONDS * 4, check=False,
     )  # fmt: skip
 
 
@@ -655,12 +658,13 @@ def test_a_master_port_in_use_is_one_line(tmp_path: Path) -> None:
 def test_a_distributed_run_merges_its_workers_histograms_into_the_pooled_calls_percentiles(tmp_path: Path) -> None:
     # Two worker processes share each step's rate; each writes its raw calls (--samples-dir) beside the
     # histograms it sends the master. The report's p99 is the p99 of every worker's calls pooled.
+    # The master runs elsewhere than the repository, and --samples-dir is relative to its directory.
     samples = tmp_path / "samples"
     with FakeEndpoint(workers=4, service_time=0.002) as server:
         result = run_loadtest(
-            server.url, tmp_path, "--processes", "2", "--samples-dir", str(samples), "--slo-ms", "10000",
+            server.url, tmp_path, "--processes", "2", "--samples-dir", "samples", "--slo-ms", "10000",
             "--min-achieved", "0.01", "--max-error-rate", "0.5", "--start-rps", "40", "--step-rps", "40",
-            "--max-steps", "2", "--user-rps", "10", "--step-seconds", "3", "--warmup-seconds", "0.5",
+            "--max-steps", "2", "--user-rps", "10", "--step-seconds", "3", "--warmup-seconds", "0.5", cwd=tmp_path,
         )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 workers connected" in result.stdout
