@@ -654,6 +654,7 @@ class Generator:
         if unfinished:
             step.tally.other_errors += unfinished
             step.tally.messages[f"unfinished after the {self.drain_seconds:g} s drain"] += unfinished
+            step.samples += [f"{step.index + 1},unfinished,nan,nan\n"] * (unfinished if self.samples_path else 0)
             self.claims.clear()  # counted: the next step does not wait for them
         step.tally.close(max(step.paused_at - step.warm_until, 1e-9), cpu)
         if self.samples_path is not None:
