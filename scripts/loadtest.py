@@ -454,7 +454,10 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
     label = args.stage or ("local" if local else endpoint_name)
     out_dir = Path(args.out_dir) if args.out_dir else DEFAULT_OUT / f"loadtest-{label}-{started}"
     try:
-        predict(client, endpoint_name, rows[:1], schema, profile=profile)  # a wrong name, URL or format fails first
+        # A wrong name, URL or format fails first; a master that sends nothing (--processes 0) may sit
+        # outside the clients' path, and each of its workers makes this check.
+        if args.processes:
+            predict(client, endpoint_name, rows[:1], schema, profile=profile)
     except (ClientError, BotoCoreError, RequestError) as error:
         raise LoadTestError(f"endpoint {endpoint_name} did not answer a first request: {one_line(error)}") from None
     samples_dir = None if args.samples_dir is None else Path(args.samples_dir)

@@ -642,6 +642,17 @@ def test_workers_take_the_masters_target_and_request_options_but_not_its_schedul
     assert loadtest.worker_argv(argv) == ["--stage", "dev", "--row", "1,2", "--slo-ms", "20"]
 
 
+def test_a_master_that_sends_nothing_needs_no_path_to_the_endpoint() -> None:
+    # Its workers, in the client subnets, each check the endpoint answers; the master may sit elsewhere.
+    argv = ["--endpoint-url", "http://127.0.0.1:1", "--processes", "0", "--expect-workers", "3",
+            "--master-bind-host", "10.0.0.5"]  # fmt: skip
+    plan = loadtest.prepare(loadtest.build_parser().parse_args(argv))
+    assert plan.distribution == loadtest.Distribution(0, 3, "10.0.0.5", loadtest.MASTER_PORT)
+    assert plan.parameters["processes"] == 3
+    with pytest.raises(loadtest.LoadTestError, match="did not answer a first request"):
+        loadtest.prepare(loadtest.build_parser().parse_args([*argv[:2], "--worker", "--master-host", "10.0.0.5"]))
+
+
 def test_a_master_port_in_use_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken, FakeEndpoint(workers=1, service_time=0.001) as server:
         taken.bind(("127.0.0.1", 0))
