@@ -14,17 +14,8 @@ from typing import Any
 
 import xgboost as xgb
 
+from rtb_client import OBJECTIVE_KINDS  # the supported objectives and what each answers per row
 from stacks.artifact import ArtifactError, inspect_artifact, manifest_path
-
-# The supported objectives and the output kind each answers with (notes/contract.md).
-OUTPUT_KINDS = {
-    "binary:logistic": "probability",
-    "reg:logistic": "probability",
-    "reg:squarederror": "value",
-    "reg:absoluteerror": "value",
-    "reg:pseudohubererror": "value",
-    "multi:softprob": "class_probabilities",
-}
 
 
 class SourceError(ValueError):
@@ -51,9 +42,9 @@ class ModelOutput:
 def model_output(manifest: dict[str, Any]) -> ModelOutput:
     """The output a manifest describes; a manifest from before ``output`` existed is binary:logistic only."""
     objective = manifest.get("objective")
-    if objective not in OUTPUT_KINDS:
-        raise SourceError(f"objective {objective!r} is not supported; allowed: {', '.join(OUTPUT_KINDS)}")
-    kind = OUTPUT_KINDS[objective]
+    if objective not in OBJECTIVE_KINDS:
+        raise SourceError(f"objective {objective!r} is not supported; allowed: {', '.join(OBJECTIVE_KINDS)}")
+    kind = OBJECTIVE_KINDS[objective]
     if "output" not in manifest:
         if objective != "binary:logistic":
             raise SourceError(

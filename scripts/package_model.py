@@ -44,9 +44,9 @@ import xgboost as xgb
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from rtb_client import OBJECTIVE_KINDS  # noqa: E402  (what each served objective answers)
 from scripts.archive import reproducible_tar_gz  # noqa: E402
 from scripts.model_rows import probe_rows  # noqa: E402
-from scripts.model_source import OUTPUT_KINDS  # noqa: E402  (what each served objective answers)
 from stacks import catalog  # noqa: E402
 
 ARTIFACT = "model.tar.gz"
@@ -85,7 +85,7 @@ class ModelInfo:
 
     @property
     def kind(self) -> str:
-        return OUTPUT_KINDS[self.objective]
+        return OBJECTIVE_KINDS[self.objective]
 
     @property
     def columns(self) -> int:
@@ -200,12 +200,14 @@ def inspect_model(model_bytes: bytes, booster: xgb.Booster) -> ModelInfo:
             "the model splits on categorical features; allowed: numeric features only (every profile sends plain "
             "numbers: CSV or FP32 tensors); encode the categories as numbers and retrain"
         )
-    if objective not in OUTPUT_KINDS:
+    if objective not in OBJECTIVE_KINDS:
         reason = _REFUSED_OBJECTIVES.get(objective)
         if reason is None:
             log_link = objective.startswith(("count:", "reg:gamma", "reg:tweedie", "survival:"))
             reason = _LOG_LINK if log_link else "the kit's profiles are not checked for its output"
-        raise PackagingError(f"objective {objective!r} is not served: {reason}; allowed: one of {sorted(OUTPUT_KINDS)}")
+        raise PackagingError(
+            f"objective {objective!r} is not served: {reason}; allowed: one of {sorted(OBJECTIVE_KINDS)}"
+        )
     return ModelInfo(
         saved_with=version,
         objective=objective,
