@@ -9,20 +9,23 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 CDK := node_modules/.bin/cdk
 
-.PHONY: setup setup-dev setup-model synth synth-all stages test test-model lint format bench tables model package triton-model \
+.PHONY: setup setup-dev setup-model setup-checkov synth synth-all stages test test-model lint format bench tables model package triton-model \
 	inf1-model lock check-locks clean diff deploy destroy deploy-ci-roles rehearse bench-client bench-model \
-	bench-generator
+	bench-generator preflight
 
 # Python packages come in three pinned layers (locks/, from `make lock`), installed by uv, which the
 # setup bootstraps from PyPI into the venv. Each layer adds to the one before it:
 #   synth  (make synth, diff, deploy)            CDK, cdk-nag, boto3, cfn-lint
 #   dev    (make test, lint, rehearse, bench)     + pytest, moto, XGBoost, linters, Locust
 #   model  (make model, test-model)               + torch, hummingbird-ml, Treelite, tritonclient
+# checkov, which the tests run on every template, has a venv of its own beside them (locks/checkov.txt).
 UV_VERSION := 0.13.8
 UV := $(VENV)/bin/uv
+CHECKOV_VENV := .venv-checkov
 
 setup: $(VENV)/.synth node_modules/.installed
-setup-dev: setup $(VENV)/.dev
+setup-dev: setup $(VENV)/.dev setup-checkov
+setup-checkov: $(CHECKOV_VENV)/.installed
 setup-model: setup-dev $(VENV)/.model
 
 $(UV):
@@ -46,6 +49,14 @@ $(VENV)/.model: locks/model.txt $(VENV)/.dev
 	@echo "setup: model layer, locks/model.txt (torch, hummingbird-ml, Treelite, tritonclient; from PyPI, Linux's"
 	@echo "       torch brings the CUDA libraries: several GB and minutes)"
 	$(UV) pip install --quiet --python $(VENV)/bin/python -r locks/model.txt
+	touch $@
+
+# checkov pins an old boto3 and packaging<24, which would break pytest 9 in $(VENV). Byte-compiled at install:
+# PYTHONDONTWRITEBYTECODE is common, and each run would otherwise compile checkov's modules anew (twice as slow).
+$(CHECKOV_VENV)/.installed: locks/checkov.txt | $(UV)
+	@echo "setup: checkov in its own venv, $(CHECKOV_VENV) (locks/checkov.txt; ~10 s and ~270 MB when uncached)"
+	python3 -m venv --without-pip $(CHECKOV_VENV)
+	$(UV) pip sync --quiet --compile-bytecode --python $(CHECKOV_VENV)/bin/python locks/checkov.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -82,6 +93,13 @@ test-model: setup-model
 ## The real cdk bootstrap and cdk deploy of STAGE against moto on 127.0.0.1 (offline, no AWS account).
 rehearse: setup-dev
 	$(PY) scripts/rehearse.py --stage $(STAGE) $(ARGS)
+
+## Before a deploy, with the deployer's credentials: synthesize STAGE, then read the account's endpoint instance
+## quotas, Lambda concurrency, an existing VPC's runtime endpoint and the CDK bootstrap version; one line per check,
+## with its fix (docs/first-deploy.md#preflight). Exit 1 if a check fails.
+preflight: setup
+	$(MAKE) --no-print-directory synth STAGE=$(STAGE)
+	$(PY) scripts/preflight.py --stage $(STAGE) --assembly cdk.out $(ARGS)
 
 ## These three need AWS credentials for the stage's account.
 diff: setup
@@ -150,18 +168,19 @@ inf1-model: setup-model
 	$(PY) scripts/build_inf1_artifact.py $(ARGS)
 
 ## Re-resolve the three layers from PyPI for every platform (uv's universal lock), model first so that each
-## layer pins the same versions as the one above it. Then `make check-locks`.
+## layer pins the same versions as the one above it; checkov's own venv alone. Then `make check-locks`.
 LOCK := $(UV) pip compile --quiet --universal --python-version 3.11 --no-config --no-header --annotation-style line \
 	--default-index https://pypi.org/simple
 lock: | $(UV)
 	$(LOCK) requirements-model.txt -o locks/model.txt
 	$(LOCK) -c locks/model.txt requirements-dev.txt -o locks/dev.txt
 	$(LOCK) -c locks/model.txt requirements.txt -o locks/synth.txt
+	$(LOCK) requirements-checkov.txt -o locks/checkov.txt
 
-## Every pin of every layer resolves from PyPI alone (no local indexes, wheel stores or pip configuration),
-## on Linux x86_64 and macOS arm64. Needs PyPI; CI runs it.
+## Every pin of every layer and of checkov's venv resolves from PyPI alone (no local indexes, wheel stores or
+## pip configuration), on Linux x86_64 and macOS arm64. Needs PyPI; CI runs it.
 check-locks: | $(UV)
 	$(VENV)/bin/python scripts/check_locks.py
 
 clean:
-	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache $(CHECKOV_VENV)

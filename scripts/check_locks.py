@@ -1,4 +1,4 @@
-"""Check that every pinned Python package of every layer installs from PyPI alone.
+"""Check that every pinned Python package of every layer (and of each tool's own venv) installs from PyPI alone.
 
 Usage::
 
@@ -9,7 +9,8 @@ breaks every other laptop and CI runner. Two checks, each failing with one line 
 
 * offline: each lock line is an exact ``name==version`` pin (a marker may follow) without a local version
   (PyPI refuses uploads with one) or an index, link or file option; each layer pins every package of the
-  layer below it at the same version; each requirements file's own pins are in its lock.
+  layer below it at the same version; each requirements file's own pins are in its lock. A tool with a venv
+  of its own (checkov) has a lock of its own, checked alike but shared with no layer.
 * with PyPI (unless ``--offline``): uv resolves each lock from https://pypi.org/simple alone, ignoring every
   pip and uv configuration of this machine, for Linux x86_64 and macOS arm64, wheels only.
 
@@ -48,6 +49,9 @@ LAYERS = (
     Layer(REPO_ROOT / "requirements-dev.txt", REPO_ROOT / "locks" / "dev.txt"),
     Layer(REPO_ROOT / "requirements-model.txt", REPO_ROOT / "locks" / "model.txt"),
 )
+# Tools installed into venvs of their own: each lock stands alone (checkov pins an old boto3 and packaging<24,
+# which the layers must not share).
+TOOLS = (Layer(REPO_ROOT / "requirements-checkov.txt", REPO_ROOT / "locks" / "checkov.txt"),)
 
 _PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?==([0-9A-Za-z!.+_-]+)", re.ASCII)
 
@@ -79,23 +83,32 @@ def pins(text: str, source: str) -> tuple[dict[tuple[str, str], str], list[str]]
     return found, problems
 
 
-def offline_problems(layers: Sequence[Layer] = LAYERS) -> list[str]:
+def _lock_name(lock: Path) -> str:
+    return lock.relative_to(REPO_ROOT).as_posix() if lock.is_relative_to(REPO_ROOT) else str(lock)
+
+
+def lock_problems(layer: Layer) -> tuple[dict[tuple[str, str], str], list[str]]:
+    """(the lock's pins, its problems): lines that are not exact public pins, requirements it does not pin."""
+    lock_name = _lock_name(layer.lock)
+    locked, problems = pins(layer.lock.read_text(encoding="utf-8"), lock_name)
+    wanted, _ = pins(layer.requirements.read_text(encoding="utf-8"), layer.requirements.name)
+    for (name, marker), version in sorted(wanted.items()):
+        if locked.get((name, marker.replace('"', "'"))) != version and locked.get((name, "")) != version:
+            problems.append(
+                f"{lock_name}: does not pin {name}=={version} from {layer.requirements.name}: run make lock"
+            )
+    return locked, problems
+
+
+def offline_problems(layers: Sequence[Layer] = LAYERS, tools: Sequence[Layer] = TOOLS) -> list[str]:
     """Every problem the lock files show without a network."""
     problems: list[str] = []
     below: dict[tuple[str, str], str] = {}
     below_name = ""
     for layer in layers:
-        lock_name = (
-            layer.lock.relative_to(REPO_ROOT).as_posix() if layer.lock.is_relative_to(REPO_ROOT) else str(layer.lock)
-        )
-        locked, lock_problems = pins(layer.lock.read_text(encoding="utf-8"), lock_name)
-        problems += lock_problems
-        wanted, _ = pins(layer.requirements.read_text(encoding="utf-8"), layer.requirements.name)
-        for (name, marker), version in sorted(wanted.items()):
-            if locked.get((name, marker.replace('"', "'"))) != version and locked.get((name, "")) != version:
-                problems.append(
-                    f"{lock_name}: does not pin {name}=={version} from {layer.requirements.name}: run make lock"
-                )
+        lock_name = _lock_name(layer.lock)
+        locked, own_problems = lock_problems(layer)
+        problems += own_problems
         for (name, marker), version in sorted(below.items()):
             if locked.get((name, marker)) != version:
                 problems.append(
@@ -103,6 +116,8 @@ def offline_problems(layers: Sequence[Layer] = LAYERS) -> list[str]:
                     f"{below_name} pins {version!r}: run make lock"
                 )
         below, below_name = locked, lock_name
+    for tool in tools:
+        problems += lock_problems(tool)[1]
     return problems
 
 
@@ -155,11 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--offline", action="store_true", help="only the checks that need no network")
-    parser.add_argument("--lock", type=Path, action="append", help="resolve this lock file instead of the three layers")
+    parser.add_argument(
+        "--lock", type=Path, action="append", help="resolve this lock file instead of the layers' and the tools'"
+    )
     args = parser.parse_args(argv)
     problems = [] if args.lock else offline_problems()
     if not args.offline:
-        problems += resolution_problems(args.lock or [layer.lock for layer in LAYERS])
+        problems += resolution_problems(args.lock or [layer.lock for layer in (*LAYERS, *TOOLS)])
     for problem in problems:
         print(f"check-locks: {problem}", file=sys.stderr)
     if not problems:

@@ -20,9 +20,14 @@ its profile's image is published there. Refused at once, with the reason: a stag
 does not exist in an empty moto account), one whose profile compiles its model with Neo (no stand-in), and one that
 names an account other than moto's; tests/test_deploy_rehearsal.py rehearses those in-process.
 
-The kit's own custom resource. ``Custom::SageMakerEniCleanup`` (stacks/teardown.py) is served by Python in this
-repository; the rehearsal checks that the deployed zip holds exactly this checkout's ``stacks/handlers`` and runs
-that handler in this process against moto's EC2 and CloudFormation APIs (on Create it only names itself).
+The kit's own custom resources. ``Custom::SageMakerEniCleanup`` (stacks/teardown.py) and
+``Custom::RuntimeZonalDnsNames`` (stacks/zonal_dns.py) are served by Python in this repository; the rehearsal checks
+that each deployed zip holds exactly this checkout's ``stacks/handlers`` files and runs that handler in this
+process against moto's EC2 and CloudFormation APIs (the cleanup, on Create, only names itself; the zonal names are
+read from the runtime endpoint's DnsEntries). moto lists one DNS name of its own shape for an interface endpoint;
+the rehearsal gives it the entries AWS lists (``aws_shaped_dns_entries``: the regional name, one zonal name per
+subnet AZ, the private DNS name), so the handler reads what it would read on AWS, and the summary checks that the
+stack's RuntimeZonalDnsNames output names each AZ's own entry.
 
 CDK's Lambda function. The ``dev`` template also has CDK's custom resource ``Custom::VpcRestrictDefaultSG``
 (CDK's provider that strips the rules of the VPC's default security group). moto runs Lambda code only in
@@ -47,7 +52,8 @@ What a green rehearsal does not prove (moto 5.2.5; each item seen in a run of th
 - Application Auto Scaling: ``ScalableTarget`` and ``ScalingPolicy`` are skipped (moto warns, creates nothing,
   the stack still completes); DescribeScalableTargets is empty.
 - Monitoring: ``AWS::CloudWatch::Alarm`` (metric-math alarms) and ``AWS::SNS::TopicPolicy`` are skipped the same
-  way; the topic and the dashboard are created.
+  way; the topic and the dashboard are created. So is ``AWS::Lambda::EventInvokeConfig`` (the client probes' "no
+  retries, one-minute event age", in ``prod``).
 - Security-group egress: ``AWS::EC2::SecurityGroupEgress`` is skipped, and the ``SecurityGroupEgress`` property of
   ``AWS::EC2::SecurityGroup`` is ignored, so every group keeps moto's allow-all egress (the endpoint group's
   "disallow all" rule and the model group's HTTPS-only rule are absent). Ingress rules are created.
@@ -64,8 +70,8 @@ What a green rehearsal does not prove (moto 5.2.5; each item seen in a run of th
 - CloudFormation itself: a change set executes synchronously and reports CREATE_COMPLETE whatever its custom
   resources answer, or whether they answer at all; a failed one leaves the stack REVIEW_IN_PROGRESS with what
   it had created (no rollback); a custom resource's FAILED answer is ignored (with CreateStack the stack stays
-  CREATE_IN_PROGRESS forever); ``Fn::GetAtt`` of a VPC endpoint's ``DnsEntries`` cannot be resolved, so the
-  stack reports no outputs at all.
+  CREATE_IN_PROGRESS forever); a stack created from a change set keeps the outputs of the empty template it was
+  created with (none), so the rehearsal rebuilds them from the executed template once the custom resources answered.
 
 A green rehearsal is therefore not a real deploy. It proves that the CLI, the bootstrap, the asset publishing and
 the template's wiring work end to end, that moto creates every resource it supports, and that the stand-in for
@@ -140,10 +146,14 @@ MISSING_PHYSICAL_ID_MARKER = "AWSCDK::CustomResourceProviderFramework::MISSING_P
 # moto's ResponseURL path (moto/cloudformation/custom_model.py); the region is the stack's.
 RESPONSE_PATH = re.compile(r"^/cloudformation_(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)/cfnresponse$")
 
-# The kit's own custom resource (stacks/teardown.py): its handler is Python in this repository, so the
-# rehearsal runs that very code, in this process, against moto, after checking the deployed zip holds it.
-KIT_RESOURCE_TYPE = "Custom::SageMakerEniCleanup"
-KIT_HANDLER = "handlers.eni_cleanup.handler"
+# The kit's own custom resources (stacks/teardown.py, stacks/zonal_dns.py): their handlers are Python in this
+# repository, so the rehearsal runs that very code, in this process, against moto, after checking the deployed
+# zip holds it. Lambda handler -> (module in stacks/handlers, the resource type it serves).
+KIT_HANDLERS = {
+    "handlers.eni_cleanup.handler": ("eni_cleanup", "Custom::SageMakerEniCleanup"),
+    "handlers.zonal_dns.handler": ("zonal_dns", "Custom::RuntimeZonalDnsNames"),
+}
+KIT_RESOURCE_TYPES = frozenset(resource_type for _, resource_type in KIT_HANDLERS.values())
 
 # Types moto's CloudFormation skips with a warning, per stack (listed in the docstring); any other fails.
 BOOTSTRAP_STACK = "CDKToolkit"
@@ -157,6 +167,8 @@ KNOWN_SKIPPED_APP = frozenset(
         "AWS::SNS::TopicPolicy",
         # The data-capture and Neo output buckets' TLS-only policies (prod, inferentia).
         "AWS::S3::BucketPolicy",
+        # The client probes' asynchronous-invocation settings (prod): no retries, a one-minute event age.
+        "AWS::Lambda::EventInvokeConfig",
     }
 )
 SKIPPED_TYPE_MESSAGE = "No Moto CloudFormation support for %s"
@@ -391,15 +403,15 @@ def provider_mismatch(*, handler: str | None, description: str | None, code_zip:
     return None
 
 
-def kit_handler_mismatch(code_zip: bytes) -> str | None:
-    """Why a function's code is not this checkout's stacks/handlers package; None if it is."""
+def kit_handler_mismatch(code_zip: bytes, module: str) -> str | None:
+    """Why a function's code is not this checkout's stacks/handlers files for ``module``; None if it is."""
     try:
         files = code_files(code_zip)
     except zipfile.BadZipFile:
         return "its code is not a zip file"
     from stacks.handler_code import STACKS_DIR, handler_files
 
-    expected = {path: (STACKS_DIR / path).read_bytes() for path in handler_files("eni_cleanup")}
+    expected = {path: (STACKS_DIR / path).read_bytes() for path in handler_files(module)}
     if files != expected:
         return f"its code is not this checkout's stacks/handlers ({sorted(files)} vs {sorted(expected)})"
     return None
@@ -497,7 +509,7 @@ class LambdaStandIn:
             self.failures.append(" ".join(reason.split()))
 
     def _invoke(self, function: Any, event: Any) -> None:
-        if function.handler == KIT_HANDLER:
+        if function.handler in KIT_HANDLERS:
             self._invoke_kit_handler(function, event)
             return
         mismatch = provider_mismatch(
@@ -522,29 +534,34 @@ class LambdaStandIn:
             raise RehearsalError(f"the {PROVIDER_RESOURCE_TYPE} stand-in answered FAILED: {error}")
 
     def _invoke_kit_handler(self, function: Any, event: Any) -> None:
-        """Run the kit's own ENI-cleanup handler on moto's EC2 and CloudFormation APIs."""
-        from stacks.handlers import eni_cleanup
+        """Run one of the kit's own handlers on moto's EC2 and CloudFormation APIs."""
+        from stacks.handlers import eni_cleanup, zonal_dns
 
-        mismatch = kit_handler_mismatch(function.code_bytes)
+        module, resource_type = KIT_HANDLERS[function.handler]
+        mismatch = kit_handler_mismatch(function.code_bytes, module)
         if mismatch is not None:
-            raise RehearsalError(f"{KIT_HANDLER}: {mismatch}")
-        if not isinstance(event, dict) or event.get("ResourceType") != KIT_RESOURCE_TYPE:
-            raise RehearsalError(f"invoked with something other than a {KIT_RESOURCE_TYPE} request: {event!r:.200}")
+            raise RehearsalError(f"{function.handler}: {mismatch}")
+        if not isinstance(event, dict) or event.get("ResourceType") != resource_type:
+            raise RehearsalError(f"invoked with something other than a {resource_type} request: {event!r:.200}")
         check_response_url(event["ResponseURL"], self.port)
         loopback = response_opener(event["ResponseURL"])
-        body = eni_cleanup.handler(
-            event,
-            LambdaContext(),
-            clients=lambda: eni_cleanup.Clients(ec2=self.ec2, cloudformation=self.cloudformation),
-            opener=loopback.open,
-        )
-        logical_id = event["LogicalResourceId"]
-        with self._lock:
-            self.answers[logical_id] = Answer(
-                logical_id, body["Status"], [f"the kit's handler: {event['RequestType']}"]
+        if module == "eni_cleanup":
+            body = eni_cleanup.handler(
+                event,
+                LambdaContext(),
+                clients=lambda: eni_cleanup.Clients(ec2=self.ec2, cloudformation=self.cloudformation),
+                opener=loopback.open,
             )
+        else:
+            body = zonal_dns.handler(event, LambdaContext(), ec2=lambda: self.ec2, opener=loopback.open)
+        logical_id = event["LogicalResourceId"]
+        outcome = f"the kit's handler: {event['RequestType']}"
+        if body["Data"].get("Json"):
+            outcome += f", zonal DNS names {body['Data']['Json']}"
+        with self._lock:
+            self.answers[logical_id] = Answer(logical_id, body["Status"], [outcome])
         if body["Status"] != "SUCCESS":
-            raise RehearsalError(f"the kit's {KIT_RESOURCE_TYPE} handler answered FAILED: {body['Reason']}")
+            raise RehearsalError(f"the kit's {resource_type} handler answered FAILED: {body['Reason']}")
 
     def _run(self, calls: list[Ec2Call]) -> tuple[list[str], str | None]:
         outcomes: list[str] = []
@@ -617,13 +634,43 @@ def finished(action: Callable[[], object], timeout: float = HTTP_TIMEOUT_SECONDS
     return not thread.is_alive()
 
 
+def aws_shaped_dns_entries(
+    service_name: str, endpoint_id: str, azs: list[str], private_dns: bool
+) -> list[dict[str, str]]:
+    """DnsEntries as AWS lists them for an interface endpoint (PrivateLink guide, "DNS hostnames"): the
+    endpoint-specific regional name, one zonal name per AZ of its subnets, and the service's own name when
+    private DNS is on. moto lists a single name of another shape, which has no AZ in it."""
+    _, _, region, *service = service_name.split(".")
+    domain = f"{'.'.join(reversed(service))}.{region}.vpce.amazonaws.com"
+    suffix = hashlib.sha256(endpoint_id.encode()).hexdigest()[:8]
+    zone = hashlib.sha256(domain.encode()).hexdigest()[:13].upper()
+    names = [f"{endpoint_id}-{suffix}.{domain}", *(f"{endpoint_id}-{suffix}-{az}.{domain}" for az in sorted(set(azs)))]
+    if private_dns:
+        names.append(f"{'.'.join(reversed(service))}.{region}.amazonaws.com")
+    return [{"dns_name": name, "hosted_zone_id": zone} for name in names]
+
+
 @contextlib.contextmanager
 def lambda_routed_to(stand_in: LambdaStandIn, port: int) -> Iterator[None]:
-    """Route every Lambda invocation in moto to ``stand_in``, and address ResponseURLs to this server."""
+    """Route every Lambda invocation in moto to ``stand_in``, address ResponseURLs to this server, and give
+    interface endpoints AWS's DnsEntries (``aws_shaped_dns_entries``)."""
     from moto import settings
     from moto.awslambda.models import LambdaFunction
+    from moto.ec2.models.vpcs import VPCBackend
+
+    create_vpc_endpoint = VPCBackend.create_vpc_endpoint
+
+    def create_with_aws_dns_entries(backend: Any, *args: Any, **kwargs: Any) -> Any:
+        endpoint = create_vpc_endpoint(backend, *args, **kwargs)
+        if str(endpoint.vpc_endpoint_type).lower() == "interface":
+            azs = [backend.get_subnet(subnet_id).availability_zone for subnet_id in endpoint.subnet_ids or []]
+            endpoint.dns_entries = aws_shaped_dns_entries(
+                endpoint.service_name, endpoint.id, azs, bool(endpoint.private_dns_enabled)
+            )
+        return endpoint
 
     with contextlib.ExitStack() as patches:
+        patches.enter_context(mock.patch.object(VPCBackend, "create_vpc_endpoint", create_with_aws_dns_entries))
         # moto addresses ResponseURLs to a Docker container's view of the host (host.docker.internal, or an
         # address it asks the Docker socket for); the one answering here is this process.
         patches.enter_context(mock.patch.object(settings, "moto_server_host", lambda: "http://localhost"))
@@ -738,7 +785,7 @@ def wait_for_custom_resources(
         for lid, res in resources.items()
         if str(res.get("Type", "")).startswith("Custom::") or res.get("Type") == "AWS::CloudFormation::CustomResource"
     }
-    foreign = {lid for lid in custom if resources[lid]["Type"] not in (PROVIDER_RESOURCE_TYPE, KIT_RESOURCE_TYPE)}
+    foreign = {lid for lid in custom if resources[lid]["Type"] not in {PROVIDER_RESOURCE_TYPE, *KIT_RESOURCE_TYPES}}
     if foreign:
         raise RehearsalError(f"custom resources without a stand-in: {', '.join(sorted(foreign))}")
     while True:
@@ -747,6 +794,12 @@ def wait_for_custom_resources(
         stacks = [s for s in backend.stacks.values() if s.name == target.stack]
         created = {lid for s in stacks for lid, res in s.custom_resources.items() if res.is_created()}
         if custom <= set(stand_in.answers) and custom <= created:
+            # moto 5.2.5 builds a stack's outputs from the template it was created with, which for a change set
+            # (what the CLI deploys with) is empty, and never again; so they are built here from the executed
+            # template, now that the custom resources whose attributes they read have answered.
+            for stack in stacks:
+                stack._parse_template()
+                stack.output_map = stack._create_output_map()
             return
         if time.monotonic() > deadline:
             missing = ", ".join(sorted(custom - created))
@@ -763,6 +816,7 @@ class Summary:
     runtime_vpc_endpoint: str
     s3_vpc_endpoint: str
     default_security_group: str
+    zonal_dns_names: str
     stand_in: list[Answer]
     skipped_types: list[str]
 
@@ -811,6 +865,7 @@ def verify(clients: Mapping[str, Any], target: Target) -> Summary:
     stack_endpoints = set(physical.get("AWS::EC2::VPCEndpoint", []))
     if stack_endpoints != {runtime["VpcEndpointId"], gateway["VpcEndpointId"]}:
         raise RehearsalError(f"the stack's VPC endpoints {sorted(stack_endpoints)} are not the ones found")
+    zonal = check_zonal_names(cfn.describe_stacks(StackName=name)["Stacks"][0], runtime, ec2)
 
     default_filter = [*in_vpc, {"Name": "group-name", "Values": ["default"]}]
     group = one(ec2.describe_security_groups(Filters=default_filter)["SecurityGroups"], "default security group")
@@ -824,9 +879,30 @@ def verify(clients: Mapping[str, Any], target: Target) -> Summary:
         runtime_vpc_endpoint=f"{runtime['VpcEndpointId']} (Interface, {runtime_service}, private DNS on)",
         s3_vpc_endpoint=f"{gateway['VpcEndpointId']} (Gateway, {s3_service})",
         default_security_group=f"{group['GroupId']}: no ingress, no egress rules",
+        zonal_dns_names=zonal,
         stand_in=[],
         skipped_types=[],
     )
+
+
+def check_zonal_names(stack: Mapping[str, Any], runtime: Mapping[str, Any], ec2: Any) -> str:
+    """The stack's RuntimeZonalDnsNames output names, for each AZ of the runtime endpoint's subnets, that AZ's
+    zonal name among the endpoint's DnsEntries; a summary line, or RehearsalError."""
+    outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
+    if "RuntimeZonalDnsNames" not in outputs:
+        raise RehearsalError(f"the stack has no RuntimeZonalDnsNames output (it has {sorted(outputs)})")
+    published = json.loads(outputs["RuntimeZonalDnsNames"])
+    subnets = ec2.describe_subnets(SubnetIds=runtime["SubnetIds"])["Subnets"]
+    azs = sorted({subnet["AvailabilityZone"] for subnet in subnets})
+    entries = {entry["DnsName"] for entry in runtime.get("DnsEntries", [])}
+    wrong = {
+        az: published.get(az)
+        for az in azs
+        if published.get(az) not in entries or not str(published[az]).split(".", 1)[0].endswith(f"-{az}")
+    }
+    if wrong or sorted(published) != azs:
+        raise RehearsalError(f"RuntimeZonalDnsNames {published} does not name each AZ's zonal DNS entry of {azs}")
+    return f"{', '.join(azs)}: each its AZ's entry of {runtime['VpcEndpointId']}"
 
 
 def boto3_clients(endpoint_url: str, region: str) -> dict[str, Any]:
@@ -927,6 +1003,7 @@ def print_summary(target: Target, summary: Summary, elapsed: float) -> None:
         f"  runtime VPC endpoint    {summary.runtime_vpc_endpoint}",
         f"  S3 VPC endpoint         {summary.s3_vpc_endpoint}",
         f"  default security group  {summary.default_security_group}",
+        f"  zonal DNS names         {summary.zonal_dns_names}",
     ]
     for answer in summary.stand_in:
         lines.append(f"  stand-in                {answer.logical_id}: {answer.status}")

@@ -6,8 +6,10 @@ import hashlib
 import json
 import tarfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+from stacks.manifest_check import ManifestCheckError, check_manifest
 
 
 class ArtifactError(ValueError):
@@ -42,13 +44,44 @@ def _members(path: Path) -> list[tarfile.TarInfo]:
             members = archive.getmembers()
     except (tarfile.TarError, OSError, EOFError) as error:
         raise ArtifactError(f"is not a gzip-compressed tar archive ({error})") from error
+    seen: set[PurePosixPath] = set()
     for member in members:
         name = member.name
         if name.startswith("/") or ".." in Path(name).parts:
             raise ArtifactError(f"holds an unsafe path {name!r}")
         if not (member.isfile() or member.isdir()):
             raise ArtifactError(f"holds {name!r}, which is not a regular file")
+        if PurePosixPath(name) in seen:
+            # Unpacked, the last copy wins: the model checked and the model served could differ.
+            raise ArtifactError(f"holds {name!r} more than once; allowed: each file once")
+        seen.add(PurePosixPath(name))
     return members
+
+
+def _read_members(path: Path, names: set[str]) -> dict[str, bytes]:
+    """The bytes of the named regular files, in one pass that stops once it has them all (the cpu model is
+    the archive's first file); nothing is written to disk."""
+    found: dict[str, bytes] = {}
+    with tarfile.open(path, "r|gz") as archive:
+        for member in archive:
+            if member.name in names and member.isfile():
+                extracted = archive.extractfile(member)
+                if extracted is not None:
+                    found[member.name] = extracted.read()
+                if len(found) == len(names):
+                    break
+    return found
+
+
+def _check_model(path: Path, members: list[tarfile.TarInfo], manifest: dict[str, Any], model_file: str) -> None:
+    """The model against its manifest: features, objective, classes (stacks/manifest_check.py)."""
+    # The Triton config sits in the model's folder; the other names cannot be members of other layouts.
+    wanted = {model_file, f"{model_file.split('/')[0]}/config.pbtxt"}
+    files = _read_members(path, wanted & {member.name for member in members})
+    try:
+        check_manifest(manifest, model_file, files.get)
+    except ManifestCheckError as error:
+        raise ArtifactError(str(error)) from error
 
 
 def _model_file(members: list[tarfile.TarInfo], named: str | None, *, root_file_first: bool) -> str:
@@ -97,7 +130,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 
 def inspect_artifact(path: Path, *, root_file_first: bool = True) -> ModelArtifact:
-    """Open the archive and its manifest; raise ArtifactError if the container could not serve it.
+    """Open the archive and its manifest; raise ArtifactError if the container could not serve it or the manifest
+    does not describe the model in it (feature count, objective, classes: stacks/manifest_check.py).
 
     ``root_file_first``: the built-in XGBoost container's layout (it loads the first file at the root)."""
     if path.is_dir():
@@ -113,6 +147,7 @@ def inspect_artifact(path: Path, *, root_file_first: bool = True) -> ModelArtifa
             f"does not match its manifest (sha256 {digest[:12]}..., manifest says "
             f"{str(manifest['sha256'])[:12]}...); rebuild both with scripts/train_model.py"
         )
+    _check_model(path, members, manifest, model_file)
     return ModelArtifact(
         path=path,
         model_file=model_file,

@@ -9,6 +9,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from stacks.monitoring import SLO_PERCENTILE, with_enough_samples
+from stacks.sample_counts import min_samples
 from stacks.settings import AutoscalingSettings
 
 _SERVICE_LINKED_ROLE = (
@@ -89,12 +91,25 @@ class VariantAutoscaling(Construct):
             )
 
     def _scale_out_on_latency(self, endpoint_name: str, variant_name: str, slo_ms: float) -> None:
-        """Step scaling on the variant's p99 ModelLatency (microseconds) against the SLO."""
-        latency = cloudwatch.Metric(
-            namespace="AWS/SageMaker",
-            metric_name="ModelLatency",
-            dimensions_map={"EndpointName": endpoint_name, "VariantName": variant_name},
-            statistic="p99",
+        """Step scaling on the variant's p99 ModelLatency (microseconds) against the SLO, in minutes with enough
+        calls for a p99 (a quiet minute gives no datapoint, and no datapoints leave the alarm in
+        INSUFFICIENT_DATA, which scales nothing)."""
+
+        def model_latency(statistic: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/SageMaker",
+                metric_name="ModelLatency",
+                dimensions_map={"EndpointName": endpoint_name, "VariantName": variant_name},
+                statistic=statistic,
+                period=Duration.minutes(1),
+            )
+
+        latency = with_enough_samples(
+            "latency",
+            {"latency": model_latency(SLO_PERCENTILE)},
+            samples=model_latency("SampleCount"),
+            statistic=SLO_PERCENTILE,
+            label=f"{SLO_PERCENTILE} ModelLatency (us), minutes with {min_samples(SLO_PERCENTILE)}+ calls",
             period=Duration.minutes(1),
         )
         slo_us = slo_ms * 1000

@@ -1,11 +1,12 @@
 """The latency the ad servers see: a probe function in each client AZ, on the clients' own path.
 
 Each function runs in one client AZ's subnet with the client security group and the caller policy, so it
-reaches SageMaker exactly as an ad server there does: the runtime interface endpoint's private DNS name,
-HTTPS, SigV4, the stage's profile codec. Every ``schedule_minutes`` it sends ``burst_size`` invocations of the
-model's sample row and prints one CloudWatch embedded-metric-format line (handlers/client_probe.py): the
-metrics reach CloudWatch through the function's own log group, so the probe needs no network path besides
-the one it measures. The alarms and the dashboard row are in monitoring.py (``client_path_metric``).
+reaches SageMaker exactly as an ad server there does: its AZ's zonal DNS name of the runtime interface endpoint
+(chosen by the client package's runtime_endpoint_url), HTTPS, SigV4, the stage's profile codec. Every
+``schedule_minutes`` it sends ``burst_size`` invocations of the model's sample row and prints one CloudWatch
+embedded-metric-format line (handlers/client_probe.py): the metrics reach CloudWatch through the function's own
+log group, so the probe needs no network path besides the one it measures. The alarms and the dashboard row are in
+monitoring.py (``client_path_metric``).
 """
 
 from __future__ import annotations
@@ -33,8 +34,14 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from stacks.compliance import nag_arn
-from stacks.handler_code import retained_log_group, write_logs
+from stacks.compliance import checkov_skip, nag_arn
+from stacks.handler_code import (
+    NO_RESERVED_CONCURRENCY,
+    acknowledge_no_reserved_concurrency,
+    retained_log_group,
+    write_logs,
+)
+from stacks.handlers.zonal_dns import az_attribute
 from stacks.settings import StageSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +53,21 @@ PROBE_FILES = {
     "stacks/handlers/client_probe.py": "stacks/handlers/client_probe.py",
     "rtb_client/__init__.py": "client/rtb_client/__init__.py",
 }
-# A run that outlasts this is cut off and shows as a missing datapoint (the missing-data alarm), not as a
-# second run piling onto the first: the function has one slot (reserved concurrency 1).
+# A run that outlasts this is cut off and shows as a missing datapoint (the missing-data alarm): a run ends
+# before the next one is due.
 SECONDS_PER_SCHEDULED_MINUTE = 50
+# Lambda's minimum MaximumEventAgeInSeconds (botocore's model: 60 to 21600): an event that waited longer in
+# Lambda's queue (throttled, say) is dropped. Below the schedule period from 2 minutes on, equal to it at 1.
+MAX_EVENT_AGE_SECONDS = 60
+# Lambda's documented resource for DeleteNetworkInterface when no interface ID is known: every resource.
+ALL_EC2_RESOURCES = "arn:aws:ec2:{region}:{account}:*/*"
+
+PLAIN_CONFIGURATION = (
+    "the variables are run configuration, no secret: the endpoint's name and zonal DNS names, the profile, the "
+    "model's sample row, the burst size, the SLO, the metric namespace, the AZ and its subnet's CIDR, all in this "
+    "template and its outputs already; Lambda encrypts environment variables at rest with an AWS managed key in any "
+    "case (Lambda developer guide, data protection: encryption at rest)"
+)
 
 SCHEDULED_NOT_QUEUED = (
     "EventBridge invokes it every run; a failed run is not worth redelivering later (a stale measurement), "
@@ -83,8 +102,8 @@ def probe_code() -> lambda_.Code:
 
 
 def az_id(az: str) -> str:
-    """A construct-id suffix from an AZ name: us-east-1a -> UsEast1a."""
-    return "".join(part[:1].upper() + part[1:] for part in az.split("-"))
+    """A construct-id suffix from an AZ name: us-east-1a -> UsEast1a (the zonal names' attribute names too)."""
+    return az_attribute(az)
 
 
 class ClientProbes(Construct):
@@ -99,6 +118,7 @@ class ClientProbes(Construct):
         endpoint_name: str,
         subnets: list[ec2.ISubnet],
         client_security_group: ec2.ISecurityGroup,
+        zonal_dns_names: str,
         caller_policy: iam.IManagedPolicy,
         vpc: ec2.IVpc,
         encryption_key: kms.IKey,
@@ -116,6 +136,8 @@ class ClientProbes(Construct):
             "BURST_SIZE": str(probe.burst_size),
             "LATENCY_SLO_MS": f"{settings.latency_slo_ms:g}",
             "METRIC_NAMESPACE": NAMESPACE,
+            # {"<az>": "<zonal name>"}: each probe connects as an ad server in its AZ does (rtb_client).
+            "ZONAL_DNS_NAMES": zonal_dns_names,
         }
         stack = Stack.of(self)
         self.functions: dict[str, lambda_.Function] = {}
@@ -138,8 +160,8 @@ class ClientProbes(Construct):
                 roles=[role],
                 statements=[
                     write_logs(log_group),
-                    # Lambda places the function's network interface with the function's role: in this
-                    # AZ's subnet, with the client security group, and manages only interfaces in this VPC.
+                    # Lambda places the function's network interface with the function's role: in this AZ's
+                    # subnet, with the client security group.
                     iam.PolicyStatement(
                         sid="PlaceItsInterfaceInItsSubnet",
                         actions=["ec2:CreateNetworkInterface"],
@@ -153,19 +175,20 @@ class ClientProbes(Construct):
                             stack.format_arn(service="ec2", resource="network-interface", resource_name="*"),
                         ],
                     ),
+                    # In the form Lambda documents, with no condition: "If you don't specify a resource ID for
+                    # DeleteNetworkInterface in the execution role, your function may not be able to access the
+                    # VPC. Either specify a unique resource ID, or include all resource IDs" (the example is
+                    # arn:aws:ec2:<region>:<account>:*/*). A network-interface/* ARN with an ec2:Vpc condition
+                    # was refused at function creation for others (hashicorp/terraform-provider-aws#20698).
+                    # https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html#configuration-vpc-permissions
                     iam.PolicyStatement(
-                        sid="ManageItsInterfacesInThisVpc",
+                        sid="ManageItsInterfaces",
                         actions=[
                             "ec2:DeleteNetworkInterface",
                             "ec2:AssignPrivateIpAddresses",
                             "ec2:UnassignPrivateIpAddresses",
                         ],
-                        resources=[stack.format_arn(service="ec2", resource="network-interface", resource_name="*")],
-                        conditions={
-                            "ArnEquals": {
-                                "ec2:Vpc": stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)
-                            }
-                        },
+                        resources=[ALL_EC2_RESOURCES.format(region=stack.region, account=stack.account)],
                     ),
                     iam.PolicyStatement(
                         sid="DescribeInterfaces",
@@ -187,12 +210,24 @@ class ClientProbes(Construct):
                 vpc=vpc,
                 vpc_subnets=ec2.SubnetSelection(subnets=[subnet]),
                 security_groups=[client_security_group],
-                # The runtime endpoint's interface in this AZ sits in this subnet: an answer or a connection
-                # outside its CIDR went to another AZ's interface.
+                # The runtime endpoint's interface in this AZ sits in this subnet: a connection outside its CIDR
+                # went to another AZ's interface.
                 environment={**environment, "PROBE_AZ": az, "ZONAL_CIDR": subnet.ipv4_cidr_block},
                 log_group=log_group,
                 logging_format=lambda_.LoggingFormat.TEXT,
-                reserved_concurrent_executions=1,
+                # EventBridge invokes it asynchronously, so Lambda's own retries and event queue apply whatever the
+                # rule's retry policy says (by default two retries, events kept up to 6 hours:
+                # https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html). A retried or
+                # late run is a stale measurement: no retries, and an event older than Lambda's minimum age is
+                # dropped (the next scheduled run measures instead).
+                retry_attempts=0,
+                max_event_age=Duration.seconds(MAX_EVENT_AGE_SECONDS),
+                # No reserved concurrency: a reservation must leave the account's minimum unreserved concurrency,
+                # and a new account's total is often 10, so any reservation can fail the deploy ("decreases
+                # account's UnreservedConcurrentExecution below its minimum value";
+                # https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html). Runs stay one at a
+                # time without it: each ends before the next is due, none is retried, and one that starts late (at
+                # most MAX_EVENT_AGE_SECONDS) adds only one burst to that minute's measurement.
                 description=f"RTB inference kit: client-path probe of {endpoint_name} in {az}",
             )
             Validations.of(policy).acknowledge(
@@ -204,7 +239,13 @@ class ClientProbes(Construct):
                 Acknowledgment(
                     id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{nag_arn(stack, 'ec2', 'network-interface/*')}]",
                     reason="Lambda creates the function's network interface, so its id is unknown; creation is "
-                    "limited to this AZ's subnet and the client security group, the other calls to this VPC",
+                    "limited to this AZ's subnet and the client security group",
+                ),
+                Acknowledgment(
+                    id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{nag_arn(stack, 'ec2', '*/*')}]",
+                    reason="Lambda's documented form for a VPC function's role: DeleteNetworkInterface on a unique "
+                    "resource ID or on all resource IDs (arn:aws:ec2:<region>:<account>:*/*), else the function may "
+                    "not reach the VPC; Lambda names the interfaces it creates, so no ID is known in advance",
                 ),
             )
             # Lambda checks the interface permissions when it creates the function: the policy comes first. The
@@ -220,6 +261,10 @@ class ClientProbes(Construct):
                 # A missed run is a missing datapoint, not a late one.
                 targets=[targets.LambdaFunction(function, retry_attempts=0)],
             )
+            acknowledge_no_reserved_concurrency(function)
+            checkov_skip(function, "CKV_AWS_115", NO_RESERVED_CONCURRENCY)
+            checkov_skip(function, "CKV_AWS_116", SCHEDULED_NOT_QUEUED)
+            checkov_skip(function, "CKV_AWS_173", PLAIN_CONFIGURATION)
             Validations.of(function).acknowledge(
                 *(
                     Acknowledgment(id=f"{pack}::{pack}-LambdaDLQ", reason=SCHEDULED_NOT_QUEUED)

@@ -19,7 +19,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from stacks.buckets import private_bucket
-from stacks.compliance import nag_arn
+from stacks.compliance import checkov_skip, nag_arn
 from stacks.handler_code import SERVICE_TIMEOUT, CustomResourceFunction
 
 RESOURCE_TYPE = "Custom::NeoCompilation"
@@ -58,6 +58,7 @@ class NeoCompilation(Construct):
                 for rule in ("S3BucketLoggingEnabled", "S3BucketReplicationEnabled")
             ),
         )
+        checkov_skip(self.bucket, "CKV_AWS_18", derived)
         self.compiled_objects = self.bucket.arn_for_objects(f"{OUTPUT_PREFIX}/*")
 
         # The role Neo's job runs with: read the traced model, write the compiled one.
@@ -126,7 +127,7 @@ class NeoCompilation(Construct):
         job_names = f"compilation-job/{JOB_NAME_PREFIX}-*"
         jobs = stack.format_arn(service="sagemaker", resource="compilation-job", resource_name=f"{JOB_NAME_PREFIX}-*")
         # Outside the VPC (handler_code.OUTSIDE_THE_VPC): it calls the SageMaker API, which the model's subnets
-        # need not reach. One invocation at a time (handler_code.RESERVED_CONCURRENCY); a redelivered request waits
+        # need not reach. One invocation at a time (see handler_code); a redelivered request waits
         # for the job it already started.
         handler = CustomResourceFunction(
             self,

@@ -16,6 +16,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from stacks.buckets import private_bucket
+from stacks.compliance import checkov_skip
 from stacks.settings import DataCaptureSettings
 
 PREFIX = "datacapture"
@@ -59,6 +60,13 @@ class CaptureBucket(Construct):
                 Acknowledgment(id=f"{pack}::{pack}-S3BucketReplicationEnabled", reason=_REPLICATION_REASON)
                 for pack in ("NIST.800.53.R5", "HIPAA.Security")
             ),
+        )
+        checkov_skip(
+            self.access_logs,
+            "CKV_AWS_18",
+            "this is the capture bucket's server-access-log destination; logging it into itself would log its own "
+            "log deliveries without end, and a separate bucket for its logs would need one in turn (S3 user guide, "
+            "Logging requests with server access logging)",
         )
         self.bucket = private_bucket(
             self,

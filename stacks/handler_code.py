@@ -12,6 +12,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks.compliance import checkov_skip
+
 STACKS_DIR = Path(__file__).resolve().parent
 SHARED = ("__init__.py", "custom_resource.py")
 
@@ -19,17 +21,16 @@ SHARED = ("__init__.py", "custom_resource.py")
 # function that dies without answering fails the resource (and the deploy) in minutes, not CloudFormation's hour.
 SERVICE_TIMEOUT = Duration.minutes(20)
 # Each function serves one custom resource of one stack. CloudFormation sends that resource's requests one at a
-# time (Create, Update, Delete; a replacement's Delete comes in the cleanup phase, after the Create answered)
-# and waits for each answer or SERVICE_TIMEOUT, which outlasts any invocation; Lambda retries an attempt only
-# after it ended. So one invocation at a time is all the work there is. CloudFormation invokes asynchronously:
-# an event that found the one slot busy would wait in Lambda's queue, not be lost, and a runaway loop cannot
-# take more than one slot of the account's concurrency.
-RESERVED_CONCURRENCY = 1
+# time (Create, Update, Delete; a replacement's Delete comes in the cleanup phase, after the Create answered) and
+# waits for each answer or SERVICE_TIMEOUT, which outlasts any invocation; Lambda retries an attempt only after it
+# ended. So one invocation at a time holds without reserved concurrency, which the functions do not take: a
+# reservation must leave the account's minimum unreserved concurrency, and on a new account (a total of 10 or 50)
+# any reservation fails the deploy ("decreases account's UnreservedConcurrentExecution below its minimum value";
+# https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
 # Lambda's asynchronous defaults apply: two retries of an attempt that ended in a function error. ``run``
 # (handlers/custom_resource.py) answers every exception, so that is only an attempt that died without answering
-# (a crash, memory, the timeout); the retry redelivers the same request, which both handlers take (neo_compile
-# waits for the job it started, eni_cleanup is idempotent). Not restated in the template: an
-# AWS::Lambda::EventInvokeConfig is a type moto's CloudFormation skips, and the deploy rehearsal fails on those.
+# (a crash, memory, the timeout); the retry redelivers the same request, which every handler takes (neo_compile
+# waits for the job it started, eni_cleanup and zonal_dns are idempotent).
 
 
 def handler_files(module: str) -> tuple[str, ...]:
@@ -66,6 +67,25 @@ OUTSIDE_THE_VPC = (
     "interfaces of its own into the subnets, which Lambda releases only some time after the function is deleted: "
     "the stack deletion would wait on them, the very hang the ENI cleanup exists to prevent"
 )
+NO_RESERVED_CONCURRENCY = (
+    "no function-level concurrency limit, so the stack deploys on any account: a reservation must leave the "
+    "account's minimum unreserved concurrency, and on a new account (10 or 50 in all) any reservation fails the "
+    'deploy ("decreases account\'s UnreservedConcurrentExecution below its minimum value"); one invocation at a '
+    "time holds without it: CloudFormation sends a custom resource's requests one at a time, and a probe's runs "
+    "end before the next is due and are never retried"
+)
+
+
+def acknowledge_no_reserved_concurrency(function: lambda_.Function) -> None:
+    """The NIST and HIPAA packs ask for a function-level concurrency limit; the kit's functions take none."""
+    Validations.of(function).acknowledge(
+        *(
+            Acknowledgment(id=f"{pack}::{pack}-LambdaConcurrency", reason=NO_RESERVED_CONCURRENCY)
+            for pack in ("NIST.800.53.R5", "HIPAA.Security")
+        )
+    )
+
+
 FAILURES_REACH_CLOUDFORMATION = (
     "CloudFormation invokes it asynchronously for one resource and waits for its answer: every error is answered "
     "FAILED (handlers/custom_resource.py), and an attempt that dies without answering is retried and then fails the "
@@ -114,11 +134,17 @@ class CustomResourceFunction(Construct):
             log_group=log_group,
             application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
             logging_format=lambda_.LoggingFormat.JSON,
-            reserved_concurrent_executions=RESERVED_CONCURRENCY,
             # No on-failure destination or dead-letter queue: FAILURES_REACH_CLOUDFORMATION.
             # No vpc: OUTSIDE_THE_VPC.
             description=f"RTB inference kit: {description}",
         )
+        acknowledge_no_reserved_concurrency(self.function)
+        for check_id, reason in (
+            ("CKV_AWS_115", NO_RESERVED_CONCURRENCY),
+            ("CKV_AWS_116", FAILURES_REACH_CLOUDFORMATION),
+            ("CKV_AWS_117", OUTSIDE_THE_VPC),
+        ):
+            checkov_skip(self.function, check_id, reason)
         # Lambda adds an explicit dependency on the role that its Role property already implies (cfn-lint W3005).
         cast(CfnResource, self.function.node.default_child).add_deletion_override("DependsOn")
         Validations.of(self.function).acknowledge(

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Environment, Fn, Stack
+from aws_cdk import CfnOutput, Environment, Stack
 from constructs import Construct
 
 from stacks.autoscaling import VariantAutoscaling
 from stacks.caller_policy import CallerPolicy
 from stacks.client_probe import ClientProbes
 from stacks.encryption import EncryptionKey
+from stacks.handlers.zonal_dns import az_attribute
 from stacks.model_endpoint import InferenceEndpoint
 from stacks.monitoring import EndpointMonitoring
 from stacks.network import InferenceNetwork
 from stacks.runtime_endpoint import RuntimeVpcEndpoint
 from stacks.settings import StageSettings
+from stacks.zonal_dns import RuntimeZonalDnsNames
 
 
 class InferenceStack(Stack):
@@ -33,7 +35,21 @@ class InferenceStack(Stack):
         key = EncryptionKey(self, "Encryption").key
         network = InferenceNetwork(self, "Network", settings=settings, encryption_key=key)
         runtime = RuntimeVpcEndpoint(
-            self, "RuntimeEndpoint", vpc=network.vpc, subnets=network.subnets, client_cidrs=settings.client_cidrs
+            self,
+            "RuntimeEndpoint",
+            vpc=network.vpc,
+            subnets=network.subnets,
+            client_cidrs=settings.client_cidrs,
+            existing=settings.runtime_endpoint,
+        )
+        client_azs = list(settings.client_azs) or [subnet.availability_zone for subnet in network.subnets.subnets or []]
+        zonal = RuntimeZonalDnsNames(
+            self,
+            "ZonalDnsNames",
+            vpc_endpoint_id=runtime.endpoint.vpc_endpoint_id,
+            availability_zones=client_azs,
+            encryption_key=key,
+            log_retention_days=settings.log_retention_days,
         )
         inference = InferenceEndpoint(
             self, "Inference", settings=settings, vpc=network.vpc, subnets=network.subnets, encryption_key=key
@@ -64,30 +80,47 @@ class InferenceStack(Stack):
         )
         # On-call hears of a rollback too, not only SageMaker.
         monitoring.notify(inference.rollout.alarms)
+        probes = None
         if settings.client_probe.enabled:
-            ClientProbes(
+            probes = ClientProbes(
                 self,
                 "ClientProbes",
                 settings=settings,
                 endpoint_name=inference.endpoint_name,
                 subnets=list(network.subnets.subnets or []),
                 client_security_group=runtime.client_security_group,
+                zonal_dns_names=zonal.json,
                 caller_policy=callers.policy,
                 vpc=network.vpc,
                 encryption_key=key,
             )
 
+        if inference.compilation is not None:
+            # Neo's documented source for Inferentia is a model exported by PyTorch 1.9 or earlier; the kit's is
+            # traced by a newer torch (docs/profiles.md). The compile is the first thing the deploy proves: the
+            # network, the runtime endpoint and everything after them wait for it, so a model Neo refuses fails
+            # the first deploy in minutes, before anything billed by the hour exists.
+            waiting = [network, runtime, zonal, callers, monitoring, *([probes] if probes else [])]
+            for construct in waiting:
+                construct.node.add_dependency(inference.compilation.resource)
+
         CfnOutput(self, "EndpointName", value=inference.endpoint.attr_endpoint_name)
         CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=monitoring.dashboard.dashboard_name)
         CfnOutput(self, "RuntimeVpcEndpointId", value=runtime.endpoint.vpc_endpoint_id)
-        # Entries are "hosted-zone-id:dns-name"; the first is the regional name, then one per AZ.
-        CfnOutput(
-            self,
-            "RuntimeVpcEndpointDnsName",
-            value=Fn.select(1, Fn.split(":", Fn.select(0, runtime.endpoint.vpc_endpoint_dns_entries))),
-        )
-        CfnOutput(self, "RuntimeVpcEndpointDnsEntries", value=Fn.join(",", runtime.endpoint.vpc_endpoint_dns_entries))
+        # The endpoint-specific regional name answers with every AZ's interface, like private DNS.
+        CfnOutput(self, "RuntimeVpcEndpointDnsName", value=zonal.regional)
+        # What ad servers connect to, by AZ (rtb_client.runtime_endpoint_url reads the JSON): each AZ's own
+        # interface, so the connection stays in the caller's AZ. One export per AZ for the ad servers' stacks.
+        CfnOutput(self, "RuntimeZonalDnsNames", value=zonal.json)
+        for az in settings.client_azs:
+            CfnOutput(
+                self,
+                f"RuntimeZonalDnsName{az_attribute(az)}",
+                value=zonal.name_for(az),
+                description=f"The runtime endpoint's zonal DNS name in {az}",
+                export_name=f"{self.stack_name}-RuntimeZonalDnsName-{az}",
+            )
         CfnOutput(
             self,
             "ClientSecurityGroupId",

@@ -3,6 +3,10 @@
 SageMaker reports ModelLatency and OverheadLatency in microseconds; the dashboard shows milliseconds and
 the alarms compare microseconds. It publishes no instance-count metric, so the count is derived as
 Invocations / InvocationsPerInstance (the latter is invocations divided by instances in service).
+
+No alarm judges a percentile on fewer samples than CloudWatch's rule asks (stacks/sample_counts.py): the
+SageMaker-side percentiles count only in minutes with enough invocations (``with_enough_samples``), and the
+client-seen p99 is taken over a window that holds enough probe calls (``window_minutes``).
 """
 
 from __future__ import annotations
@@ -17,10 +21,43 @@ from constructs import Construct
 
 from stacks.client_probe import NAMESPACE as CLIENT_PATH_NAMESPACE
 from stacks.client_probe import az_id
-from stacks.settings import StageSettings
+from stacks.sample_counts import min_samples, window_minutes
+from stacks.settings import ClientProbeSettings, StageSettings
 
 _MINUTE = Duration.minutes(1)
 _PERCENTILES = ("p50", "p90", "p99")
+# The SLO's percentile: p99 under latency_slo_ms.
+SLO_PERCENTILE = "p99"
+
+
+def with_enough_samples(
+    expression: str,
+    metrics: dict[str, cloudwatch.IMetric],
+    *,
+    samples: cloudwatch.Metric,
+    statistic: str,
+    label: str,
+    period: Duration,
+) -> cloudwatch.MathExpression:
+    """``expression`` (over percentile ``statistic`` metrics) only in periods in which ``samples``, the
+    SampleCount of the calls they describe, reaches ``min_samples(statistic)``; no datapoint otherwise.
+
+    CloudWatch's IF drops a datapoint whose condition is false when no third argument is given ("IF(TS
+    Comparison Operator S, scalar2 | metric2, scalar3 | metric3)": "an empty time series, if ... scalar3/metric3
+    is omitted", https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/using-metric-math.html), so an
+    alarm sees a missing datapoint, not a low-sample percentile."""
+    inner = cloudwatch.MathExpression(expression=expression, using_metrics=metrics, period=period)
+    return cloudwatch.MathExpression(
+        expression=f"IF(samples >= {min_samples(statistic)}, value)",
+        using_metrics={"samples": samples, "value": inner},
+        label=label,
+        period=period,
+    )
+
+
+def client_latency_window(probe: ClientProbeSettings, statistic: str = SLO_PERCENTILE) -> Duration:
+    """The period over which the probe's calls number enough for ``statistic`` (a p99 needs 1,000 calls)."""
+    return Duration.minutes(window_minutes(probe.burst_size, probe.schedule_minutes, statistic))
 
 
 class EndpointMonitoring(Construct):
@@ -53,6 +90,8 @@ class EndpointMonitoring(Construct):
         )
         self._endpoint_name = endpoint_name
         self._probe_period = Duration.minutes(settings.client_probe.schedule_minutes)
+        self._latency_window = client_latency_window(settings.client_probe)
+        self._median_window = client_latency_window(settings.client_probe, "p50")
         # The client path is watched only where the probe runs: one set of alarms per client AZ.
         self._probe_azs = list(settings.client_azs) if settings.client_probe.enabled else []
         self.alarms = [
@@ -76,14 +115,16 @@ class EndpointMonitoring(Construct):
             namespace=namespace, metric_name=name, dimensions_map=self._variant, statistic=statistic, period=_MINUTE
         )
 
-    def client_path_metric(self, az: str, name: str, statistic: str) -> cloudwatch.Metric:
-        """A metric the probe in ``az`` publishes (handlers/client_probe.py), per its schedule."""
+    def client_path_metric(
+        self, az: str, name: str, statistic: str, period: Duration | None = None
+    ) -> cloudwatch.Metric:
+        """A metric the probe in ``az`` publishes (handlers/client_probe.py), per its schedule unless given."""
         return cloudwatch.Metric(
             namespace=CLIENT_PATH_NAMESPACE,
             metric_name=name,
             dimensions_map={"EndpointName": self._endpoint_name, "AvailabilityZone": az},
             statistic=statistic,
-            period=self._probe_period,
+            period=period or self._probe_period,
         )
 
     def _client_path_alarms(self, az: str, slo_ms: float) -> list[cloudwatch.Alarm]:
@@ -100,6 +141,7 @@ class EndpointMonitoring(Construct):
             datapoints: int = 3,
             missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
             comparison: cloudwatch.ComparisonOperator = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            low_samples: str | None = None,
         ) -> cloudwatch.Alarm:
             return metric.create_alarm(
                 self,
@@ -110,14 +152,24 @@ class EndpointMonitoring(Construct):
                 datapoints_to_alarm=datapoints,
                 comparison_operator=comparison,
                 treat_missing_data=missing,
+                evaluate_low_sample_count_percentile=low_samples,
             )
 
+        window = int(self._latency_window.to_minutes())
         return [
+            # A p99 over a window that holds at least 1,000 probe calls (CloudWatch's rule), which CloudWatch
+            # slides by a minute at every evaluation ("For any period of one minute or longer, an alarm is
+            # evaluated every minute": https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/
+            # AlarmThatSendsEmail.html). A window that fell short (runs missing) leaves the state as it is: the
+            # missing-probe alarm speaks for those runs.
             alarm(
                 "ClientLatencyAlarm",
-                self.client_path_metric(az, "ClientRoundTrip", "p99"),
+                self.client_path_metric(az, "ClientRoundTrip", SLO_PERCENTILE, self._latency_window),
                 slo_ms,
-                f"client-seen p99 round trip above the {slo_ms:g} ms SLO in 3 of 5 probe runs ({every})",
+                f"client-seen {SLO_PERCENTILE} round trip above the {slo_ms:g} ms SLO over the last {window} min of "
+                f"probe runs (at least {min_samples(SLO_PERCENTILE)} calls, {every})",
+                datapoints=1,
+                low_samples="ignore",
             ),
             alarm(
                 "ClientErrorsAlarm",
@@ -129,8 +181,8 @@ class EndpointMonitoring(Construct):
                 "ClientCrossAzAlarm",
                 self.client_path_metric(az, "CrossAzAnswers", "Maximum"),
                 0,
-                "the runtime endpoint's DNS answer or the connected address is not this AZ's interface: "
-                "clients here cross AZs (check private DNS and the endpoint's subnets)",
+                "the probe connected to an address outside this AZ's subnet: clients on this AZ's zonal DNS name "
+                "cross AZs (check the RuntimeZonalDnsNames output and the runtime endpoint's subnets)",
                 datapoints=1,
             ),
             alarm(
@@ -164,14 +216,25 @@ class EndpointMonitoring(Construct):
         )
 
     def _latency_alarm(self, slo_ms: float) -> cloudwatch.Alarm:
-        # p99 of model plus p99 of overhead: an upper bound of the p99 SageMaker adds, in microseconds.
-        return self._three_of_five_alarm(
-            "LatencySloAlarm",
+        # p99 of model plus p99 of overhead: an upper bound of the p99 SageMaker adds, in microseconds. Every
+        # invocation reports both, so ModelLatency's SampleCount is the calls behind each.
+        p99 = SLO_PERCENTILE
+        math = with_enough_samples(
             "model + overhead",
-            {"model": self._metric("ModelLatency", "p99"), "overhead": self._metric("OverheadLatency", "p99")},
-            label="p99 ModelLatency + p99 OverheadLatency (us)",
+            {"model": self._metric("ModelLatency", p99), "overhead": self._metric("OverheadLatency", p99)},
+            samples=self._metric("ModelLatency", "SampleCount"),
+            statistic=p99,
+            label=f"{p99} ModelLatency + {p99} OverheadLatency (us), minutes with {min_samples(p99)}+ calls",
+            period=_MINUTE,
+        )
+        return self._three_of_five(
+            "LatencySloAlarm",
+            math,
             threshold=slo_ms * 1000,
-            description=f"p99 of model + overhead latency above the {slo_ms:g} ms SLO in 3 of 5 minutes",
+            description=(
+                f"{p99} of model + overhead latency above the {slo_ms:g} ms SLO in 3 of 5 minutes (minutes with "
+                f"fewer than {min_samples(p99)} invocations are not judged: CloudWatch's low-sample rule)"
+            ),
         )
 
     def _error_rate_alarm(self, max_rate: float) -> cloudwatch.Alarm:
@@ -196,6 +259,11 @@ class EndpointMonitoring(Construct):
     ) -> cloudwatch.Alarm:
         """Above the threshold in 3 of 5 one-minute periods: one slow minute is not an incident."""
         math = cloudwatch.MathExpression(expression=expression, using_metrics=metrics, label=label, period=_MINUTE)
+        return self._three_of_five(construct_id, math, threshold=threshold, description=description)
+
+    def _three_of_five(
+        self, construct_id: str, math: cloudwatch.MathExpression, *, threshold: float, description: str
+    ) -> cloudwatch.Alarm:
         return math.create_alarm(
             self,
             construct_id,
@@ -225,34 +293,48 @@ class EndpointMonitoring(Construct):
         )
 
     def _client_path_row(self, slo: cloudwatch.HorizontalAnnotation) -> list[cloudwatch.IWidget]:
-        """Client-seen p99 per AZ on the same axes as SageMaker's own p99s: the gap is the client path."""
+        """Client-seen latency per AZ beside SageMaker's own p99, each percentile over a period that holds
+        enough calls for CloudWatch's rule: the gap is the client path (PrivateLink, TLS, the network)."""
+        p99_window = int(self._latency_window.to_minutes())
+        p50_window = int(self._median_window.to_minutes())
         sagemaker_p99 = cloudwatch.MathExpression(
             expression="(model + overhead) / 1000",
             using_metrics={
-                "model": self._metric("ModelLatency", "p99"),
-                "overhead": self._metric("OverheadLatency", "p99"),
+                "model": self._metric("ModelLatency", SLO_PERCENTILE),
+                "overhead": self._metric("OverheadLatency", SLO_PERCENTILE),
             },
-            label="SageMaker-seen: p99 ModelLatency + p99 OverheadLatency (ms)",
+            label=f"SageMaker-seen: {SLO_PERCENTILE} ModelLatency + {SLO_PERCENTILE} OverheadLatency (ms)",
             period=self._probe_period,
         )
         return [
             cloudwatch.GraphWidget(
-                title="Client-seen vs SageMaker-seen latency, p99 (ms)",
+                title=f"Client-seen latency (ms): p99 over {p99_window} min, p50 over {p50_window} min; SageMaker-seen",
                 left=[
-                    *(self.client_path_metric(az, "ClientRoundTrip", "p99") for az in self._probe_azs),
+                    *(
+                        self.client_path_metric(az, "ClientRoundTrip", SLO_PERCENTILE, self._latency_window).with_(
+                            label=f"client-seen {SLO_PERCENTILE} in {az} ({p99_window} min)"
+                        )
+                        for az in self._probe_azs
+                    ),
+                    *(
+                        self.client_path_metric(az, "ClientRoundTrip", "p50", self._median_window).with_(
+                            label=f"client-seen p50 in {az} ({p50_window} min)"
+                        )
+                        for az in self._probe_azs
+                    ),
                     sagemaker_p99,
                 ],
                 left_annotations=[slo],
                 width=12,
             ),
             cloudwatch.GraphWidget(
-                title="Client path per AZ: probe errors and cross-AZ answers",
+                title="Client path per AZ: probe errors and cross-AZ connections",
                 left=[
                     self.client_path_metric(az, "ProbeErrors", "Sum").with_(label=f"probe errors in {az}")
                     for az in self._probe_azs
                 ],
                 right=[
-                    self.client_path_metric(az, "CrossAzAnswers", "Maximum").with_(label=f"cross-AZ answer in {az}")
+                    self.client_path_metric(az, "CrossAzAnswers", "Maximum").with_(label=f"cross-AZ connection in {az}")
                     for az in self._probe_azs
                 ],
                 width=12,

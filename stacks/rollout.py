@@ -12,6 +12,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from stacks.monitoring import SLO_PERCENTILE, with_enough_samples
+from stacks.sample_counts import min_samples
 from stacks.settings import RolloutSettings, StageSettings
 
 _MINUTE = Duration.minutes(1)
@@ -52,9 +54,21 @@ class GuardedRollout(Construct):
             ),
             self._alarm(
                 "NewFleetLatencyAlarm",
-                self._metric("ModelLatency", "p99"),  # microseconds
+                # Microseconds; only minutes in which the new fleet answered enough calls for a p99.
+                with_enough_samples(
+                    "latency",
+                    {"latency": self._metric("ModelLatency", SLO_PERCENTILE)},
+                    samples=self._metric("ModelLatency", "SampleCount"),
+                    statistic=SLO_PERCENTILE,
+                    label=f"new fleet's {SLO_PERCENTILE} ModelLatency (us), minutes with "
+                    f"{min_samples(SLO_PERCENTILE)}+ calls",
+                    period=_MINUTE,
+                ),
                 threshold=settings.latency_slo_ms * 1000,
-                description=f"Rollback: the new fleet's p99 ModelLatency is above {settings.latency_slo_ms:g} ms",
+                description=(
+                    f"Rollback: the new fleet's {SLO_PERCENTILE} ModelLatency is above {settings.latency_slo_ms:g} ms "
+                    f"(minutes with fewer than {min_samples(SLO_PERCENTILE)} calls are not judged)"
+                ),
             ),
         ]
         # SageMaker reads the alarms with the execution role. A policy of its own, not the model's:
@@ -92,12 +106,13 @@ class GuardedRollout(Construct):
         )
 
     def _alarm(
-        self, construct_id: str, metric: cloudwatch.Metric, *, threshold: float, description: str
+        self, construct_id: str, metric: cloudwatch.IMetric, *, threshold: float, description: str
     ) -> cloudwatch.Alarm:
         # Two minutes in a row: quick enough to stop a canary within one baking period.
-        return metric.create_alarm(
+        return cloudwatch.Alarm(
             self,
             construct_id,
+            metric=metric,
             alarm_description=description,
             threshold=threshold,
             evaluation_periods=2,

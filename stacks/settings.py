@@ -24,6 +24,7 @@ from stacks import catalog
 from stacks.artifact import ArtifactError, ModelArtifact, inspect_artifact
 from stacks.measurements import MEASUREMENTS_FILE, measured_max_rps
 from stacks.profiles import PROFILES, TRITON_MODEL_NAME, Profile
+from stacks.sample_counts import MAX_WINDOW_MINUTES, min_samples, window_minutes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,6 +60,8 @@ PROBE_MAX_SAMPLE_CHARS = 3000
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]", re.ASCII)
 _ACCOUNT = re.compile(r"[0-9]{12}", re.ASCII)
 _VPC_ID = re.compile(r"vpc-[0-9a-f]{8,17}", re.ASCII)
+_VPC_ENDPOINT_ID = re.compile(r"vpce-[0-9a-f]{8,17}", re.ASCII)
+_SECURITY_GROUP_ID = re.compile(r"sg-[0-9a-f]{8,17}", re.ASCII)
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9-]*", re.ASCII)
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
 CONTEXT_FILE = Path(__file__).resolve().parents[1] / "cdk.context.json"
@@ -154,6 +157,19 @@ class DataCaptureSettings:
     retention_days: int = 90
 
 
+@dataclass(frozen=True, kw_only=True)
+class ExistingRuntimeEndpoint:
+    """A SageMaker Runtime interface endpoint that already serves the VPC (a VPC holds at most one with private
+    DNS: a second is refused with "conflicting DNS domain"). The stage adds HTTPS rules for its client security
+    group (and client_cidrs) to this endpoint's security group and publishes the endpoint's zonal DNS names; the
+    endpoint itself, its policy and its subnets stay its owner's."""
+
+    # The interface endpoint's id, as DescribeVpcEndpoints lists it: 'vpce-0123456789abcdef0'.
+    vpc_endpoint_id: str
+    # The security group attached to that endpoint: the stage adds an HTTPS rule from its client group to it.
+    security_group_id: str
+
+
 @dataclass(frozen=True)
 class ClientProbeSettings:
     """A probe per client AZ that invokes the endpoint as the ad servers do and alarms on what it sees."""
@@ -181,6 +197,8 @@ class StageSettings:
     vpc_cidr: str | None = None
     # Networks, besides the exported client security group, that may call the runtime endpoint.
     client_cidrs: tuple[str, ...] = ()
+    # None creates the SageMaker Runtime interface endpoint; an existing one (only with vpc_id) is used instead.
+    runtime_endpoint: ExistingRuntimeEndpoint | None = None
     # The serving stack: "cpu" (built-in XGBoost), "gpu" (Triton FIL), "inferentia" (Neo, ml.inf1).
     profile: str = "cpu"
     instance_type: str = "ml.c5.xlarge"
@@ -451,6 +469,7 @@ def _network_problems(s: StageSettings) -> Iterator[str]:
             yield from _existing_vpc_problems(s)
     elif s.vpc_cidr is not None:
         yield from _vpc_cidr_problems(s.vpc_cidr)
+    yield from _runtime_endpoint_problems(s)
     for cidr in s.client_cidrs:
         try:
             network = ipaddress.ip_network(cidr)
@@ -459,6 +478,31 @@ def _network_problems(s: StageSettings) -> Iterator[str]:
             continue
         if network.prefixlen == 0 or not network.is_private:
             yield _problem("client_cidrs", cidr, "allowed: private networks only (no public path to the endpoint)")
+
+
+def _runtime_endpoint_problems(s: StageSettings) -> Iterator[str]:
+    existing = s.runtime_endpoint
+    if existing is None:
+        return
+    if s.vpc_id is None:
+        yield _problem(
+            "runtime_endpoint",
+            existing,
+            "the VPC the stage creates has no endpoint yet; allowed: None, or an existing VPC's endpoint with vpc_id",
+        )
+        return
+    if not _VPC_ENDPOINT_ID.fullmatch(existing.vpc_endpoint_id):
+        yield _problem(
+            "runtime_endpoint.vpc_endpoint_id",
+            existing.vpc_endpoint_id,
+            "allowed: an interface endpoint id such as 'vpce-0123456789abcdef0'",
+        )
+    if not _SECURITY_GROUP_ID.fullmatch(existing.security_group_id):
+        yield _problem(
+            "runtime_endpoint.security_group_id",
+            existing.security_group_id,
+            "allowed: the endpoint's security group id such as 'sg-0123456789abcdef0'",
+        )
 
 
 def vpc_lookup_key(account: str, region: str, vpc_id: str) -> str:
@@ -961,6 +1005,19 @@ def _client_probe_problems(s: StageSettings) -> Iterator[str]:
         yield _problem(
             "client_probe.schedule_minutes", probe.schedule_minutes, f"allowed: 1 to {PROBE_MAX_SCHEDULE_MINUTES}"
         )
+    elif 1 <= probe.burst_size <= PROBE_MAX_BURST:
+        window = window_minutes(probe.burst_size, probe.schedule_minutes, "p99")
+        if window > MAX_WINDOW_MINUTES:
+            yield _problem(
+                "client_probe.burst_size",
+                probe.burst_size,
+                f"the client-seen p99 alarm needs {min_samples('p99')} probe calls per window (CloudWatch's "
+                f"low-sample rule), which {probe.burst_size} calls every {probe.schedule_minutes} min take "
+                f"{window} min to gather; allowed: a burst_size and schedule_minutes that gather them within "
+                f"{MAX_WINDOW_MINUTES} min (a day): burst_size of at least "
+                f"{-(-min_samples('p99') // (MAX_WINDOW_MINUTES // probe.schedule_minutes))} with schedule_minutes="
+                f"{probe.schedule_minutes}",
+            )
     if probe.enabled and not s.client_azs:
         yield _problem(
             "client_probe.enabled",

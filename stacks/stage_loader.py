@@ -14,6 +14,7 @@ from dataclasses import fields
 from stacks.settings import (
     AutoscalingSettings,
     DataCaptureSettings,
+    ExistingRuntimeEndpoint,
     RolloutSettings,
     ScheduledCapacity,
     SettingsError,
@@ -30,6 +31,7 @@ SETTINGS_CLASSES: dict[str, type] = {
         RolloutSettings,
         DataCaptureSettings,
         ShadowSettings,
+        ExistingRuntimeEndpoint,
     )
 }
 

@@ -16,6 +16,7 @@ from stacks.settings import (
     AutoscalingSettings,
     ClientProbeSettings,
     DataCaptureSettings,
+    ExistingRuntimeEndpoint,
     ScheduledCapacity,
     StageSettings,
 )
@@ -38,7 +39,8 @@ def dev() -> StageSettings:
 
 
 def shared_vpc() -> StageSettings:
-    """An existing VPC, looked up once and committed in cdk.context.json (example account and VPC)."""
+    """An existing VPC, looked up once and committed in cdk.context.json, that already has a SageMaker Runtime
+    endpoint with private DNS (a second one would be refused): the stage uses it (example ids)."""
     return StageSettings(
         name="shared-vpc",
         account="123456789012",
@@ -46,6 +48,9 @@ def shared_vpc() -> StageSettings:
         vpc_id="vpc-0a1b2c3d4e5f67890",
         client_azs=("us-east-1a", "us-east-1b"),
         client_cidrs=("10.100.0.0/16",),
+        runtime_endpoint=ExistingRuntimeEndpoint(
+            vpc_endpoint_id="vpce-0a1b2c3d4e5f67890", security_group_id="sg-0a1b2c3d4e5f67890"
+        ),
         autoscaling=AutoscalingSettings(min_capacity=2, max_capacity=8),
     )
 

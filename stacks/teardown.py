@@ -39,7 +39,7 @@ class NetworkInterfaceCleanup(Construct):
         stack = Stack.of(self)
         interfaces = stack.format_arn(service="ec2", resource="network-interface", resource_name="*")
         # Outside the VPC (handler_code.OUTSIDE_THE_VPC): inside, it would add Lambda's own interfaces to the
-        # subnets whose deletion it exists to unblock. One invocation at a time: handler_code.RESERVED_CONCURRENCY.
+        # subnets whose deletion it exists to unblock. One invocation at a time: see handler_code.
         handler = CustomResourceFunction(
             self,
             "Handler",

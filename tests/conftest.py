@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from scripts.cli import use_pinned_node
 
@@ -181,6 +183,13 @@ def shared_vpc(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
 
 
 @pytest.fixture(scope="session")
+def shared_vpc_own_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """The shared-vpc stage creating its own runtime endpoint in the existing VPC (one without an endpoint yet)."""
+    settings = dataclasses.replace(load_stage("shared-vpc"), runtime_endpoint=None)
+    return synthesize(settings, tmp_path_factory.mktemp("cdk-shared-vpc-own-endpoint"))
+
+
+@pytest.fixture(scope="session")
 def portable(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
     return synth_stage("portable")
 
@@ -219,3 +228,50 @@ def github_ci(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedCi:
     from stacks.stages import github_ci as settings
 
     return synthesize_ci(settings(), tmp_path_factory.mktemp("cdk-github-ci"))
+
+
+# --- the client's zonal path: a trustme CA, a name resolved to a local server, fake credentials -----------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def resolve(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, int], None]:
+    """``resolve(name, port)``: ``name`` on port 443 reaches 127.0.0.1:``port`` in this process; every other
+    name resolves as before. The URL and TLS name stay the real zonal name: only the address is local."""
+    real = socket.getaddrinfo
+    table: dict[str, int] = {}
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in table and port in (443, "443", "https"):
+            return real("127.0.0.1", table[host], *args, **kwargs)
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return table.__setitem__
+
+
+@pytest.fixture
+def offline_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Fake static credentials from the environment; no AWS configuration, proxy or CA bundle of this machine."""
+    for name in (
+        "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_CA_BUNDLE", "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+        "ALL_PROXY", "all_proxy",
+    ):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDZONALTEST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "zonal-test-secret")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

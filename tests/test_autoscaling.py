@@ -34,9 +34,9 @@ def test_scalable_target_uses_the_sagemaker_service_linked_role(dev: Synthesized
         ":role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
         "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
     )
-    # No extra role minted for scaling: the only roles are the execution, flow-log, ENI-cleanup and CDK
-    # handler roles.
-    assert len(dev.of_type("AWS::IAM::Role")) == 4
+    # No extra role minted for scaling: the only roles are the execution, flow-log, ENI-cleanup, zonal-names
+    # and CDK handler roles.
+    assert len(dev.of_type("AWS::IAM::Role")) == 5
 
 
 @pytest.mark.parametrize(("max_rps", "safety"), [(1000.0, 0.5), (2400.0, 0.25), (350.0, 1.0)])
@@ -177,19 +177,33 @@ def test_latency_step_policy_scales_out_on_p99_model_latency_above_the_slo(tmp_p
         for alarm in stage.of_type("AWS::CloudWatch::Alarm").values()
         if alarm["Properties"].get("AlarmActions") == [{"Ref": policy_id}]
     ]
+    dimensions = [
+        {"Name": "EndpointName", "Value": {"Fn::GetAtt": [endpoint_id, "EndpointName"]}},
+        {"Name": "VariantName", "Value": "AllTraffic"},
+    ]
+
+    def model_latency(key: str, stat: str) -> dict[str, Any]:
+        metric = {"Dimensions": dimensions, "MetricName": "ModelLatency", "Namespace": "AWS/SageMaker"}
+        return {"Id": key, "MetricStat": {"Metric": metric, "Period": 60, "Stat": stat}, "ReturnData": False}
+
     assert alarm["Properties"] == {
         "AlarmActions": [{"Ref": policy_id}],
         "AlarmDescription": "Upper threshold scaling alarm",
         "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-        "Dimensions": [
-            {"Name": "EndpointName", "Value": {"Fn::GetAtt": [endpoint_id, "EndpointName"]}},
-            {"Name": "VariantName", "Value": "AllTraffic"},
-        ],
         "EvaluationPeriods": 2,
-        "ExtendedStatistic": "p99",
-        "MetricName": "ModelLatency",
-        "Namespace": "AWS/SageMaker",
-        "Period": 60,
+        # The p99 only in minutes with the 1,000 calls CloudWatch's rule asks of it: a quiet minute gives no
+        # datapoint (and no datapoints leave the alarm INSUFFICIENT_DATA, which scales nothing).
+        "Metrics": [
+            {
+                "Expression": "IF(samples >= 1000, value)",
+                "Id": "expr_1",
+                "Label": "p99 ModelLatency (us), minutes with 1000+ calls",
+                "ReturnData": True,
+            },
+            model_latency("samples", "SampleCount"),
+            {"Expression": "latency", "Id": "value", "ReturnData": False},
+            model_latency("latency", "p99"),
+        ],
         "Threshold": 25000,  # microseconds, as SageMaker reports ModelLatency
     }
 

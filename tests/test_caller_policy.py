@@ -44,7 +44,9 @@ def test_callers_may_invoke_only_this_stages_endpoint_and_only_through_privateli
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Effect"] == "Allow"
     assert statement["Action"] == "sagemaker:InvokeEndpoint"
-    assert statement["Condition"] == {"StringEquals": {"aws:SourceVpce": {"Ref": _runtime_endpoint_id(stage)}}}
+    existing = stage.settings.runtime_endpoint
+    through = {"Ref": _runtime_endpoint_id(stage)} if existing is None else existing.vpc_endpoint_id
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceVpce": through}}
     # The ARN with the template's placeholders filled as tests/iam_check.py does (the shared-vpc stage's
     # example account is the checker's placeholder account too).
     region, account = stage.settings.region or REGION, stage.settings.account or ACCOUNT

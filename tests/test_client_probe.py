@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from stacks.client_probe import NAMESPACE, PROBE_FILES, SECONDS_PER_SCHEDULED_MINUTE, az_id
+from stacks.client_probe import MAX_EVENT_AGE_SECONDS, NAMESPACE, PROBE_FILES, SECONDS_PER_SCHEDULED_MINUTE, az_id
 from stacks.settings import ClientProbeSettings, SettingsError
 from stacks.stages import STAGES, load_stage
 from tests.conftest import REPO_ROOT, Synthesized
@@ -79,10 +79,31 @@ def test_each_function_sends_the_models_sample_with_the_stages_codec(probed: Syn
         )
         assert environment["BURST_SIZE"] == str(settings.client_probe.burst_size)
         assert environment["METRIC_NAMESPACE"] == NAMESPACE
-        assert function["Properties"]["ReservedConcurrentExecutions"] == 1
+        # The zonal names the client package chooses from, by the function's own AZ (PROBE_AZ).
+        names_id, _ = probed.one("Custom::RuntimeZonalDnsNames")
+        assert environment["ZONAL_DNS_NAMES"] == {"Fn::GetAtt": [names_id, "Json"]}
+        assert "PROBE_ENDPOINT_URL" not in environment
+        # No reservation (it can fail the deploy on a small account): a run ends before the next is due.
+        assert "ReservedConcurrentExecutions" not in function["Properties"]
         assert (
             function["Properties"]["Timeout"] == SECONDS_PER_SCHEDULED_MINUTE * settings.client_probe.schedule_minutes
         )
+        assert function["Properties"]["Timeout"] < 60 * settings.client_probe.schedule_minutes
+
+
+def test_lambda_neither_retries_a_run_nor_keeps_it_waiting(probed: Synthesized) -> None:
+    """EventBridge invokes asynchronously, so Lambda's own defaults (two retries, events kept up to 6 hours) apply
+    unless the function's invoke config says otherwise: no retries, and events at most Lambda's minimum age."""
+    functions = _probe_functions(probed)
+    configs = {
+        config["Properties"]["FunctionName"]["Ref"]: config["Properties"]
+        for config in probed.of_type("AWS::Lambda::EventInvokeConfig").values()
+    }
+    assert set(configs) == set(functions)
+    for config in configs.values():
+        assert (config["MaximumRetryAttempts"], config["Qualifier"]) == (0, "$LATEST")
+        assert config["MaximumEventAgeInSeconds"] == MAX_EVENT_AGE_SECONDS == 60  # Lambda's minimum
+        assert config["MaximumEventAgeInSeconds"] <= 60 * probed.settings.client_probe.schedule_minutes
 
 
 def test_the_zip_holds_the_handler_and_the_client_module_only(probed: Synthesized) -> None:
@@ -116,9 +137,19 @@ def test_the_role_may_invoke_this_endpoint_through_the_runtime_endpoint_only(pro
         assert {statement["Sid"] for statement in statements} == {
             "WriteItsLogs",
             "PlaceItsInterfaceInItsSubnet",
-            "ManageItsInterfacesInThisVpc",
+            "ManageItsInterfaces",
             "DescribeInterfaces",
         }
+        # DeleteNetworkInterface in the form Lambda's VPC page documents: all resource IDs, no condition (a
+        # network-interface/* ARN with a condition was refused at function creation for others).
+        (manage,) = [statement for statement in statements if statement["Sid"] == "ManageItsInterfaces"]
+        assert "ec2:DeleteNetworkInterface" in _list(manage["Action"])
+        assert "Condition" not in manage
+        (resource,) = _list(manage["Resource"])
+        parts = resource["Fn::Join"][1] if isinstance(resource, dict) else [resource]
+        assert "".join(part if isinstance(part, str) else "<account>" for part in parts) == (
+            f"arn:aws:ec2:{probed.settings.region}:<account>:*/*"
+        )
 
 
 def _list(value: Any) -> list[Any]:
@@ -158,6 +189,9 @@ def _client_alarms(stage: Synthesized, az: str) -> dict[str, dict[str, Any]]:
 def test_four_alarms_per_az_with_the_reviewed_semantics(probed: Synthesized) -> None:
     settings = probed.settings
     period = 60 * settings.client_probe.schedule_minutes
+    # The p99 over a window of whole runs holding the 1,000 calls CloudWatch's rule asks of a p99.
+    runs = -(-1000 // settings.client_probe.burst_size)
+    window = 60 * settings.client_probe.schedule_minutes * runs
     for az in settings.client_azs:
         alarms = _client_alarms(probed, az)
         semantics = {
@@ -175,8 +209,8 @@ def test_four_alarms_per_az_with_the_reviewed_semantics(probed: Synthesized) -> 
         }
         assert semantics == {
             "ClientLatencyAlarm": (
-                NAMESPACE, "ClientRoundTrip", "p99", period, "GreaterThanThreshold", settings.latency_slo_ms,
-                (5, 3), "notBreaching",
+                NAMESPACE, "ClientRoundTrip", "p99", window, "GreaterThanThreshold", settings.latency_slo_ms,
+                (1, 1), "notBreaching",
             ),
             "ClientErrorsAlarm": (
                 NAMESPACE, "ProbeErrors", "Sum", period, "GreaterThanThreshold", 0, (5, 3), "notBreaching",
@@ -188,6 +222,8 @@ def test_four_alarms_per_az_with_the_reviewed_semantics(probed: Synthesized) -> 
                 NAMESPACE, "ProbeRequests", "SampleCount", period, "LessThanThreshold", 1, (5, 3), "breaching",
             ),
         }  # fmt: skip
+        assert window * settings.client_probe.burst_size // (60 * settings.client_probe.schedule_minutes) >= 1000
+        assert alarms["ClientLatencyAlarm"]["EvaluateLowSampleCountPercentile"] == "ignore"
         for alarm in alarms.values():
             dimensions = {item["Name"]: item["Value"] for item in alarm["Dimensions"]}
             assert dimensions["AvailabilityZone"] == az
@@ -200,12 +236,25 @@ def test_the_dashboard_shows_client_seen_beside_sagemaker_seen_latency(probed: S
     parts = dashboard["Properties"]["DashboardBody"]["Fn::Join"][1]
     body = json.loads("".join(part if isinstance(part, str) else '"<token>"' for part in parts).replace('""', '"'))
     titles = [widget["properties"].get("title") for widget in body["widgets"]]
-    row = titles.index("Client-seen vs SageMaker-seen latency, p99 (ms)")
+    probe = probed.settings.client_probe
+    p99_minutes = probe.schedule_minutes * -(-1000 // probe.burst_size)
+    p50_minutes = probe.schedule_minutes * -(-20 // probe.burst_size)
+    row = titles.index(
+        f"Client-seen latency (ms): p99 over {p99_minutes} min, p50 over {p50_minutes} min; SageMaker-seen"
+    )
     assert titles[:2] == ["ModelLatency (ms)", "OverheadLatency (ms)"] and row == 2  # the row right below
-    assert titles[row + 1] == "Client path per AZ: probe errors and cross-AZ answers"
-    lines = json.dumps(body["widgets"][row]["properties"]["metrics"])
+    assert titles[row + 1] == "Client path per AZ: probe errors and cross-AZ connections"
+    metrics = body["widgets"][row]["properties"]["metrics"]
+    lines = json.dumps(metrics)
     for az in probed.settings.client_azs:
-        assert f'"AvailabilityZone", "{az}"' in lines
+        # Each percentile over a period that holds the samples CloudWatch's rule asks of it (1,000 for p99, 20
+        # for p50).
+        periods = {
+            line[-1]["stat"]: line[-1]["period"]
+            for line in metrics
+            if isinstance(line[-1], dict) and az in line and "ClientRoundTrip" in line
+        }
+        assert periods == {"p99": 60 * p99_minutes, "p50": 60 * p50_minutes}
     assert "(model + overhead) / 1000" in lines
 
 

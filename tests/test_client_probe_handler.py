@@ -10,11 +10,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import trustme
 
+import rtb_client
 from scripts.bench_client import Reply, answers_for, local_endpoint, probabilities
 from scripts.fake_endpoint import profile_model
 from stacks.handlers import client_probe
 from stacks.handlers.client_probe import ProbeConfig, load_config, run
+
+from .conftest import Synthesized
+from .local_tls import NAMES, endpoint, zonal
 
 SAMPLE = "2,0,0.0,7.0,3.0,20.0,2"
 
@@ -49,6 +54,11 @@ def same_az(_host: str) -> set[str]:
 
 def other_az(_host: str) -> set[str]:
     return {"10.43.64.10"}
+
+
+def every_az(_host: str) -> set[str]:
+    """What private DNS answers for the regional name: every AZ's interface (this one's is 127.0.0.1 here)."""
+    return {"127.0.0.1", "10.43.64.10", "10.43.128.10"}
 
 
 class Recorder:
@@ -167,11 +177,15 @@ def test_a_dead_endpoint_is_errors_and_no_zonal_verdict() -> None:
     ("resolver", "cidr", "expected"),
     [
         (same_az, "127.0.0.0/8", 0),  # answer and connection inside this AZ's subnet
-        (other_az, "127.0.0.0/8", 1),  # private DNS answered another AZ's interface
+        (every_az, "127.0.0.0/8", 0),  # an answer with every AZ's interface, connected to this AZ's: correct
+        (other_az, "127.0.0.0/8", 0),  # the answer is diagnosis only: the connection stayed in the AZ
         (same_az, "10.43.0.0/18", 1),  # connected outside this AZ's subnet
+        (every_az, "10.43.0.0/18", 1),
     ],
 )
-def test_the_zonal_check(resolver: Callable[[str], set[str]], cidr: str, expected: int) -> None:
+def test_the_zonal_check_judges_the_connected_peer(
+    resolver: Callable[[str], set[str]], cidr: str, expected: int
+) -> None:
     with local_endpoint() as endpoint:
         record = probe(load_config(environment(endpoint.url, ZONAL_CIDR=cidr, BURST_SIZE="1")), resolver)
     assert record["CrossAzAnswers"] == expected
@@ -214,9 +228,132 @@ def test_a_misconfigured_function_says_which_variable_in_one_line(changes: dict[
     assert "\n" not in str(raised.value)
 
 
-def test_without_a_local_url_it_calls_the_regions_private_dns_name() -> None:
-    env = environment("")
+def test_without_a_local_url_it_calls_its_azs_zonal_name_chosen_by_the_client_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[Any, ...]] = []
+    choose = rtb_client.runtime_endpoint_url
+
+    def spy(*args: Any, **kwargs: Any) -> str:
+        calls.append((*args, kwargs))
+        return choose(*args, **kwargs)
+
+    monkeypatch.setattr(rtb_client, "runtime_endpoint_url", spy)
+    published = json.dumps(dict(reversed(NAMES.items())))
+    env = environment("", PROBE_AZ="us-east-1b", ZONAL_DNS_NAMES=published)
+    del env["PROBE_ENDPOINT_URL"]
+    config = load_config(env)
+    # The ad servers' own function, with the probe's AZ given: the probe's path is theirs.
+    assert calls == [("us-east-1", published, {"az": "us-east-1b", "discover": False})]
+    assert config.endpoint_url == f"https://{zonal('us-east-1b')}"
+    assert config.host == zonal("us-east-1b")
+    assert config.fallback is None
+
+
+def test_an_az_without_a_zonal_name_probes_the_regional_name_and_says_so_in_every_run() -> None:
+    env = environment("", PROBE_AZ="us-east-1d", ZONAL_DNS_NAMES=json.dumps(NAMES))
     del env["PROBE_ENDPOINT_URL"]
     config = load_config(env)
     assert config.endpoint_url == "https://runtime.sagemaker.us-east-1.amazonaws.com"
-    assert config.host == "runtime.sagemaker.us-east-1.amazonaws.com"
+    assert config.fallback is not None and "us-east-1d" in config.fallback
+    record = run(config, resolver=same_az, signer=Recorder(), connector=refuse, clock=steps(1.0))
+    assert record["errors"][0] == config.fallback
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        ("not json", "ZONAL_DNS_NAMES='not json' is invalid"),
+        (json.dumps({"us-east-1a": "runtime.sagemaker.us-east-1.amazonaws.com"}), "ZONAL_DNS_NAMES="),
+    ],
+)
+def test_bad_zonal_names_are_refused_in_one_line(names: str, message: str) -> None:
+    env = environment("", ZONAL_DNS_NAMES=names)
+    del env["PROBE_ENDPOINT_URL"]
+    with pytest.raises(ValueError) as raised:
+        load_config(env)
+    assert str(raised.value).startswith(message)
+    assert "\n" not in str(raised.value)
+
+
+def refuse(_config: ProbeConfig) -> Any:
+    raise ConnectionRefusedError("refused")
+
+
+# --- the zonal path end to end: TLS verified for the AZ's name, the verdict, and the alarm it feeds ------
+
+
+def prod_cross_az_alarm(synth_stage: Callable[[str], Synthesized], az: str) -> dict[str, Any]:
+    """The shipped prod stage's cross-AZ alarm for ``az``, as the template gives it to CloudWatch."""
+    stage = synth_stage("prod")
+    alarms: list[dict[str, Any]] = [
+        resource["Properties"]
+        for resource in stage.of_type("AWS::CloudWatch::Alarm").values()
+        if resource["Properties"].get("MetricName") == "CrossAzAnswers"
+        and {"Name": "AvailabilityZone", "Value": az} in resource["Properties"]["Dimensions"]
+    ]
+    (alarm,) = alarms
+    return alarm
+
+
+def alarm_fires(alarm: dict[str, Any], records: list[dict[str, Any]]) -> bool:
+    """CloudWatch's verdict on one period holding ``records``' values, for a 1-of-1 alarm on a plain statistic."""
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (1, 1)
+    values = [record[alarm["MetricName"]] for record in records if alarm["MetricName"] in record]
+    if not values:
+        return bool(alarm["TreatMissingData"] == "breaching")
+    aggregate: dict[str, Callable[[list[float]], float]] = {"Maximum": max, "Sum": sum, "Minimum": min}
+    statistic = aggregate[alarm["Statistic"]]([float(value) for value in values])
+    compare: dict[str, Callable[[float, float], bool]] = {
+        "GreaterThanThreshold": float.__gt__,
+        "GreaterThanOrEqualToThreshold": float.__ge__,
+    }
+    return compare[alarm["ComparisonOperator"]](statistic, float(alarm["Threshold"]))
+
+
+@pytest.mark.usefixtures("offline_aws")
+@pytest.mark.parametrize(
+    ("cidr", "fires"),
+    [("127.0.0.0/8", False), ("10.43.0.0/18", True)],
+    ids=["connected to its AZ's interface", "connected to another AZ's interface"],
+)
+def test_the_probe_on_its_zonal_name_over_verified_tls_and_the_cross_az_alarm(
+    ca: trustme.CA,
+    ca_file: str,
+    resolve: Callable[[str, int], None],
+    monkeypatch: pytest.MonkeyPatch,
+    synth_stage: Callable[[str], Synthesized],
+    cidr: str,
+    fires: bool,
+) -> None:
+    """Private DNS answers every AZ's address (every_az); the probe connects to its AZ's zonal name, TLS verified
+    for that name, and the prod template's cross-AZ alarm stays quiet when the peer is this AZ's interface and
+    fires when it is not."""
+    monkeypatch.setenv("SSL_CERT_FILE", ca_file)  # http.client's default context: the trustme CA, nothing else
+    env = environment("", PROBE_AZ="us-east-1b", ZONAL_DNS_NAMES=json.dumps(NAMES), ZONAL_CIDR=cidr, BURST_SIZE="3")
+    del env["PROBE_ENDPOINT_URL"]
+    with endpoint(ca, zonal("us-east-1b"), b"0.5\n") as local:
+        resolve(zonal("us-east-1b"), local.port)
+        config = load_config(env)
+        record = run(config, resolver=every_az, signer=Recorder(), clock=steps(2.0))
+    assert local.seen.server_names == [zonal("us-east-1b")]  # one kept-alive connection, SNI the zonal name
+    assert [headers["host"] for _, _, headers, _ in local.seen.requests] == [zonal("us-east-1b")] * 3
+    assert (record["ProbeErrors"], record["dns_answer"]) == (0, sorted(every_az("")))
+    assert record["CrossAzAnswers"] == int(fires)
+    assert alarm_fires(prod_cross_az_alarm(synth_stage, "us-east-1b"), [record]) is fires
+
+
+@pytest.mark.usefixtures("offline_aws")
+def test_a_certificate_for_another_azs_name_fails_every_call(
+    ca: trustme.CA, ca_file: str, resolve: Callable[[str, int], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", ca_file)
+    env = environment("", PROBE_AZ="us-east-1b", ZONAL_DNS_NAMES=json.dumps(NAMES), BURST_SIZE="2")
+    del env["PROBE_ENDPOINT_URL"]
+    with endpoint(ca, zonal("us-east-1a"), b"0.5\n") as local:
+        resolve(zonal("us-east-1b"), local.port)
+        record = run(load_config(env), resolver=every_az, signer=Recorder(), clock=steps(2.0))
+    assert local.seen.requests == []
+    assert record["ProbeErrors"] == 2
+    assert all("SSLCertVerificationError" in error for error in record["errors"])
+    assert "CrossAzAnswers" not in record  # no connection: nothing to judge

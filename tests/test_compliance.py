@@ -20,13 +20,17 @@ POLICY = "{stack}/Inference/ExecutionPolicy/Resource"
 CLEANUP = "{stack}/Inference/NetworkInterfaceCleanup/Handler"
 COMPILE = "{stack}/Inference/Compilation"
 CAPTURE = "{stack}/Inference/DataCapture"
+ZONAL = "{stack}/ZonalDnsNames/Handler"
 
 
 def _every_stage(arn_prefix: str) -> set[tuple[str, str]]:
-    """What each stage acknowledges: unscopable actions and names generated outside the stack (IAM5), and
-    a teardown function outside the VPC whose failures reach CloudFormation, not a dead-letter queue (Lambda rules)."""
+    """What each stage acknowledges: unscopable actions and names generated outside the stack (IAM5), and the
+    teardown and zonal-names functions, outside the VPC, whose failures reach CloudFormation, not a dead-letter
+    queue, and which reserve no concurrency (Lambda rules)."""
     function = f"{CLEANUP}/Function/Resource"
     return {
+        ("AwsSolutions-IAM5[Resource::*]", f"{ZONAL}/Policy/Resource"),
+        *_lambda_rules(f"{ZONAL}/Function/Resource"),
         ("AwsSolutions-IAM5[Resource::*]", POLICY),
         (
             f"AwsSolutions-IAM5[Resource::{arn_prefix.format(service='logs')}:log-group:/aws/sagemaker/Endpoints/*]",
@@ -62,7 +66,7 @@ def _lambda_rules(function: str) -> set[tuple[str, str]]:
     return {
         (f"{pack}-{rule}", function)
         for pack in ("NIST.800.53.R5", "HIPAA.Security")
-        for rule in ("LambdaDLQ", "LambdaInsideVPC")
+        for rule in ("LambdaDLQ", "LambdaInsideVPC", "LambdaConcurrency")
     }
 
 
@@ -75,9 +79,11 @@ def _no_kms_key_on_nvme() -> set[tuple[str, str]]:
 
 
 def _client_probes(arn_prefix: str, azs: tuple[str, ...]) -> set[tuple[str, str]]:
-    """Per client AZ: Describe calls and Lambda's own interface (IAM5), and no dead-letter queue for a
-    scheduled measurement (a missed run is the missing-data alarm's signal)."""
+    """Per client AZ: Describe calls, Lambda's own interface and Lambda's documented all-resources form for
+    DeleteNetworkInterface (IAM5), no dead-letter queue for a scheduled measurement (a missed run is the
+    missing-data alarm's signal), and no reserved concurrency."""
     interfaces = f"{arn_prefix.format(service='ec2')}:network-interface/*"
+    everything = f"{arn_prefix.format(service='ec2')}:*/*"
     found = set()
     for az in azs:
         suffix = az_id(az)
@@ -85,9 +91,11 @@ def _client_probes(arn_prefix: str, azs: tuple[str, ...]) -> set[tuple[str, str]
         found |= {
             ("AwsSolutions-IAM5[Resource::*]", policy),
             (f"AwsSolutions-IAM5[Resource::{interfaces}]", policy),
+            (f"AwsSolutions-IAM5[Resource::{everything}]", policy),
             *(
-                (f"{pack}-LambdaDLQ", f"{{stack}}/ClientProbes/Function{suffix}/Resource")
+                (f"{pack}-{rule}", f"{{stack}}/ClientProbes/Function{suffix}/Resource")
                 for pack in ("NIST.800.53.R5", "HIPAA.Security")
+                for rule in ("LambdaDLQ", "LambdaConcurrency")
             ),
         }
     return found

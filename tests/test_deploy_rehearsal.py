@@ -18,8 +18,12 @@ What the rehearsal changes, and why:
 - Outputs that read ``DnsEntries`` of a VPC endpoint are removed: moto's VPC endpoint has no
   ``Fn::GetAtt`` support, and one output it cannot evaluate makes ``DescribeStacks`` return no outputs
   at all.
-- In the ``shared-vpc`` stage, the ids of the looked-up VPC (cdk.context.json) are replaced with the ids
-  of an identical VPC created in moto first; ``SUBSTITUTED_ID`` is that mapping's shape.
+- The attributes of ``Custom::RuntimeZonalDnsNames`` (the runtime endpoint's zonal DNS names, read by the
+  outputs and the client probes) become stand-in text: the resource is removed like every custom resource, and
+  ``make rehearse`` runs its real handler against moto's endpoint instead.
+- In the ``shared-vpc`` stage, the ids of the looked-up VPC (cdk.context.json), and of the existing runtime
+  endpoint and its security group, are replaced with the ids of identical ones created in moto first;
+  ``SUBSTITUTED_ID`` is that mapping's shape.
 
 What moto does not rehearse, so template assertions cover it (tests/test_network.py,
 tests/test_model_endpoint.py, tests/test_autoscaling.py): it skips ``AWS::EC2::SecurityGroupEgress``
@@ -151,6 +155,29 @@ def with_the_traced_model_for_the_compiled_one(template: Mapping[str, Any]) -> d
             compiled = json.dumps({"Fn::GetAtt": [key, "ModelArtifact"]})
             text = text.replace(compiled, json.dumps(resource["Properties"]["InputS3Uri"]))
     result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def with_stand_ins_for_custom_attributes(template: Mapping[str, Any]) -> dict[str, Any]:
+    """Every Fn::GetAtt of a custom resource (other than Neo's, see above) as the text
+    ``stand-in:<logical id>.<attribute>``: no handler runs here, so nothing would answer them."""
+    resources = template["Resources"]
+
+    def replaced(node: Any) -> Any:
+        if isinstance(node, list):
+            return [replaced(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        get_att = node.get("Fn::GetAtt")
+        if (
+            isinstance(get_att, list)
+            and str(resources.get(get_att[0], {}).get("Type", "")).startswith("Custom::")
+            and resources[get_att[0]]["Type"] != "Custom::NeoCompilation"
+        ):
+            return f"stand-in:{get_att[0]}.{get_att[1]}"
+        return {key: replaced(value) for key, value in node.items()}
+
+    result: dict[str, Any] = replaced(dict(template))
     return result
 
 
@@ -443,7 +470,8 @@ def rehearse(stage: Synthesized, *, prepare: Callable[[Any], SUBSTITUTED_ID] | N
     settings = stage.settings
     account = settings.account or MOTO_DEFAULT_ACCOUNT
     region = settings.region or DEFAULT_REGION
-    template, _ = without_custom_resources(with_the_traced_model_for_the_compiled_one(stage.template_json))
+    stand_ins = with_stand_ins_for_custom_attributes(with_the_traced_model_for_the_compiled_one(stage.template_json))
+    template, _ = without_custom_resources(stand_ins)
     template, dropped = without_unresolvable_outputs(template)
     with fake_aws_environment(account, region), without_moto_skip_warnings(), mock_aws():
         session = boto3.session.Session(region_name=region)
@@ -476,6 +504,38 @@ def lookup_of(vpc_id: str) -> dict[str, Any]:
     ]
     assert len(found) == 1, f"expected one vpc-provider lookup of {vpc_id} in cdk.context.json, found {len(found)}"
     return found[0]
+
+
+def recreate_existing_network(settings: StageSettings) -> Callable[[Any], SUBSTITUTED_ID]:
+    """Build, in moto, what an existing-VPC stage finds: the looked-up VPC (``recreate_looked_up_vpc``) and, when
+    the stage uses one, the existing runtime endpoint with private DNS in the client AZs' private subnets and its
+    own security group."""
+    assert settings.vpc_id is not None
+    lookup = lookup_of(settings.vpc_id)
+    vpc = recreate_looked_up_vpc(lookup)
+    existing = settings.runtime_endpoint
+
+    def prepare(session: Any) -> SUBSTITUTED_ID:
+        ids = vpc(session)
+        if existing is None:
+            return ids
+        ec2 = session.client("ec2")
+        vpc_id = ids[settings.vpc_id or ""]
+        group_id = ec2.create_security_group(
+            GroupName="existing-runtime-endpoint", Description="the VPC owner's endpoint group", VpcId=vpc_id
+        )["GroupId"]
+        subnets = [ids[subnet["subnetId"]] for subnet in lookup_subnets(lookup, "Private", settings.client_azs)]
+        endpoint_id = ec2.create_vpc_endpoint(
+            VpcId=vpc_id,
+            ServiceName=f"com.amazonaws.{settings.region}.sagemaker.runtime",
+            VpcEndpointType="Interface",
+            SubnetIds=subnets,
+            SecurityGroupIds=[group_id],
+            PrivateDnsEnabled=True,
+        )["VpcEndpoint"]["VpcEndpointId"]
+        return {**ids, existing.vpc_endpoint_id: endpoint_id, existing.security_group_id: group_id}
+
+    return prepare
 
 
 def recreate_looked_up_vpc(lookup: Mapping[str, Any]) -> Callable[[Any], SUBSTITUTED_ID]:
@@ -517,7 +577,7 @@ def rehearsal_of() -> Callable[[Synthesized], Rehearsal]:
     def get(stage: Synthesized) -> Rehearsal:
         name, vpc_id = stage.settings.name, stage.settings.vpc_id
         if name not in cache:
-            cache[name] = rehearse(stage, prepare=recreate_looked_up_vpc(lookup_of(vpc_id)) if vpc_id else None)
+            cache[name] = rehearse(stage, prepare=recreate_existing_network(stage.settings) if vpc_id else None)
         return cache[name]
 
     return get
@@ -592,14 +652,17 @@ def subnet_ids_in(rehearsal: Rehearsal, vpc_id: str) -> list[str]:
 
 
 def test_only_custom_resources_and_their_own_provider_are_removed(any_stage: Synthesized) -> None:
-    template, removed = without_custom_resources(with_the_traced_model_for_the_compiled_one(any_stage.template_json))
+    template, removed = without_custom_resources(
+        with_stand_ins_for_custom_attributes(with_the_traced_model_for_the_compiled_one(any_stage.template_json))
+    )
     custom = {key for key, kind in removed.items() if kind.startswith("Custom::")}
     providers = {key: kind for key, kind in removed.items() if key not in custom}
-    # CDK's default-SG provider (new VPC only) is a function and its role; the kit's ENI cleanup is a function
-    # (its role, policy and log group are also used by each other, so they stay). Anything else: a silent gap.
+    # CDK's default-SG provider (new VPC only) is a function and its role; the kit's ENI cleanup and zonal-names
+    # handlers are a function each (their roles, policies and log groups are also used by each other, so they
+    # stay). Anything else: a silent gap.
     cdk_provider = ["AWS::IAM::Role", "AWS::Lambda::Function"] if any_stage.settings.vpc_id is None else []
     neo_compile = ["AWS::Lambda::Function"] if any_stage.settings.serving.compiled else []
-    expected = [*cdk_provider, *neo_compile, "AWS::Lambda::Function"]
+    expected = [*cdk_provider, *neo_compile, "AWS::Lambda::Function", "AWS::Lambda::Function"]
     assert sorted(providers.values()) == sorted(expected), removed
     still_referenced = {
         (key, name)
@@ -670,11 +733,14 @@ def test_dev_stack_reaches_create_complete(dev_rehearsal: Rehearsal) -> None:
     dev_rehearsal.require_complete()
 
 
-def test_dev_stack_publishes_the_outputs_clients_need(dev_rehearsal: Rehearsal) -> None:
+def test_dev_stack_publishes_the_outputs_clients_need(dev: Synthesized, dev_rehearsal: Rehearsal) -> None:
     outputs = dev_rehearsal.require_complete().outputs
     missing = [name for name in REQUIRED_OUTPUTS if name not in outputs]
     assert not missing, f"missing outputs {missing}; moto returned {outputs}"
-    assert dev_rehearsal.dropped_outputs == ["RuntimeVpcEndpointDnsEntries", "RuntimeVpcEndpointDnsName"]
+    # No output reads DnsEntries (moto cannot resolve it); the DNS names are the custom resource's stand-ins here.
+    assert dev_rehearsal.dropped_outputs == []
+    names_id, _ = dev.one("Custom::RuntimeZonalDnsNames")
+    assert outputs["RuntimeZonalDnsNames"] == f"stand-in:{names_id}.Json"
 
 
 def test_dev_vpc_has_the_configured_cidr(dev: Synthesized, dev_rehearsal: Rehearsal) -> None:
@@ -826,13 +892,33 @@ def test_shared_vpc_endpoint_and_model_sit_in_the_client_az_private_subnets(
     vpc_id = rehearsal.substitutions[settings.vpc_id]
     private = lookup_subnets(lookup, "Private", settings.client_azs)
     expected = sorted(rehearsal.substitutions[subnet["subnetId"]] for subnet in private)
-    endpoint = rehearsal.runtime_endpoint(vpc_id)
+    endpoint = rehearsal.runtime_endpoint(vpc_id)  # the VPC's one runtime endpoint: the existing one
     assert sorted(endpoint["SubnetIds"]) == expected
     assert endpoint["PrivateDnsEnabled"] is True
     assert rehearsal.outputs["RuntimeVpcEndpointId"] == endpoint["VpcEndpointId"]
     assert sorted(rehearsal.model["VpcConfig"]["Subnets"]) == expected
     azs = {subnet["SubnetId"]: subnet["AvailabilityZone"] for subnet in rehearsal.subnets}
     assert sorted(azs[subnet] for subnet in expected) == sorted(settings.client_azs)
+
+
+def test_shared_vpc_uses_the_existing_runtime_endpoint_and_admits_its_clients_there(
+    shared_vpc: Synthesized, shared_vpc_rehearsal: Rehearsal
+) -> None:
+    rehearsal = shared_vpc_rehearsal.require_complete()
+    existing = shared_vpc.settings.runtime_endpoint
+    assert existing is not None
+    endpoint_id = rehearsal.substitutions[existing.vpc_endpoint_id]
+    assert rehearsal.outputs["RuntimeVpcEndpointId"] == endpoint_id
+    assert rehearsal.deployed_of_type("AWS::EC2::VPCEndpoint") == {}  # the stack creates none
+    client_group = rehearsal.outputs["ClientSecurityGroupId"]
+    (group,) = [
+        g for g in rehearsal.security_groups if g["GroupId"] == rehearsal.substitutions[existing.security_group_id]
+    ]
+    https = [rule for rule in group["IpPermissions"] if (rule.get("FromPort"), rule.get("ToPort")) == (443, 443)]
+    sources = {pair["GroupId"] for rule in https for pair in rule.get("UserIdGroupPairs", [])}
+    networks = {ip["CidrIp"] for rule in https for ip in rule.get("IpRanges", [])}
+    assert client_group in sources
+    assert networks == set(shared_vpc.settings.client_cidrs)
 
 
 def test_shared_vpc_gets_no_s3_gateway_on_its_route_tables(

@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from stacks.settings import (
-    AutoscalingSettings,
-    ClientProbeSettings,
-    DataCaptureSettings,
-    RolloutSettings,
-    ShadowSettings,
-    StageSettings,
-)
+from stacks.settings import StageSettings
 
 from .conftest import REPO_ROOT
 
@@ -271,24 +266,28 @@ def documented_settings(text: str) -> dict[str, str]:
     return {match["name"]: match["default"].strip() for match in _ROW.finditer(table)}
 
 
-def _defaults() -> dict[str, str]:
+def _nested_settings(hint: Any) -> type | None:
+    """The settings class a field holds (``X`` or ``X | None``), None for a plain value or a tuple of them."""
+    options = [arg for arg in typing.get_args(hint) if arg is not type(None)] or [hint]
+    if len(options) == 1 and dataclasses.is_dataclass(options[0]) and isinstance(options[0], type):
+        return options[0]
+    return None
+
+
+def _defaults(cls: type = StageSettings, prefix: str = "") -> dict[str, str]:
+    """Every field of the settings model, nested settings included (found from the types, not listed here):
+    a nested settings object with a default is a row of its own only when its default is None (shadow,
+    runtime_endpoint), and its fields are rows too."""
     found: dict[str, str] = {}
-    nested = (
-        (StageSettings, ""),
-        (AutoscalingSettings, "autoscaling."),
-        (RolloutSettings, "rollout."),
-        (DataCaptureSettings, "data_capture."),
-        (ClientProbeSettings, "client_probe."),
-        (ShadowSettings, "shadow."),
-    )
-    for cls, prefix in nested:
-        for field in dataclasses.fields(cls):
-            if field.name in ("autoscaling", "rollout", "data_capture", "client_probe"):
-                continue
-            if field.default is dataclasses.MISSING:
-                found[prefix + field.name] = "(required)"
-            else:
-                found[prefix + field.name] = f"`{field.default}`"
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        nested = _nested_settings(hints[field.name])
+        if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            found[prefix + field.name] = "(required)"
+        elif field.default is not dataclasses.MISSING:
+            found[prefix + field.name] = f"`{field.default}`"
+        if nested is not None:
+            found |= _defaults(nested, f"{prefix}{field.name}.")
     return found
 
 

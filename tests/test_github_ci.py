@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from cfnlint.api import lint
 from stacks.github_ci import GitHubCiSettings
 from stacks.settings import SettingsError
 
-from .conftest import SynthesizedCi, synthesize_ci
+from .conftest import REPO_ROOT, SynthesizedCi, synthesize_ci
 
 REPO = "example-org/sagemaker-rtb-inference-kit"
 AUD = {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"}
@@ -83,9 +84,17 @@ def test_read_only_role_may_only_assume_the_cdk_lookup_role(github_ci: Synthesiz
     assert _role_arns(statement) == ["arn:aws:iam::<token>:role/cdk-hnb659fds-lookup-role-<token>-us-east-1"]
 
 
+PREFLIGHT = {"PreflightReadsAccountLimits", "PreflightCountsEndpointInstances", "PreflightReadsBootstrapVersion"}
+
+
 def test_deploy_role_may_only_assume_the_cdk_deploy_roles_and_run_the_smoke_test(github_ci: SynthesizedCi) -> None:
     statements = {statement["Sid"]: statement for statement in _policy_of(github_ci, "DeployRole")}
-    assert set(statements) == {"AssumeCdkDeployRoles", "SmokeTestReadsStackOutputs", "SmokeTestInvokesKitEndpoints"}
+    assert set(statements) == {
+        "AssumeCdkDeployRoles",
+        "SmokeTestReadsStackOutputs",
+        "SmokeTestInvokesKitEndpoints",
+        *PREFLIGHT,
+    }
     assert statements["AssumeCdkDeployRoles"]["Action"] == "sts:AssumeRole"
     assert _role_arns(statements["AssumeCdkDeployRoles"]) == [
         f"arn:aws:iam::<token>:role/cdk-hnb659fds-{kind}-role-<token>-us-east-1"
@@ -99,6 +108,46 @@ def test_deploy_role_may_only_assume_the_cdk_deploy_roles_and_run_the_smoke_test
     assert _role_arns(statements["SmokeTestInvokesKitEndpoints"]) == [
         "arn:aws:sagemaker:us-east-1:<token>:endpoint/rtbinference-*"
     ]
+
+
+def test_deploy_role_may_read_exactly_what_the_preflight_reads(github_ci: SynthesizedCi) -> None:
+    statements = {s["Sid"]: s for s in _policy_of(github_ci, "DeployRole") if s["Sid"] in PREFLIGHT}
+    limits = statements["PreflightReadsAccountLimits"]
+    assert sorted(limits["Action"]) == [
+        "ec2:DescribeVpcEndpoints",
+        "lambda:GetAccountSettings",
+        "sagemaker:ListEndpoints",
+        "servicequotas:ListAWSDefaultServiceQuotas",
+        "servicequotas:ListServiceQuotas",
+    ]
+    # These actions have no resource types: "*" only, kept to the kit's regions.
+    assert limits["Resource"] == "*"
+    assert limits["Condition"] == {"StringEquals": {"aws:RequestedRegion": ["us-east-1"]}}
+    counts = statements["PreflightCountsEndpointInstances"]
+    assert counts["Action"] == ["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig"]
+    assert sorted(_role_arns(counts)) == [
+        "arn:aws:sagemaker:us-east-1:<token>:endpoint-config/*",
+        "arn:aws:sagemaker:us-east-1:<token>:endpoint/*",
+    ]
+    bootstrap = statements["PreflightReadsBootstrapVersion"]
+    assert bootstrap["Action"] == "ssm:GetParameter"
+    assert _role_arns(bootstrap) == ["arn:aws:ssm:us-east-1:<token>:parameter/cdk-bootstrap/hnb659fds/version"]
+
+
+def test_the_preflight_reads_only_what_the_deploy_role_may_read() -> None:
+    """Every IAM action scripts/preflight.py names (in its calls and WARN lines) is granted to the deploy role."""
+    source = (REPO_ROOT / "scripts" / "preflight.py").read_text()
+    named = set(re.findall(r"\b(servicequotas|sagemaker|lambda|ec2|ssm):([A-Z]\w+)", source))
+    assert {f"{service}:{action}" for service, action in named} == {
+        "servicequotas:ListServiceQuotas",
+        "servicequotas:ListAWSDefaultServiceQuotas",
+        "sagemaker:ListEndpoints",
+        "sagemaker:DescribeEndpoint",
+        "sagemaker:DescribeEndpointConfig",
+        "lambda:GetAccountSettings",
+        "ec2:DescribeVpcEndpoints",
+        "ssm:GetParameter",
+    }
 
 
 def test_no_role_has_wildcard_actions_or_managed_aws_policies(github_ci: SynthesizedCi) -> None:
@@ -139,6 +188,9 @@ def test_nag_packs_pass_with_only_the_reviewed_acknowledgments(github_ci: Synthe
     assert acknowledged == {
         "AwsSolutions-IAM5[Resource::arn:aws:cloudformation:us-east-1:<AWS::AccountId>:stack/RtbInference-*/*]",
         "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:us-east-1:<AWS::AccountId>:endpoint/rtbinference-*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:us-east-1:<AWS::AccountId>:endpoint/*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:us-east-1:<AWS::AccountId>:endpoint-config/*]",
+        "AwsSolutions-IAM5[Resource::*]",
     }
 
 

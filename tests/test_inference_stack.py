@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from stacks.handlers.zonal_dns import az_attribute
 from stacks.stages import dev as dev_settings
 
 from .conftest import Synthesized, synthesize
@@ -40,15 +42,42 @@ def test_outputs_give_clients_what_they_need(dev: Synthesized) -> None:
         "EndpointName",
         "RuntimeVpcEndpointId",
         "RuntimeVpcEndpointDnsName",
-        "RuntimeVpcEndpointDnsEntries",
+        "RuntimeZonalDnsNames",
+        "RuntimeZonalDnsNameUsEast1a",
+        "RuntimeZonalDnsNameUsEast1b",
         "ClientSecurityGroupId",
         "CallerPolicyArn",
     }
     assert outputs["EndpointName"]["Value"] == {"Fn::GetAtt": ["InferenceEndpointA45980A1", "EndpointName"]}
     assert outputs["RuntimeVpcEndpointId"]["Value"] == {"Ref": "RuntimeEndpoint5F204599"}
     assert outputs["ClientSecurityGroupId"]["Export"] == {"Name": "RtbInference-dev-ClientSecurityGroupId"}
-    dns = outputs["RuntimeVpcEndpointDnsName"]["Value"]
-    assert dns["Fn::Select"][0] == 1  # the name after "hosted-zone-id:" of the regional entry
+    # Every DNS name comes from the custom resource that picks them by AZ, none from DnsEntries' positions.
+    names_id, _ = dev.one("Custom::RuntimeZonalDnsNames")
+    assert "DnsEntries" not in json.dumps(outputs)
+    assert outputs["RuntimeVpcEndpointDnsName"]["Value"] == {"Fn::GetAtt": [names_id, "Regional"]}
+    assert outputs["RuntimeZonalDnsNames"]["Value"] == {"Fn::GetAtt": [names_id, "Json"]}
+
+
+def test_each_client_azs_zonal_name_is_an_output_and_an_export_named_by_its_az(any_stage: Synthesized) -> None:
+    """An ad server's deploy reads its AZ's name by AZ: RuntimeZonalDnsNames (JSON, for rtb_client) and one
+    output and export per client AZ (an environment-agnostic stage's AZs are not known at synth: JSON only)."""
+    outputs = any_stage.template_json["Outputs"]
+    names_id, names = any_stage.one("Custom::RuntimeZonalDnsNames")
+    settings = any_stage.settings
+    per_az = {
+        key: output
+        for key, output in outputs.items()
+        if key.startswith("RuntimeZonalDnsName") and key != "RuntimeZonalDnsNames"
+    }
+    assert len(per_az) == len(settings.client_azs)
+    for az in settings.client_azs:
+        output = per_az[f"RuntimeZonalDnsName{az_attribute(az)}"]
+        assert output["Value"] == {"Fn::GetAtt": [names_id, az_attribute(az)]}
+        assert output["Export"] == {"Name": f"{settings.stack_name}-RuntimeZonalDnsName-{az}"}
+    if settings.client_azs:
+        assert names["Properties"]["AvailabilityZones"] == list(settings.client_azs)
+    else:  # the VPC's two AZs of the deploy region
+        assert len(names["Properties"]["AvailabilityZones"]) == 2
 
 
 def test_stack_is_named_after_the_stage(any_stage: Synthesized) -> None:

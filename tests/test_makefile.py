@@ -14,6 +14,7 @@ PASS_ARGS = (
     "bench-model",
     "bench-generator",
     "rehearse",
+    "preflight",
     "diff",
     "deploy",
     "destroy",

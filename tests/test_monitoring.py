@@ -57,11 +57,21 @@ def test_alarm_topic_is_encrypted_with_the_stack_key_and_tls_only(dev: Synthesiz
     assert cloudwatch["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
 
 
-def test_latency_alarm_fires_on_p99_model_plus_overhead_above_the_slo(dev: Synthesized) -> None:
+def test_latency_alarm_fires_on_p99_model_plus_overhead_above_the_slo_in_minutes_with_enough_calls(
+    dev: Synthesized,
+) -> None:
     alarm = _alarm(dev, "LatencySloAlarm")
     assert alarm["Threshold"] == dev.settings.latency_slo_ms * 1000 == 20_000  # microseconds
-    assert _metric_stats(alarm) == {"model": ("ModelLatency", "p99"), "overhead": ("OverheadLatency", "p99")}
-    assert [m["Expression"] for m in alarm["Metrics"] if "Expression" in m] == ["model + overhead"]
+    assert _metric_stats(alarm) == {
+        "samples": ("ModelLatency", "SampleCount"),
+        "model": ("ModelLatency", "p99"),
+        "overhead": ("OverheadLatency", "p99"),
+    }
+    # A minute with fewer than 1,000 invocations gives no datapoint (CloudWatch's low-sample rule for a p99).
+    assert [m["Expression"] for m in alarm["Metrics"] if "Expression" in m] == [
+        "IF(samples >= 1000, value)",
+        "model + overhead",
+    ]
     for metric in alarm["Metrics"]:
         if "MetricStat" in metric:
             assert metric["MetricStat"]["Metric"]["Dimensions"] == VARIANT_DIMENSIONS
@@ -170,9 +180,11 @@ MICROSECONDS_PER_MS = 1000  # ModelLatency and OverheadLatency are reported in m
 def _semantics(alarm: dict[str, Any]) -> dict[str, Any]:
     """What decides when an alarm fires: operator, the expression it watches, its inputs and threshold."""
     expressions = [m for m in alarm.get("Metrics", []) if "Expression" in m]
+    returned = [m for m in expressions if m.get("ReturnData", True)]
     return {
         "operator": alarm["ComparisonOperator"],
-        "expression": expressions[0]["Expression"] if expressions else None,
+        "expression": returned[0]["Expression"] if returned else None,
+        "inner": {m["Id"]: m["Expression"] for m in expressions if not m.get("ReturnData", True)},
         "returns": [m["Id"] for m in alarm.get("Metrics", []) if m.get("ReturnData", True)],
         "inputs": _metric_stats(alarm) if "Metrics" in alarm else None,
         "periods": {m["MetricStat"]["Period"] for m in alarm.get("Metrics", []) if "MetricStat" in m},
@@ -185,12 +197,18 @@ def _semantics(alarm: dict[str, Any]) -> dict[str, Any]:
 def _expected_monitoring(stage: Synthesized) -> dict[str, dict[str, Any]]:
     settings = stage.settings
     return {
-        # p99 model + p99 overhead (microseconds) above the SLO (milliseconds x 1000).
+        # p99 model + p99 overhead (microseconds) above the SLO (milliseconds x 1000), in minutes with at
+        # least 1,000 invocations (CloudWatch's rule for a p99; fewer give no datapoint).
         "LatencySloAlarm": {
             "operator": "GreaterThanThreshold",
-            "expression": "model + overhead",
+            "expression": "IF(samples >= 1000, value)",
+            "inner": {"value": "model + overhead"},
             "returns": ["expr_1"],
-            "inputs": {"model": ("ModelLatency", "p99"), "overhead": ("OverheadLatency", "p99")},
+            "inputs": {
+                "samples": ("ModelLatency", "SampleCount"),
+                "model": ("ModelLatency", "p99"),
+                "overhead": ("OverheadLatency", "p99"),
+            },
             "periods": {60},
             "threshold": settings.latency_slo_ms * MICROSECONDS_PER_MS,
             "window": (5, 3),
@@ -200,6 +218,7 @@ def _expected_monitoring(stage: Synthesized) -> dict[str, dict[str, Any]]:
         "ErrorRateAlarm": {
             "operator": "GreaterThanThreshold",
             "expression": "IF(calls > 0, errors / calls, 0)",
+            "inner": {},
             "returns": ["expr_1"],
             "inputs": {"errors": ("Invocation5XXErrors", "Sum"), "calls": ("Invocations", "Sum")},
             "periods": {60},
@@ -211,6 +230,7 @@ def _expected_monitoring(stage: Synthesized) -> dict[str, dict[str, Any]]:
         "AtMaxCapacityAlarm": {
             "operator": "GreaterThanOrEqualToThreshold",
             "expression": "IF(per > 0, calls / per, 0)",
+            "inner": {},
             "returns": ["expr_1"],
             "inputs": {"calls": ("Invocations", "Sum"), "per": ("InvocationsPerInstance", "Sum")},
             "periods": {60},
@@ -241,7 +261,7 @@ def test_latency_threshold_converts_the_slo_from_ms_to_microseconds(dev_odd_thre
     alarm = _alarm(dev_odd_thresholds, "LatencySloAlarm")
     assert ODD_THRESHOLDS["latency_slo_ms"] == 12.5
     assert alarm["Threshold"] == 12_500
-    assert alarm["Metrics"][0]["Label"].endswith("(us)")
+    assert "(us)" in alarm["Metrics"][0]["Label"]
     assert "above the 12.5 ms SLO" in alarm["AlarmDescription"]
 
 

@@ -399,3 +399,74 @@ def test_lambda_entry_point_answers_a_delete() -> None:
     returned = neo_compile.handler(event("Delete", PhysicalResourceId="neo-job"), context(), opener=opener)
     assert opener.body(URL) == returned
     assert returned["Status"] == "SUCCESS"
+
+
+# --- the compile is the first thing an inferentia deploy proves -------------------------------------------
+
+# What takes minutes or is billed by the hour (and functions in the VPC, which place network interfaces there):
+# none of it may be created before Neo has compiled the model.
+SLOW_OR_BILLED = (
+    "AWS::EC2::VPC",
+    "AWS::EC2::VPCEndpoint",
+    "AWS::SageMaker::Model",
+    "AWS::SageMaker::EndpointConfig",
+    "AWS::SageMaker::Endpoint",
+)
+
+
+def _names(node: Any) -> set[str]:
+    """Logical ids a template node names (Ref, Fn::GetAtt, Fn::Sub's ${...})."""
+    if isinstance(node, list):
+        return {name for item in node for name in _names(item)}
+    if not isinstance(node, dict):
+        return set()
+    found: set[str] = set()
+    for key, value in node.items():
+        if key == "Ref" and isinstance(value, str):
+            found.add(value)
+        elif key == "Fn::GetAtt":
+            found.add(value[0] if isinstance(value, list) else str(value).split(".")[0])
+        elif key == "Fn::Sub":
+            text = value if isinstance(value, str) else value[0]
+            found |= {name.split(".")[0] for name in re.findall(r"\$\{([^!}][^}]*)\}", text)}
+            found |= _names(value if isinstance(value, str) else value[1])
+        else:
+            found |= _names(value)
+    return found
+
+
+def _waits_for(resources: dict[str, Any]) -> dict[str, set[str]]:
+    """Each resource's transitive prerequisites: what it names and what it DependsOn."""
+    direct = {}
+    for key, resource in resources.items():
+        depends = resource.get("DependsOn", [])
+        direct[key] = (_names(resource) | set([depends] if isinstance(depends, str) else depends)) & set(resources)
+    closure: dict[str, set[str]] = {}
+
+    def visit(key: str) -> set[str]:
+        if key not in closure:
+            closure[key] = set()
+            closure[key] = set(direct[key]).union(*(visit(name) for name in direct[key]))
+        return closure[key]
+
+    for key in resources:
+        visit(key)
+    return closure
+
+
+def test_nothing_slow_or_billed_is_created_before_neo_has_compiled_the_model(inferentia: Any) -> None:
+    """Neo documents Inferentia models exported by PyTorch 1.9 or earlier and the kit's is traced by a newer torch
+    (docs/profiles.md): the compile is the first step of the deploy, so a refusal fails it in minutes."""
+    resources = inferentia.resources
+    compile_id, _ = inferentia.one("Custom::NeoCompilation")
+    waits = _waits_for(resources)
+    before_compile = waits[compile_id]
+    slow = {
+        key
+        for key, resource in resources.items()
+        if resource["Type"] in SLOW_OR_BILLED
+        or (resource["Type"] == "AWS::Lambda::Function" and "VpcConfig" in resource["Properties"])
+    }
+    assert {"AWS::EC2::VPC", "AWS::SageMaker::Endpoint"} <= {resources[key]["Type"] for key in slow}
+    assert slow & before_compile == set()
+    assert sorted(key for key in slow if compile_id not in waits[key]) == []

@@ -64,8 +64,15 @@ def test_runtime_endpoint_sits_in_the_client_az_subnets(dev: Synthesized) -> Non
 
 
 def test_runtime_endpoint_subnets_equal_model_subnets(any_stage: Synthesized) -> None:
-    """Same-AZ routing is the point of the design: the endpoint ENIs and the model share subnets."""
+    """Same-AZ routing is the point of the design: the endpoint ENIs and the model share subnets. An existing
+    endpoint keeps its owner's subnets: the stack creates none (make preflight checks it serves every client AZ)."""
     _, model = any_stage.one("AWS::SageMaker::Model")
+    if any_stage.settings.runtime_endpoint is not None:
+        assert not any(
+            endpoint["Properties"].get("VpcEndpointType") == "Interface"
+            for endpoint in any_stage.of_type("AWS::EC2::VPCEndpoint").values()
+        )
+        return
     assert _runtime_endpoint(any_stage)["SubnetIds"] == model["Properties"]["VpcConfig"]["Subnets"]
 
 
@@ -101,8 +108,8 @@ def _client_group_id(stage: Synthesized) -> str:
     return str(output["Fn::GetAtt"][0])
 
 
-def test_configured_client_networks_get_https_ingress(shared_vpc: Synthesized) -> None:
-    shared_vpc.template.has_resource_properties(
+def test_configured_client_networks_get_https_ingress(shared_vpc_own_endpoint: Synthesized) -> None:
+    shared_vpc_own_endpoint.template.has_resource_properties(
         "AWS::EC2::SecurityGroup",
         {
             "GroupDescription": "SageMaker Runtime interface endpoint: HTTPS from clients only",
@@ -209,7 +216,10 @@ def test_default_security_group_is_stripped_of_rules(dev: Synthesized) -> None:
     )
 
 
-def test_existing_vpc_creates_no_vpc_and_uses_its_private_subnets_in_client_azs(shared_vpc: Synthesized) -> None:
+def test_existing_vpc_creates_no_vpc_and_uses_its_private_subnets_in_client_azs(
+    shared_vpc_own_endpoint: Synthesized,
+) -> None:
+    shared_vpc = shared_vpc_own_endpoint
     for resource_type in ("AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::FlowLog"):
         shared_vpc.template.resource_count_is(resource_type, 0)
     lookup = next(iter(json.loads((REPO_ROOT / "cdk.context.json").read_text()).values()))
@@ -244,3 +254,83 @@ def test_environment_agnostic_stage_uses_two_azs_of_the_deploy_region(portable: 
 def _flow_log_group(stage: Synthesized) -> tuple[str, dict[str, Any]]:
     (found,) = [(key, group) for key, group in stage.of_type("AWS::Logs::LogGroup").items() if "FlowLog" in key]
     return found
+
+
+# --- an existing runtime endpoint (a VPC holds one with private DNS per service) ---------------------------
+
+
+def test_an_existing_runtime_endpoint_is_used_not_created(shared_vpc: Synthesized) -> None:
+    existing = shared_vpc.settings.runtime_endpoint
+    assert existing is not None, "the shipped shared-vpc stage shows an existing runtime endpoint"
+    assert [
+        endpoint
+        for endpoint in shared_vpc.of_type("AWS::EC2::VPCEndpoint").values()
+        if endpoint["Properties"].get("VpcEndpointType") == "Interface"
+    ] == []
+    outputs = shared_vpc.template_json["Outputs"]
+    assert outputs["RuntimeVpcEndpointId"]["Value"] == existing.vpc_endpoint_id
+    _, names = shared_vpc.one("Custom::RuntimeZonalDnsNames")
+    assert names["Properties"]["VpcEndpointId"] == existing.vpc_endpoint_id
+
+
+def test_the_existing_endpoints_group_admits_the_stages_clients_on_https_only(shared_vpc: Synthesized) -> None:
+    """Rules of this stack on the owner's group: from the client group and each client network, HTTPS only;
+    and the client group's only egress is HTTPS to that group."""
+    existing = shared_vpc.settings.runtime_endpoint
+    assert existing is not None
+    client_group = _client_group_id(shared_vpc)
+    ingress = sorted(
+        (rule["Properties"] for rule in shared_vpc.of_type("AWS::EC2::SecurityGroupIngress").values()),
+        key=lambda rule: rule["Description"],
+    )
+    assert ingress == sorted(
+        [
+            {
+                "Description": "HTTPS from the client group",
+                "FromPort": 443,
+                "ToPort": 443,
+                "IpProtocol": "tcp",
+                "GroupId": existing.security_group_id,
+                "SourceSecurityGroupId": {"Fn::GetAtt": [client_group, "GroupId"]},
+            },
+            *(
+                {
+                    "CidrIp": cidr,
+                    "Description": f"HTTPS from client network {cidr}",
+                    "FromPort": 443,
+                    "ToPort": 443,
+                    "IpProtocol": "tcp",
+                    "GroupId": existing.security_group_id,
+                }
+                for cidr in shared_vpc.settings.client_cidrs
+            ),
+        ],
+        key=lambda rule: str(rule["Description"]),
+    )
+    egress = [
+        rule["Properties"]
+        for rule in shared_vpc.of_type("AWS::EC2::SecurityGroupEgress").values()
+        if rule["Properties"]["GroupId"] == {"Fn::GetAtt": [client_group, "GroupId"]}
+    ]
+    assert egress == [
+        {
+            "Description": "HTTPS to SageMaker Runtime",
+            "DestinationSecurityGroupId": existing.security_group_id,
+            "FromPort": 443,
+            "ToPort": 443,
+            "IpProtocol": "tcp",
+            "GroupId": {"Fn::GetAtt": [client_group, "GroupId"]},
+        }
+    ]
+
+
+def test_callers_may_invoke_only_through_the_existing_endpoint(shared_vpc: Synthesized) -> None:
+    existing = shared_vpc.settings.runtime_endpoint
+    assert existing is not None
+    (caller,) = [
+        resource["Properties"]
+        for key, resource in shared_vpc.of_type("AWS::IAM::ManagedPolicy").items()
+        if key.startswith("CallerPolicy")
+    ]
+    (statement,) = caller["PolicyDocument"]["Statement"]
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceVpce": existing.vpc_endpoint_id}}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -494,13 +495,64 @@ def _zip_of(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def test_the_kits_handler_runs_only_if_the_deployed_zip_is_this_checkouts_code() -> None:
-    from scripts.rehearse import REPO_ROOT, kit_handler_mismatch
+@pytest.mark.parametrize("module", ["eni_cleanup", "zonal_dns"])
+def test_the_kits_handler_runs_only_if_the_deployed_zip_is_this_checkouts_code(module: str) -> None:
+    from scripts.rehearse import KIT_HANDLERS, REPO_ROOT, kit_handler_mismatch
     from stacks.handler_code import handler_files
 
-    files = {path: (REPO_ROOT / "stacks" / path).read_bytes() for path in handler_files("eni_cleanup")}
-    assert "handlers/eni_cleanup.py" in files
-    assert kit_handler_mismatch(_zip_of(files)) is None
-    changed = {**files, "handlers/eni_cleanup.py": files["handlers/eni_cleanup.py"] + b"\n# changed\n"}
-    assert "not this checkout's" in str(kit_handler_mismatch(_zip_of(changed)))
-    assert "not a zip" in str(kit_handler_mismatch(b"plain bytes"))
+    assert (module, f"handlers.{module}.handler") in {(m, handler) for handler, (m, _) in KIT_HANDLERS.items()}
+    files = {path: (REPO_ROOT / "stacks" / path).read_bytes() for path in handler_files(module)}
+    assert f"handlers/{module}.py" in files
+    assert kit_handler_mismatch(_zip_of(files), module) is None
+    changed = {**files, f"handlers/{module}.py": files[f"handlers/{module}.py"] + b"\n# changed\n"}
+    assert "not this checkout's" in str(kit_handler_mismatch(_zip_of(changed), module))
+    assert "not a zip" in str(kit_handler_mismatch(b"plain bytes", module))
+    other = "zonal_dns" if module == "eni_cleanup" else "eni_cleanup"
+    assert "not this checkout's" in str(kit_handler_mismatch(_zip_of(files), other))
+
+
+def test_moto_endpoints_get_the_dns_entries_aws_lists_and_the_kits_handler_reads_them() -> None:
+    from scripts.rehearse import aws_shaped_dns_entries
+    from stacks.handlers import zonal_dns
+
+    endpoint = "vpce-0123456789abcdef0"
+    entries = aws_shaped_dns_entries(
+        "com.amazonaws.eu-west-1.sagemaker.runtime", endpoint, ["eu-west-1b", "eu-west-1a", "eu-west-1b"], True
+    )
+    names = [entry["dns_name"] for entry in entries]
+    domain = "runtime.sagemaker.eu-west-1.vpce.amazonaws.com"
+    suffix = names[0].split(".", 1)[0].removeprefix(f"{endpoint}-")
+    assert names == [
+        f"{endpoint}-{suffix}.{domain}",
+        f"{endpoint}-{suffix}-eu-west-1a.{domain}",
+        f"{endpoint}-{suffix}-eu-west-1b.{domain}",
+        "runtime.sagemaker.eu-west-1.amazonaws.com",
+    ]
+    found = zonal_dns.zonal_names(names, endpoint, ["eu-west-1a", "eu-west-1b"])
+    assert found == {"eu-west-1a": names[1], "eu-west-1b": names[2]}
+    assert zonal_dns.regional_name(names, endpoint, found) == names[0]
+
+
+def test_the_rehearsal_fails_when_the_zonal_output_does_not_name_each_azs_entry() -> None:
+    from scripts.rehearse import RehearsalError, check_zonal_names
+
+    names = {"us-east-1a": "vpce-1-s-us-east-1a.x", "us-east-1b": "vpce-1-s-us-east-1b.x"}
+    runtime = {
+        "VpcEndpointId": "vpce-1",
+        "SubnetIds": ["s-a", "s-b"],
+        "DnsEntries": [{"DnsName": n} for n in names.values()],
+    }
+
+    class Ec2:
+        def describe_subnets(self, SubnetIds: list[str]) -> dict[str, Any]:  # noqa: N803 (boto3's keyword)
+            return {"Subnets": [{"SubnetId": s, "AvailabilityZone": f"us-east-1{s[-1]}"} for s in SubnetIds]}
+
+    def stack(published: dict[str, str]) -> dict[str, Any]:
+        return {"Outputs": [{"OutputKey": "RuntimeZonalDnsNames", "OutputValue": json.dumps(published)}]}
+
+    assert check_zonal_names(stack(names), runtime, Ec2()).startswith("us-east-1a, us-east-1b: ")
+    swapped = {"us-east-1a": names["us-east-1b"], "us-east-1b": names["us-east-1a"]}
+    with pytest.raises(RehearsalError):
+        check_zonal_names(stack(swapped), runtime, Ec2())
+    with pytest.raises(RehearsalError):
+        check_zonal_names({"Outputs": []}, runtime, Ec2())

@@ -67,25 +67,53 @@ def test_linear_rollout_uses_the_configured_steps(dev_options: Synthesized) -> N
     }
 
 
+def _watched(properties: dict[str, Any]) -> dict[str, Any]:
+    """What a rollback alarm watches, as one metric: a plain alarm's metric, or the percentile a guarded metric-math
+    alarm (IF(samples >= N, value)) passes on, with its guard."""
+    if "Metrics" not in properties:
+        return {
+            "name": properties["MetricName"],
+            "namespace": properties["Namespace"],
+            "dimensions": properties["Dimensions"],
+            "stat": properties.get("ExtendedStatistic") or properties["Statistic"],
+            "period": properties["Period"],
+            "guard": None,
+        }
+    stats = {m["Id"]: m["MetricStat"] for m in properties["Metrics"] if "MetricStat" in m}
+    (returned,) = [m for m in properties["Metrics"] if m.get("ReturnData", True)]
+    (watched,) = [stat for key, stat in stats.items() if key != "samples"]
+    return {
+        "name": watched["Metric"]["MetricName"],
+        "namespace": watched["Metric"]["Namespace"],
+        "dimensions": watched["Metric"]["Dimensions"],
+        "stat": watched["Stat"],
+        "period": watched["Period"],
+        "guard": (returned["Expression"], stats["samples"]["Stat"], stats["samples"]["Metric"] == watched["Metric"]),
+    }
+
+
 def test_rollback_alarms_are_the_new_fleets_5xx_rate_and_p99_model_latency(any_stage: Synthesized) -> None:
     settings = any_stage.settings
     config_id, _ = any_stage.one("AWS::SageMaker::EndpointConfig")
     alarms = _rollback_alarms(any_stage)
-    by_metric = {alarm["Properties"]["MetricName"]: alarm["Properties"] for alarm in alarms.values()}
+    by_metric = {_watched(alarm["Properties"])["name"]: alarm["Properties"] for alarm in alarms.values()}
     assert set(by_metric) == {"Invocation5XXErrors", "ModelLatency"}
     for properties in by_metric.values():
-        assert properties["Namespace"] == "AWS/SageMaker"
-        assert properties["Dimensions"] == [
+        watched = _watched(properties)
+        assert watched["namespace"] == "AWS/SageMaker"
+        assert watched["dimensions"] == [
             {"Name": "EndpointConfigName", "Value": {"Fn::GetAtt": [config_id, "EndpointConfigName"]}},
             {"Name": "EndpointName", "Value": settings.endpoint_name},
             {"Name": "VariantName", "Value": "AllTraffic"},
         ]
-        assert (properties["Period"], properties["EvaluationPeriods"], properties["DatapointsToAlarm"]) == (60, 2, 2)
+        assert (watched["period"], properties["EvaluationPeriods"], properties["DatapointsToAlarm"]) == (60, 2, 2)
         assert properties["ComparisonOperator"] == "GreaterThanThreshold"
         assert properties["TreatMissingData"] == "notBreaching"
-    assert by_metric["ModelLatency"]["ExtendedStatistic"] == "p99"
+    latency, errors = _watched(by_metric["ModelLatency"]), _watched(by_metric["Invocation5XXErrors"])
+    # The new fleet's p99, only in minutes in which it answered the 1,000 calls a p99 needs.
+    assert (latency["stat"], latency["guard"]) == ("p99", ("IF(samples >= 1000, value)", "SampleCount", True))
     assert by_metric["ModelLatency"]["Threshold"] == settings.latency_slo_ms * 1000  # microseconds
-    assert by_metric["Invocation5XXErrors"]["Statistic"] == "Average"
+    assert (errors["stat"], errors["guard"]) == ("Average", None)
     assert by_metric["Invocation5XXErrors"]["Threshold"] == settings.error_rate_alarm
     if not settings.serving.guardrails:  # Inf1: the alarms notify, SageMaker cannot roll back on them
         _, endpoint = any_stage.one("AWS::SageMaker::Endpoint")
@@ -216,11 +244,11 @@ def test_rollback_thresholds_follow_the_settings_in_their_units(dev_odd_threshol
     """p99 ModelLatency is in microseconds: latency_slo_ms x 1000; the 5XX alarm averages a 0/1 metric, so its
     threshold is the share of failed invocations, as configured."""
     by_metric = {
-        alarm["Properties"]["MetricName"]: alarm["Properties"]
+        _watched(alarm["Properties"])["name"]: alarm["Properties"]
         for alarm in _rollback_alarms(dev_odd_thresholds).values()
     }
     latency, errors = by_metric["ModelLatency"], by_metric["Invocation5XXErrors"]
-    assert (latency["ComparisonOperator"], latency["ExtendedStatistic"], latency["Threshold"]) == (
+    assert (latency["ComparisonOperator"], _watched(latency)["stat"], latency["Threshold"]) == (
         "GreaterThanThreshold",
         "p99",
         ODD_THRESHOLDS["latency_slo_ms"] * 1000,

@@ -323,8 +323,14 @@ def test_artifact_whose_first_file_is_not_at_the_root_is_rejected(tmp_path: Path
 
 
 def test_well_formed_artifact_is_accepted(tmp_path: Path) -> None:
-    relative = _write_artifact(tmp_path, {"xgboost-model": b"{}"}, manifest={})
-    (tmp_path / "model-manifest.json").write_text(json.dumps(_valid_manifest(REPO_ROOT / relative)))
+    # A real model: the synth reads it and compares it with the manifest (stacks/manifest_check.py).
+    with tarfile.open(REPO_ROOT / "model_artifacts" / "model.tar.gz") as sample:
+        member = sample.extractfile("xgboost-model")
+        assert member is not None
+        model = member.read()
+    relative = _write_artifact(tmp_path, {"xgboost-model": model}, manifest={})
+    manifest = _valid_manifest(REPO_ROOT / relative) | {"objective": "binary:logistic"}
+    (tmp_path / "model-manifest.json").write_text(json.dumps(manifest))
     assert dev_with(model_artifact=relative).artifact.model_file == "xgboost-model"
 
 

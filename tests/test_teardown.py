@@ -180,13 +180,14 @@ def test_teardown_order_is_endpoint_models_cleanup_then_network_and_role(any_sta
     assert {role_id, policy_id, group} | network <= before
 
 
-def test_cleanup_function_runs_outside_the_vpc_with_a_capped_concurrency(any_stage: Synthesized) -> None:
+def test_cleanup_function_runs_outside_the_vpc_without_reserved_concurrency(any_stage: Synthesized) -> None:
     _, function = _function(any_stage)
     properties = function["Properties"]
     assert properties["Runtime"] == "python3.14"
     assert properties["Timeout"] == 900  # Lambda's maximum: it waits for SageMaker to release interfaces
     assert "VpcConfig" not in properties  # in the isolated subnets it could not reach the EC2 API
-    assert properties["ReservedConcurrentExecutions"] == 1  # one resource, one request at a time
+    # A reservation can fail the deploy on a small account; CloudFormation sends one request at a time anyway.
+    assert "ReservedConcurrentExecutions" not in properties
 
 
 def test_cleanup_function_logs_to_its_own_retained_encrypted_log_group(any_stage: Synthesized) -> None:

@@ -6,7 +6,8 @@
 - Structural checks, each written as a function that lists problems, and each shown to fire on a broken copy
   (test_each_check_fails_on_a_broken_copy): least privilege (top-level `contents: read` only, `id-token: write`
   only in jobs that assume an AWS role), actions pinned by full commit SHA with a version comment, deploy jobs
-  behind environments with one uncancellable deploy per stage, prod after dev, the diff posted as ONE comment.
+  behind environments with one uncancellable deploy per stage, each after its preflight, prod after dev, the
+  diff posted as ONE comment.
 """
 
 from __future__ import annotations
@@ -147,6 +148,9 @@ def deploy_problems(main: Workflow) -> list[str]:
         smoke = f".venv/bin/python scripts/smoke_test.py --stage {stage}"
         if deploy not in runs or smoke not in runs or runs.index(smoke) < runs.index(deploy):
             problems.append(f"{name}: must run `{deploy}` then `{smoke}`")
+        preflight = f"make preflight STAGE={stage}"
+        if preflight not in runs or deploy not in runs or runs.index(preflight) > runs.index(deploy):
+            problems.append(f"{name}: must run `{preflight}` before `{deploy}`")
         previous = name
     return problems
 
@@ -329,6 +333,9 @@ MUTATIONS: dict[str, Mutation] = {
         "main.yml", lambda w: _job(w, "deploy-prod").update(needs="test"), deploy_problems
     ),
     "deploy without smoke test": _break("main.yml", lambda w: _job(w, "deploy-dev")["steps"].pop(), deploy_problems),
+    "deploy without preflight": _break_text(
+        "main.yml", "run: make preflight STAGE=prod", "run: echo skipped", lambda w, _: deploy_problems(w)
+    ),
     "diff behind prod's reviewers": _break_text(
         "pull-request.yml", "    needs: test\n", "    needs: test\n    environment: prod\n", pull_request_problems
     ),

@@ -1,10 +1,13 @@
 """The client-path probe: what an ad server in one AZ sees when it calls the endpoint (stacks/client_probe.py).
 
-Every run sends a burst of real InvokeEndpoint calls through the runtime interface endpoint's private DNS
-name on one kept-alive HTTPS connection, as a pooled client does, and prints one CloudWatch embedded metric
-format line: the round trips, the errors, and whether the DNS answer and the connected address are this AZ's
-interface (inside this AZ's subnet, ``ZONAL_CIDR``). Standard library, botocore (in the Lambda runtime) and
-the kit's client module for the profile's request and answer formats.
+Every run sends a burst of real InvokeEndpoint calls on one kept-alive HTTPS connection, as a pooled client
+does, to the name an ad server in this AZ connects to: the runtime interface endpoint's zonal DNS name for
+``PROBE_AZ``, chosen from ``ZONAL_DNS_NAMES`` by the client package's ``runtime_endpoint_url`` (TLS verified for
+that name). It prints one CloudWatch embedded metric format line: the round trips, the errors, and whether every
+address it connected to is this AZ's interface (inside this AZ's subnet, ``ZONAL_CIDR``). The verdict judges
+the connected peer, not the DNS answer: the regional private DNS name answers with every AZ's interface by
+design, and what matters is where the connection went. Standard library, botocore (in the Lambda runtime) and
+the kit's client module for the endpoint's name and the profile's request and answer formats.
 
 Endpoint failures are counted, never raised: the metrics are the signal, and the missing-data alarm covers
 a run that published nothing. A misconfigured function (bad environment) raises.
@@ -19,11 +22,13 @@ import math
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import rtb_client
 from rtb_client import OUTPUT_KINDS, PROFILES, ModelSchema, RequestError, codec_for
 
 MAX_BURST = 100
@@ -55,6 +60,8 @@ class ProbeConfig:
     latency_slo_ms: float
     namespace: str
     endpoint_url: str
+    # Why the probe is not on its AZ's zonal name (None when it is): reported with every run's errors.
+    fallback: str | None = None
 
     @property
     def host(self) -> str:
@@ -111,14 +118,26 @@ def load_config(environ: Mapping[str, str]) -> ProbeConfig:
         slo_ms = math.nan
     if not (math.isfinite(slo_ms) and slo_ms > 0):
         raise ValueError(f"LATENCY_SLO_MS={slo_text!r} is invalid; allowed: a positive number of milliseconds")
-    endpoint_url = environ.get("PROBE_ENDPOINT_URL") or f"https://runtime.sagemaker.{region}.amazonaws.com"
+    az = _required(environ, "PROBE_AZ")
+    fallback = None
+    endpoint_url = environ.get("PROBE_ENDPOINT_URL")  # a local endpoint in the tests
+    if not endpoint_url:
+        names = _required(environ, "ZONAL_DNS_NAMES")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                # The ad servers' own choice of name (the client package), with the AZ given, never discovered.
+                endpoint_url = rtb_client.runtime_endpoint_url(region, names, az=az, discover=False)
+            except ValueError as error:
+                raise ValueError(f"ZONAL_DNS_NAMES={names[:120]!r} is invalid: {error}") from None
+        fallback = "; ".join(" ".join(str(warning.message).split()) for warning in caught) or None
     if urlsplit(endpoint_url).scheme not in ("http", "https") or not urlsplit(endpoint_url).hostname:
         raise ValueError(f"PROBE_ENDPOINT_URL={endpoint_url!r} is invalid; allowed: an http(s) URL")
     return ProbeConfig(
         endpoint_name=_required(environ, "ENDPOINT_NAME"),
         region=region,
         profile=profile,
-        az=_required(environ, "PROBE_AZ"),
+        az=az,
         zonal_cidr=zonal_cidr,
         row=row,
         schema=schema,
@@ -126,11 +145,12 @@ def load_config(environ: Mapping[str, str]) -> ProbeConfig:
         latency_slo_ms=slo_ms,
         namespace=_required(environ, "METRIC_NAMESPACE"),
         endpoint_url=endpoint_url,
+        fallback=fallback,
     )
 
 
 def resolve(host: str) -> set[str]:
-    """The addresses the resolver answers for ``host`` (the VPC resolver, with private DNS, inside the VPC)."""
+    """The addresses the resolver answers for ``host`` (the VPC resolver inside the VPC): for diagnosis only."""
     return {str(info[4][0]) for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
 
 
@@ -164,10 +184,11 @@ def connect(config: ProbeConfig) -> http.client.HTTPConnection:
     return connection
 
 
-def zonal_check(dns_answer: set[str], peers: list[str], zonal_cidr: Network) -> bool | None:
-    """True when every DNS answer and every address connected to lie in this AZ's subnet (its interface's);
-    None when there is nothing to judge (no answer or no connection: the errors say why)."""
-    if not dns_answer or not peers:
+def zonal_check(peers: list[str], zonal_cidr: Network) -> bool | None:
+    """True when every address the probe connected to lies in this AZ's subnet (its interface's); None when
+    there is nothing to judge (no connection: the errors say why). The DNS answer is not judged: where the
+    connection went is what the ad servers pay for in latency and cross-AZ traffic."""
+    if not peers:
         return None
 
     def inside(address: str) -> bool:
@@ -176,7 +197,7 @@ def zonal_check(dns_answer: set[str], peers: list[str], zonal_cidr: Network) -> 
         except ValueError:
             return False
 
-    return all(inside(address) for address in [*dns_answer, *peers])
+    return all(inside(address) for address in peers)
 
 
 def nearest_rank(values: list[float], share: float) -> float | None:
@@ -204,7 +225,7 @@ def emf_record(
     """One embedded-metric-format record. ClientRoundTrip holds every sample (CloudWatch takes an array and
     computes percentiles over the period); without samples it is left out, never sent empty, and so is
     CrossAzAnswers when there was nothing to judge."""
-    same_az = zonal_check(dns_answer, peers, config.zonal_cidr)
+    same_az = zonal_check(peers, config.zonal_cidr)
     metrics = [{"Name": "ClientRoundTrip", "Unit": "Milliseconds"}] if samples_ms else []
     metrics += [{"Name": "ProbeRequests", "Unit": "Count"}, {"Name": "ProbeErrors", "Unit": "Count"}]
     if same_az is not None:
@@ -227,6 +248,7 @@ def emf_record(
         "p50_ms": _rounded(nearest_rank(samples_ms, 0.50)),
         "p99_ms": _rounded(nearest_rank(samples_ms, 0.99)),
         "latency_slo_ms": config.latency_slo_ms,
+        "endpoint_url": config.endpoint_url,
         "dns_answer": sorted(dns_answer),
         "zonal_cidr": str(config.zonal_cidr),
         "connected": peers[0] if peers else None,
@@ -261,7 +283,7 @@ def run(
     codec = codec_for(config.profile)
     body = codec.encode([config.row])
     url = config.endpoint_url.rstrip("/") + config.path
-    errors: list[str] = []
+    errors: list[str] = [config.fallback] if config.fallback else []
     try:
         dns_answer = (resolver or resolve)(config.host)
     except OSError as error:
