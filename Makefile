@@ -87,7 +87,7 @@ test: setup-dev
 ## The checks that need the model-building layer: rebuild the gpu and inferentia artifacts and compare them
 ## with XGBoost (torch, Treelite, Triton's config schema).
 test-model: setup-model
-	$(VENV)/bin/mypy scripts/build_inf1_artifact.py tests/model_build/*.py
+	$(VENV)/bin/mypy modelpack/build_inf1_artifact.py tests/model_build/*.py
 	$(PY) -m pytest -q -n auto --model-build tests/model_build $(PYTEST_ARGS)
 
 ## The real cdk bootstrap and cdk deploy of STAGE against moto on 127.0.0.1 (offline, no AWS account).

@@ -1,97 +1,13 @@
-"""The model's line of the latency budget, measured on your own packaged model (docs/load-testing.md).
+#!/usr/bin/env python3
+"""The model's line of the latency budget, measured on your own packaged model (docs/load-testing.md) (the command's
+code: devtools/bench_model.py)."""
 
-    python scripts/bench_model.py [--artifact DIR/model.tar.gz] [--calls N] [--slo-ms MS]
-    make bench-model ARGS="--artifact model_artifacts/custom/model.tar.gz"
-
-Times what the built-in XGBoost container does per single-row request, in one thread: parse the CSV row,
-build a DMatrix, predict; and predict alone. The rows are the manifest's own reference rows (drawn at the
-model's split thresholds), so the width, the trees and the objective are the model's, not the sample's.
-Prints medians and p99s in milliseconds and what the SLO leaves for the rest of the path. A figure of this
-machine, not of the endpoint's instance: quote it with its date and machine.
-Bad input: one line on stderr and exit 2.
-"""
-
-from __future__ import annotations
-
-import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import xgboost as xgb
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from scripts.cli import OneLineParser, UsageError, positive_int  # noqa: E402
-from scripts.invoke import percentile  # noqa: E402  (nearest rank: an observed value)
-from scripts.model_source import SourceError, read_source  # noqa: E402
-
-PROG = "bench_model"
-DEFAULT_ARTIFACT = REPO_ROOT / "model_artifacts" / "model.tar.gz"
-
-
-def time_calls(booster: xgb.Booster, payloads: list[bytes], calls: int) -> tuple[list[float], list[float]]:
-    """Milliseconds per call: (parse + DMatrix + predict, predict alone), cycling through ``payloads``."""
-    whole: list[float] = []
-    predict_only: list[float] = []
-    for index in range(calls):
-        body = payloads[index % len(payloads)]
-        start = time.perf_counter()
-        row = np.array([[float(value) for value in body.decode().split(",")]], dtype=np.float32)
-        matrix = xgb.DMatrix(row)
-        middle = time.perf_counter()
-        booster.predict(matrix)
-        end = time.perf_counter()
-        whole.append((end - start) * 1000)
-        predict_only.append((end - middle) * 1000)
-    return whole, predict_only
-
-
-def report(
-    manifest: dict[str, Any], booster: xgb.Booster, whole: list[float], predict: list[float], slo_ms: float
-) -> list[str]:
-    """The printed lines: the model, the two timings and what the SLO leaves."""
-    p99 = percentile(whole, 99)
-    whole_ms = f"median {statistics.median(whole):.3f} ms, p99 {p99:.3f} ms ({len(whole)} calls)"
-    return [
-        f"model: {len(manifest['features'])} features, {manifest['objective']}, "
-        f"{booster.num_boosted_rounds()} boosting rounds, xgboost {xgb.__version__}",
-        f"predict:                       median {statistics.median(predict):.3f} ms, "
-        f"p99 {percentile(predict, 99):.3f} ms",
-        f"CSV parse + DMatrix + predict: {whole_ms}",
-        f"left of the {slo_ms:g} ms SLO for the client, network, SageMaker overhead, queueing: {slo_ms - p99:.2f} ms",
-    ]
-
-
-def build_parser() -> OneLineParser:
-    parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--artifact", type=Path, default=DEFAULT_ARTIFACT, help="a cpu archive with its manifest (default: %(default)s)"
-    )
-    parser.add_argument("--calls", type=positive_int, default=20000, help="single-row calls to time (default 20000)")
-    parser.add_argument("--slo-ms", type=float, default=20.0, help="the end-to-end p99 SLO (default 20)")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        if not args.slo_ms > 0:
-            raise UsageError(f"--slo-ms {args.slo_ms:g} is invalid; allowed: a positive number of milliseconds")
-        model_bytes, manifest = read_source(args.artifact)
-    except (UsageError, SourceError) as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
-        return 2
-    booster = xgb.Booster(params={"nthread": 1})
-    booster.load_model(bytearray(model_bytes))
-    payloads = [",".join(repr(float(value)) for value in row).encode() for row in manifest["reference"]["rows"]]
-    whole, predict = time_calls(booster, payloads, args.calls)
-    print("\n".join(report(manifest, booster, whole, predict, args.slo_ms)))
-    return 0
-
+from devtools.bench_model import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -335,7 +335,7 @@ class _Ubjson:
 @dataclass(frozen=True)
 class FilOutput:
     """What Triton's FIL backend must be told for an objective: its two flags and ``output__0``'s width.
-    The same rule as scripts/build_triton_artifact.fil_settings (tests/test_manifest_check.py keeps them equal)."""
+    The same rule as modelpack/build_triton_artifact.fil_settings (tests/test_manifest_check.py keeps them equal)."""
 
     output_class: bool
     predict_proba: bool
@@ -510,7 +510,7 @@ def _check_triton(
 # --- TorchScript (the inferentia profile) --------------------------------------------------------------------
 
 _TORCHSCRIPT = "a model.pth that scripts/build_inf1_artifact.py traced (make inf1-model)"
-# The operators the kit's traced models call (scripts/inf1_format.TORCH_1_9_OPS; tests/test_manifest_check.py
+# The operators the kit's traced models call (modelpack/inf1_format.TORCH_1_9_OPS; tests/test_manifest_check.py
 # keeps the two equal): the link decides what the model answers, the others only carry the trees' arithmetic.
 _LINKS = {"sigmoid": "probability", "softmax": "class_probabilities"}
 _ARITHMETIC = frozenset({"add", "eq", "lt", "matmul", "mm", "select", "slice", "squeeze", "sum", "t", "to", "view"})

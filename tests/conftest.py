@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trustme
 
-from scripts.cli import use_pinned_node
+from cliutil import use_pinned_node
 
 use_pinned_node()  # before the CDK starts jsii: tests may run outside make, whose PATH has the pinned Node
 

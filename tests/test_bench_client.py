@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import bench_client
+from devtools import bench_client
 
 from .conftest import REPO_ROOT
 

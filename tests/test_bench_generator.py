@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from scripts import bench_generator
+from devtools import bench_generator
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from scripts import bench_model, package_model
-from scripts.model_source import read_source
+from devtools import bench_model
+from modelpack import package_model
+from modelpack.model_source import read_source
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from scripts import capacity_plan as cp
+from capacity import capacity_plan as cp
 from stacks import catalog
 from stacks.stages import STAGES
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import check_locks
+from devtools import check_locks
 
 
 def copy_layers(tmp_path: Path) -> tuple[check_locks.Layer, ...]:

@@ -1,4 +1,4 @@
-"""scripts/cli.py: the session a script gets for an endpoint URL on a machine with no AWS configuration, and
+"""cliutil/__init__.py: the session a script gets for an endpoint URL on a machine with no AWS configuration, and
 the Node.js a script's jsii starts on."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.cli import LOOPBACK_KEY, PINNED_NODE, aws_session, use_pinned_node
+from cliutil import LOOPBACK_KEY, PINNED_NODE, aws_session, use_pinned_node
 
 from .conftest import REPO_ROOT, offline_env
 

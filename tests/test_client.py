@@ -30,6 +30,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rtb_client
+from devtools.bench_client import Reply, answers_for, local_endpoint
+from devtools.fake_endpoint import FakeEndpoint, Model, packaged_model, profile_model, score_csv, stand_in
+from modelpack.model_manifest import read_manifest
+from operations import smoke_test
+from operations.invoke import EndpointSession
 from rtb_client import (
     FLOAT32_MAX,
     PROFILES,
@@ -43,11 +48,6 @@ from rtb_client import (
     runtime_client,
     stack_output,
 )
-from scripts import smoke_test
-from scripts.bench_client import Reply, answers_for, local_endpoint
-from scripts.fake_endpoint import FakeEndpoint, Model, packaged_model, profile_model, score_csv, stand_in
-from scripts.invoke import EndpointSession
-from scripts.model_manifest import read_manifest
 from stacks.stages import load_stage
 
 from .conftest import REPO_ROOT, offline_env
@@ -652,7 +652,7 @@ def _build(directory: Path, *, features: int, objective: str, num_class: int | N
     import numpy as np
     import xgboost as xgb
 
-    from scripts.archive import reproducible_tar_gz
+    from modelpack.archive import reproducible_tar_gz
 
     rng = np.random.default_rng(features)
     x = (rng.normal(size=(300, features)) * rng.choice([1e-3, 1.0, 370.0, 1e5], size=features)).astype(np.float32)

@@ -13,8 +13,8 @@ import pytest
 import trustme
 
 import rtb_client
-from scripts.bench_client import Reply, answers_for, local_endpoint, probabilities
-from scripts.fake_endpoint import profile_model
+from devtools.bench_client import Reply, answers_for, local_endpoint, probabilities
+from devtools.fake_endpoint import profile_model
 from stacks.handlers import client_probe
 from stacks.handlers.client_probe import ProbeConfig, load_config, run
 

@@ -54,7 +54,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from scripts.rehearse import DEFAULT_REGION, KNOWN_SKIPPED_APP
+from devtools.rehearse import DEFAULT_REGION, KNOWN_SKIPPED_APP
 from stacks.settings import StageSettings
 from stacks.stages import STAGES, load_stage
 

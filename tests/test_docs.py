@@ -96,7 +96,9 @@ def missing_paths(text: str, root: Path) -> list[str]:
 _COMMAND = re.compile(r"(?:python[\w./-]* -m ([\w.]+)|(?<![\w./-])((?:scripts|stacks)/[\w/]+\.py))(?P<args>[^\n|;&#]*)")
 _OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
 # Options a script may take through the shared argument helpers.
-_SHARED = ("scripts/cli.py",)
+_SHARED = ("cliutil/__init__.py",)
+# An entry point in scripts/ runs the `main` of its room's module: the options are defined there.
+_ENTRY = re.compile(r"^from ([\w.]+) import \w+", re.MULTILINE)
 
 
 def command_problems(text: str, root: Path) -> list[str]:
@@ -109,7 +111,8 @@ def command_problems(text: str, root: Path) -> list[str]:
             if not source.is_file():
                 problems.append(f"{module or path}: no module {source.relative_to(root)}")
                 continue
-            defined = "".join(p.read_text() for p in [source, *(root / s for s in _SHARED)] if p.is_file())
+            behind = [root / (name.replace(".", "/") + ".py") for name in _ENTRY.findall(source.read_text())]
+            defined = "".join(p.read_text() for p in [source, *behind, *(root / s for s in _SHARED)] if p.is_file())
             problems += [
                 f"{module or path}: no option {option}"
                 for option in _OPTION.findall(match["args"])

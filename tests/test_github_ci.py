@@ -135,8 +135,8 @@ def test_deploy_role_may_read_exactly_what_the_preflight_reads(github_ci: Synthe
 
 
 def test_the_preflight_reads_only_what_the_deploy_role_may_read() -> None:
-    """Every IAM action scripts/preflight.py names (in its calls and WARN lines) is granted to the deploy role."""
-    source = (REPO_ROOT / "scripts" / "preflight.py").read_text()
+    """Every IAM action the preflight names (in its calls and WARN lines) is granted to the deploy role."""
+    source = (REPO_ROOT / "operations" / "preflight.py").read_text()
     named = set(re.findall(r"\b(servicequotas|sagemaker|lambda|ec2|ssm):([A-Z]\w+)", source))
     assert {f"{service}:{action}" for service, action in named} == {
         "servicequotas:ListServiceQuotas",

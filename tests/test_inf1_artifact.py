@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from scripts import inf1_format as inf1
-from scripts.model_source import model_output
+from modelpack import inf1_format as inf1
+from modelpack.model_source import model_output
 from stacks.artifact import inspect_artifact
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

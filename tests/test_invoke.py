@@ -19,11 +19,11 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
+from devtools.bench_client import Reply, answers_for, local_client, local_endpoint, local_session, probabilities
+from devtools.fake_endpoint import FakeEndpoint, profile_model, stand_in
+from modelpack.model_manifest import read_manifest
+from operations import invoke
 from rtb_client import ModelSchema, predict
-from scripts import invoke
-from scripts.bench_client import Reply, answers_for, local_client, local_endpoint, local_session, probabilities
-from scripts.fake_endpoint import FakeEndpoint, profile_model, stand_in
-from scripts.model_manifest import read_manifest
 from stacks.stages import STAGES
 
 from .conftest import REPO_ROOT, offline_env

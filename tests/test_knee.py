@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from scripts import knee
-from scripts.knee import Criteria, Search, StepStats, StopReason
-from scripts.step_tally import Tally
+from loadgen import knee
+from loadgen.knee import Criteria, Search, StepStats, StopReason
+from loadgen.step_tally import Tally
 from stacks.settings import AutoscalingSettings
 
 CRITERIA = Criteria(slo_p99_ms=20.0, max_error_rate=0.01, min_achieved_ratio=0.9)

@@ -29,11 +29,11 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
+from devtools.fake_endpoint import FakeEndpoint, Model, stand_in
+from loadgen import knee, loadtest
+from loadgen.step_tally import Tally, histogram
+from modelpack.model_manifest import read_manifest
 from rtb_client import ModelSchema, Prediction, predict, runtime_client
-from scripts import knee, loadtest
-from scripts.fake_endpoint import FakeEndpoint, Model, stand_in
-from scripts.model_manifest import read_manifest
-from scripts.step_tally import Tally, histogram
 from stacks.measurements import measured_max_rps
 
 from .conftest import REPO_ROOT

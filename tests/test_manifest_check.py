@@ -26,10 +26,10 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
+from modelpack import build_triton_artifact, inf1_format, package_model
+from modelpack.archive import reproducible_tar_gz
+from modelpack.model_source import SourceError, model_output
 from rtb_client import OBJECTIVE_KINDS
-from scripts import build_triton_artifact, inf1_format, package_model
-from scripts.archive import reproducible_tar_gz
-from scripts.model_source import SourceError, model_output
 from stacks import manifest_check
 from stacks.artifact import ArtifactError, inspect_artifact
 from stacks.profiles import PROFILES

@@ -8,26 +8,24 @@ does it.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import tarfile
 import warnings
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 import xgboost as xgb
 
+from modelpack import train_model
 from stacks import catalog, stages
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACT_DIR = REPO_ROOT / "model_artifacts"
 ARCHIVE = ARTIFACT_DIR / "model.tar.gz"
 MANIFEST = ARTIFACT_DIR / "model-manifest.json"
-TRAIN_SCRIPT = REPO_ROOT / "scripts" / "train_model.py"
 
 MODEL_FILE = "xgboost-model"
 EXPECTED_FEATURES = [
@@ -89,16 +87,6 @@ def test_tests_run_the_xgboost_of_the_deployed_container(manifest: dict[str, Any
     assert xgb.__version__ == container == manifest["xgboost_version"]
 
 
-def load_train_script() -> ModuleType:
-    """Import scripts/train_model.py by path: scripts/ is not a package."""
-    spec = importlib.util.spec_from_file_location("train_model", TRAIN_SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def csv_body_to_matrix(body: bytes) -> np.ndarray:
     """Decode a text/csv body as the container does: row per line, empty cell NaN."""
     lines = body.strip().decode("utf-8").split("\n")
@@ -144,7 +132,7 @@ def test_manifest_checksum_matches_archive(manifest: dict[str, Any], archive_byt
 def test_retraining_reproduces_the_committed_artifacts_byte_for_byte(
     tmp_path: Path,
 ) -> None:
-    load_train_script().build(tmp_path)
+    train_model.build(tmp_path)
     assert (tmp_path / ARCHIVE.name).read_bytes() == ARCHIVE.read_bytes()
     assert (tmp_path / MANIFEST.name).read_bytes() == MANIFEST.read_bytes()
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from scripts.model_rows import probe_rows, split_thresholds
+from modelpack.model_rows import probe_rows, split_thresholds
 
 N_FEATURES = 6
 UNUSED = 5  # a constant column: the trees never split on it

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from scripts.model_source import ModelOutput, SourceError, base_scores, check_booster, model_output, read_source
+from modelpack.model_source import ModelOutput, SourceError, base_scores, check_booster, model_output, read_source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = REPO_ROOT / "model_artifacts" / "model.tar.gz"

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
+from modelpack import package_model
+from modelpack.archive import reproducible_tar_gz
 from rtb_client import ModelSchema, RequestError, codec_for
-from scripts import package_model
-from scripts.archive import reproducible_tar_gz
 from stacks.stages import load_stage
 from tests.conftest import REPO_ROOT, synthesize
 
@@ -229,8 +229,11 @@ def test_no_code_outside_the_samples_own_files_names_its_features() -> None:
     # Shapes come from manifests: the sample's feature names, as string literals, belong to its training
     # script and artifacts ("hour" as a word in a comment is not a feature).
     sample = json.loads((REPO_ROOT / "model_artifacts" / "model-manifest.json").read_text())["features"]
-    own = {REPO_ROOT / "scripts" / "train_model.py"}
-    code = [path for folder in ("client", "scripts", "stacks") for path in sorted((REPO_ROOT / folder).rglob("*.py"))]
+    own = {REPO_ROOT / "modelpack" / "train_model.py"}
+    # Every room of code (each top-level package) and the client package; tests and artifacts are not code.
+    rooms = sorted({init.parent for init in REPO_ROOT.glob("*/__init__.py")} - {REPO_ROOT / "tests"})
+    code = [path for folder in [REPO_ROOT / "client", *rooms] for path in sorted(folder.rglob("*.py"))]
+    assert {REPO_ROOT / name for name in ("stacks", "scripts", "modelpack", "loadgen")} <= set(rooms)
     named = {
         str(path.relative_to(REPO_ROOT)): [name for name in sample if re.search(rf"[\"']{re.escape(name)}[\"']", text)]
         for path in code

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.pr_diff_comment import (
+from devtools.pr_diff_comment import (
     ENDPOINT_REPLACED,
     EXPECTED_REPLACEMENT,
     MARKER,

@@ -19,8 +19,8 @@ import pytest
 from botocore.credentials import CredentialResolver
 from botocore.stub import Stubber
 
-from scripts.cli import UsageError
-from scripts.preflight import (
+from cliutil import UsageError
+from operations.preflight import (
     ACCOUNT_WIDE_QUOTA,
     DEFAULT_BOOTSTRAP_PARAMETER,
     FAIL,

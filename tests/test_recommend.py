@@ -12,7 +12,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from scripts import cli, recommend
+import cliutil as cli
+from capacity import recommend
 from stacks.stages import STAGES
 
 NOW = datetime(2026, 11, 21, 20, 45, 7, tzinfo=UTC)

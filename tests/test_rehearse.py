@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core.responses import BaseResponse
 
-from scripts import rehearse
+from devtools import rehearse
 from stacks.settings import StageSettings
 from stacks.stages import STAGES, load_stage
 
@@ -497,7 +497,7 @@ def _zip_of(files: dict[str, bytes]) -> bytes:
 
 @pytest.mark.parametrize("module", ["eni_cleanup", "zonal_dns"])
 def test_the_kits_handler_runs_only_if_the_deployed_zip_is_this_checkouts_code(module: str) -> None:
-    from scripts.rehearse import KIT_HANDLERS, REPO_ROOT, kit_handler_mismatch
+    from devtools.rehearse import KIT_HANDLERS, REPO_ROOT, kit_handler_mismatch
     from stacks.handler_code import handler_files
 
     assert (module, f"handlers.{module}.handler") in {(m, handler) for handler, (m, _) in KIT_HANDLERS.items()}
@@ -512,7 +512,7 @@ def test_the_kits_handler_runs_only_if_the_deployed_zip_is_this_checkouts_code(m
 
 
 def test_moto_endpoints_get_the_dns_entries_aws_lists_and_the_kits_handler_reads_them() -> None:
-    from scripts.rehearse import aws_shaped_dns_entries
+    from devtools.rehearse import aws_shaped_dns_entries
     from stacks.handlers import zonal_dns
 
     endpoint = "vpce-0123456789abcdef0"
@@ -534,7 +534,7 @@ def test_moto_endpoints_get_the_dns_entries_aws_lists_and_the_kits_handler_reads
 
 
 def test_the_rehearsal_fails_when_the_zonal_output_does_not_name_each_azs_entry() -> None:
-    from scripts.rehearse import RehearsalError, check_zonal_names
+    from devtools.rehearse import RehearsalError, check_zonal_names
 
     names = {"us-east-1a": "vpce-1-s-us-east-1a.x", "us-east-1b": "vpce-1-s-us-east-1b.x"}
     runtime = {

@@ -9,8 +9,8 @@ import random
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from scripts import knee
-from scripts.step_tally import Tally, histogram, merged
+from loadgen import knee
+from loadgen.step_tally import Tally, histogram, merged
 
 
 def nearest_rank(values: list[float], q: float) -> float:

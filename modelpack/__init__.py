@@ -1,0 +1,1 @@
+"""Model packaging and building: train the sample, package any XGBoost model, build each profile's artifact."""

@@ -1,0 +1,1 @@
+"""Operator commands against a deployed stage: preflight, invoke, smoke test."""
