@@ -974,7 +974,7 @@ def run_worker(plan: Plan, master_host: str, master_port: int) -> None:
 
 def write_back(plan: Plan, report: dict[str, Any], *, path: Path | None = None) -> dict[str, Any]:
     """Record MAX_RPS per instance for the plan's stage (stacks/measurements.py validates and writes)."""
-    from stacks.measurements import record_max_rps
+    from loadgen.write_back import record_max_rps
 
     result = report["result"]
     if plan.stage is None or plan.instance_type is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from loadgen import write_back
 from stacks import measurements, stages
 from stacks.settings import SettingsError, StageSettings
 from stacks.stage_loader import load_from
@@ -32,7 +33,7 @@ def test_committed_measurements_file_is_valid_json_of_stages() -> None:
 
 def test_recorded_figure_sets_the_next_synths_target(measured: Path) -> None:
     assert stages.load_stage("dev").autoscaling.max_rps_per_instance == 1000  # the default, before
-    entry = measurements.record_max_rps("dev", 1480.04, instance_type="ml.c5.xlarge", source="loadtest 2026-11-21")
+    entry = write_back.record_max_rps("dev", 1480.04, instance_type="ml.c5.xlarge", source="loadtest 2026-11-21")
     assert entry == {"instance_type": "ml.c5.xlarge", "max_rps_per_instance": 1480.0, "source": "loadtest 2026-11-21"}
     settings = stages.dev()
     assert settings.autoscaling.max_rps_per_instance == 1480.0
@@ -53,13 +54,13 @@ def test_measurement_on_another_instance_type_is_ignored(tmp_path: Path) -> None
 def test_nonsense_figures_are_refused_and_nothing_is_written(measured: Path, value: float) -> None:
     before = measured.read_text()
     with pytest.raises(ValueError, match=r"max_rps_per_instance=.* is invalid: allowed: a finite number above 0"):
-        measurements.record_max_rps("dev", value, instance_type="ml.c5.xlarge", source="x")
+        write_back.record_max_rps("dev", value, instance_type="ml.c5.xlarge", source="x")
     assert measured.read_text() == before
 
 
 def test_measurement_from_another_instance_type_is_refused(measured: Path) -> None:
     with pytest.raises(ValueError) as caught:
-        measurements.record_max_rps("dev", 800.0, instance_type="ml.m5.xlarge", source="x")
+        write_back.record_max_rps("dev", 800.0, instance_type="ml.m5.xlarge", source="x")
     assert str(caught.value) == (
         "instance_type='ml.m5.xlarge' is invalid: stage 'dev' runs ml.c5.xlarge; "
         "allowed: a measurement taken on the stage's own instance type"
@@ -68,7 +69,7 @@ def test_measurement_from_another_instance_type_is_refused(measured: Path) -> No
 
 def test_unknown_stage_is_refused(measured: Path) -> None:
     with pytest.raises(SettingsError, match="stage='staging' is not defined"):
-        measurements.record_max_rps("staging", 800.0, instance_type="ml.c5.xlarge", source="x")
+        write_back.record_max_rps("staging", 800.0, instance_type="ml.c5.xlarge", source="x")
 
 
 # --- keyed to the stage's own name (issue 10) -------------------------------------------------------
@@ -119,7 +120,7 @@ def test_an_explicit_figure_wins_and_the_write_back_refuses_to_be_ignored(measur
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(stages.STAGES, "dev", lambda: dataclasses.replace(stages.dev(), autoscaling=explicit))
         with pytest.raises(ValueError, match="so a measurement would be ignored"):
-            measurements.record_max_rps("dev", 800.0, instance_type="ml.c5.xlarge", source="x")
+            write_back.record_max_rps("dev", 800.0, instance_type="ml.c5.xlarge", source="x")
     assert measured.read_text() == before
 
 
@@ -165,7 +166,7 @@ def test_an_interrupted_write_back_leaves_the_previous_file_intact(
     else:
         monkeypatch.setattr(Path, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        measurements.record_max_rps("dev", 1480.0, instance_type="ml.c5.xlarge", source="x")
+        write_back.record_max_rps("dev", 1480.0, instance_type="ml.c5.xlarge", source="x")
     assert measured.read_text() == before
     assert json.loads(measured.read_text())["prod"]["max_rps_per_instance"] == 900.0
     assert [file.name for file in measured.parent.iterdir()] == [measured.name]  # no stray temporary file
