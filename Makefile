@@ -7,11 +7,15 @@ STAGE ?= dev
 # jsii and the CDK CLI run on the pinned Node.js from package.json, not the machine's.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
+# uv installs without byte-compiling, and PYTHONDONTWRITEBYTECODE=1 (set on many CI images and these machines)
+# stops Python from caching what it compiles: every synth would compile aws_cdk's modules from source again
+# (3.3 s of a 5.8 s `python app.py` measured in `compile`). Compiled once at install, they load.
+export UV_COMPILE_BYTECODE := 1
 CDK := node_modules/.bin/cdk
 
 .PHONY: setup setup-dev setup-model setup-checkov synth synth-all stages test test-model lint format bench tables model package triton-model \
 	inf1-model lock check-locks clean diff deploy destroy deploy-ci-roles rehearse bench-client bench-model \
-	bench-generator preflight
+	bench-generator preflight try-as-a-stranger
 
 # Python packages come in three pinned layers (locks/, from `make lock`), installed by uv, which the
 # setup bootstraps from PyPI into the venv. Each layer adds to the one before it:
@@ -65,10 +69,14 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 ## Synthesize every stack of STAGE (default: dev) offline; nag packs run in the synth, cfn-lint after it.
+## The CLI, not the app, fails a synth on the cdk-nag findings of the stacks it selects, and honours --quiet only
+## when it selects one (for more it adds "Supply a stack id ..."): one run per stack, the second reads the first's
+## assembly (-a cdk.out, no second synth).
 ## W3010 (hard-coded AZs) is the design: the subnets sit in the clients' AZs (tests/test_cfn_lint.py).
 synth: setup
 	rm -rf cdk.out  # lint only this synth's templates, not another stage's left behind
-	$(CDK) synth --no-lookups --no-notices --quiet -c stage=$(STAGE)
+	$(CDK) synth --no-lookups --no-notices --quiet -c stage=$(STAGE) RtbInference-$(STAGE)
+	$(CDK) synth --no-notices --quiet -a cdk.out RtbInference-GitHubCi
 	$(VENV)/bin/cfn-lint --ignore-checks W3010 -- cdk.out/*.template.json
 	@echo "synthesized stage $(STAGE) into cdk.out/ (cdk-nag and cfn-lint clean)"
 
@@ -83,6 +91,13 @@ synth-all: setup
 ## make test PYTEST_ARGS="-n0 --snapshot-update"
 test: setup-dev
 	$(PY) -m pytest -q -n auto $(PYTEST_ARGS)
+
+## As a new user would, each in a scratch copy of the repository (its tracked files with the working tree's changes,
+## this checkout's environments linked): serve an own model (docs/own-model.md) and add a stage (docs/settings.md),
+## accept only what the failures ask to accept, then all of `make test`. One line per scenario, pass or fail with
+## the counts; ARGS="--scenario own-model" (or new-stage) runs one. 3 to 6 minutes per scenario on 2 cores.
+try-as-a-stranger: setup-dev
+	$(PY) scripts/try_as_a_stranger.py $(ARGS)
 
 ## The checks that need the model-building layer: rebuild the gpu and inferentia artifacts and compare them
 ## with XGBoost (torch, Treelite, Triton's config schema).
@@ -101,14 +116,19 @@ preflight: setup
 	$(MAKE) --no-print-directory synth STAGE=$(STAGE)
 	$(PY) scripts/preflight.py --stage $(STAGE) --assembly cdk.out $(ARGS)
 
-## These three need AWS credentials for the stage's account.
+## These three need AWS credentials for the stage's account. Without any, the CDK CLI synthesizes for seconds, then
+## prints one error twice and not how to give them: each first looks for them as the CLI would (scripts/
+## check_credentials.py; a --profile in ARGS is the CLI's to resolve) and says in one line what is missing.
 diff: setup
+	@$(PY) scripts/check_credentials.py "make diff STAGE=$(STAGE)" $(ARGS)
 	$(CDK) diff RtbInference-$(STAGE) -c stage=$(STAGE) $(ARGS)
 
 deploy: setup
+	@$(PY) scripts/check_credentials.py "make deploy STAGE=$(STAGE)" $(ARGS)
 	$(CDK) deploy RtbInference-$(STAGE) -c stage=$(STAGE) $(ARGS)
 
 destroy: setup
+	@$(PY) scripts/check_credentials.py "make destroy STAGE=$(STAGE)" $(ARGS)
 	$(CDK) destroy RtbInference-$(STAGE) -c stage=$(STAGE) $(ARGS)
 
 ## Once per account, by an administrator: the GitHub OIDC provider and the CI roles.

@@ -1,1 +1,1 @@
-"""Developer tools: the deploy rehearsal, benchmarks, a local endpoint, lock checks, PR diff comments, tables."""
+"""Developer tools: deploy rehearsal, benchmarks, a local endpoint, a stranger's first try, CI helpers, tables."""

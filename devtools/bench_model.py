@@ -8,7 +8,8 @@ build a DMatrix, predict; and predict alone. The rows are the manifest's own ref
 model's split thresholds), so the width, the trees and the objective are the model's, not the sample's.
 Prints medians and p99s in milliseconds and what the SLO leaves for the rest of the path. A figure of this
 machine, not of the endpoint's instance: quote it with its date and machine.
-Bad input: one line on stderr and exit 2.
+A run can take minutes on a busy machine: what it times, and each quarter of the calls done, go to stderr
+(stdout holds the figures alone). Bad input: one line on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +33,20 @@ from operations.invoke import percentile  # noqa: E402  (nearest rank: an observ
 
 PROG = "bench_model"
 DEFAULT_ARTIFACT = REPO_ROOT / "model_artifacts" / "model.tar.gz"
+PROGRESS_PARTS = 4  # a progress line per quarter of the calls
 
 
-def time_calls(booster: xgb.Booster, payloads: list[bytes], calls: int) -> tuple[list[float], list[float]]:
-    """Milliseconds per call: (parse + DMatrix + predict, predict alone), cycling through ``payloads``."""
+def checkpoints(calls: int, parts: int = PROGRESS_PARTS) -> set[int]:
+    """The call counts after which a progress line is due: each ``parts``-th of ``calls``, and the last."""
+    return {calls * part // parts for part in range(1, parts + 1)} - {0}
+
+
+def time_calls(
+    booster: xgb.Booster, payloads: list[bytes], calls: int, *, progress: Callable[[int], None] | None = None
+) -> tuple[list[float], list[float]]:
+    """Milliseconds per call: (parse + DMatrix + predict, predict alone), cycling through ``payloads``;
+    ``progress(done)`` after each quarter of the calls, outside the timed part."""
+    due = checkpoints(calls) if progress else set()
     whole: list[float] = []
     predict_only: list[float] = []
     for index in range(calls):
@@ -47,7 +59,14 @@ def time_calls(booster: xgb.Booster, payloads: list[bytes], calls: int) -> tuple
         end = time.perf_counter()
         whole.append((end - start) * 1000)
         predict_only.append((end - middle) * 1000)
+        if progress and index + 1 in due:
+            progress(index + 1)
     return whole, predict_only
+
+
+def say(message: str) -> None:
+    """A progress line: stderr, so stdout holds only the figures to quote."""
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
 def report(
@@ -64,6 +83,12 @@ def report(
         f"CSV parse + DMatrix + predict: {whole_ms}",
         f"left of the {slo_ms:g} ms SLO for the client, network, SageMaker overhead, queueing: {slo_ms - p99:.2f} ms",
     ]
+
+
+def shown(path: Path) -> str:
+    """``path`` as the reader would type it: relative to the working folder when inside it."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(Path.cwd())) if resolved.is_relative_to(Path.cwd()) else str(path)
 
 
 def build_parser() -> OneLineParser:
@@ -88,7 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     booster = xgb.Booster(params={"nthread": 1})
     booster.load_model(bytearray(model_bytes))
     payloads = [",".join(repr(float(value)) for value in row).encode() for row in manifest["reference"]["rows"]]
-    whole, predict = time_calls(booster, payloads, args.calls)
+    say(
+        f"{shown(args.artifact)}: timing {args.calls} single-row calls on 1 thread over its {len(payloads)} "
+        "reference rows (CSV parse + DMatrix + predict, and predict alone)"
+    )
+    whole, predict = time_calls(
+        booster, payloads, args.calls, progress=lambda done: say(f"{done} of {args.calls} calls timed")
+    )
     print("\n".join(report(manifest, booster, whole, predict, args.slo_ms)))
     return 0
 

@@ -250,7 +250,7 @@ def find_knee(steps: Sequence[StepStats], criteria: Criteria, *, ended_by: StopR
         good,
         None,
         reason,
-        f"every step met the criteria up to offered {top.offered_rps:.1f} RPS; MAX_RPS is a lower bound",
+        f"every step met the criteria up to offered {top.offered_rps:.1f} RPS",
     )
 
 
@@ -378,25 +378,9 @@ def verdict_in_words(report: Mapping[str, Any]) -> str:
     else:
         why = f"a lower bound ({reason}): {result['detail']}" if result["lower_bound"] else result["detail"]
     if result["max_rps"] is None:
-        return f"no MAX_RPS: the first step failed: {why}"
+        start_lower = "; start lower (--start-rps)" if failed else ""
+        return f"no MAX_RPS: the first step failed: {why}{start_lower}"
     return f"MAX_RPS {result['max_rps_per_instance']:,.1f} per instance: {why}"
-
-
-def result_lines(report: Mapping[str, Any]) -> list[str]:
-    """The closing summary for the terminal."""
-    result = report["result"]
-    lines = [verdict_in_words(report), f"stopped: {result['stop_reason']}: {result['detail']}"]
-    if result["max_rps"] is None:
-        lines.append("MAX_RPS: none (no step met the criteria)")
-        return lines
-    bound = " (a lower bound)" if result["lower_bound"] else ""
-    lines += [
-        f"MAX_RPS: {result['max_rps']:.1f} RPS for the endpoint{bound}, "
-        f"{result['max_rps_per_instance']:.1f} per instance ({result['instances']} instance(s))",
-        f"SageMakerVariantInvocationsPerInstance = {result['max_rps_per_instance']:.1f} x "
-        f"{result['safety_factor']:g} x 60 = {result['invocations_per_instance_target']:.0f}",
-    ]
-    return lines
 
 
 def write_report(report: Mapping[str, Any], path: Path) -> None:

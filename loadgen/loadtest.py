@@ -47,157 +47,70 @@ request options.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
-import random
-import socket
-import subprocess
 import sys
-import time
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import boto3
-import botocore
-import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from cliutil import is_loopback_host, is_loopback_url, one_line, use_pinned_node  # noqa: E402
-from loadgen import knee  # noqa: E402
-from loadgen.step_tally import Tally, merged  # noqa: E402
-from modelpack.model_manifest import packaged_manifest_path, read_manifest, reference_rows, schema_of  # noqa: E402
-from rtb_client import (  # noqa: E402
-    PROFILES,
-    ModelSchema,
-    Prediction,
-    RequestError,
-    predict,
-    runtime_client,
-    stack_output,
+from cliutil import is_loopback_host, is_loopback_url, one_line
+from loadgen import knee
+from loadgen.generator import Generator, Pacer, error_class
+from loadgen.plan import (
+    MASTER_PORT,
+    MAX_USERS,
+    REPO_ROOT,
+    Distribution,
+    LoadTestError,
+    Plan,
+    endpoint_of_stage,
+    free_port,
+    make_session,
+    model_manifest,
+    parse_rows,
+    serving_profile,
+    stage_settings,
+    users_for,
 )
-from stacks.settings import AutoscalingSettings, SettingsError, StageSettings  # noqa: E402
+from loadgen.report import run, write_back
+from loadgen.runners import run_steps, run_worker, worker_argv
+from modelpack.model_manifest import schema_of
+from rtb_client import PROFILES, RequestError, predict, runtime_client
+from stacks.settings import AutoscalingSettings, SettingsError
+
+# The command, and the parts of the load test it has always offered by these names (each lives in the
+# module that imports it here: plan, generator, runners, report).
+__all__ = [
+    "MASTER_PORT",
+    "Distribution",
+    "Generator",
+    "LoadTestError",
+    "Pacer",
+    "Plan",
+    "build_parser",
+    "check_arguments",
+    "error_class",
+    "main",
+    "make_session",
+    "prepare",
+    "run",
+    "run_as_program",
+    "run_steps",
+    "run_worker",
+    "users_for",
+    "worker_argv",
+    "write_back",
+]
 
 DEFAULT_OUT = REPO_ROOT / "bench-results"
-# Users started per second at a step change (Locust warns above 100); they start within the warm-up.
-SPAWN_RATE = 100.0
-MAX_USERS = 2000
-# Between steps a user polls for the next step's first slot this often.
-PAUSED_POLL_SECONDS = 0.005
-# Distributed runs: how long the master waits for its workers to connect, and for a step's tallies
-# beyond the drain (one message each over the network).
-WORKER_CONNECT_SECONDS = 120
-WORKER_REPORT_SLACK_SECONDS = 10.0
-# Locust's own default master port, for workers on other machines.
-MASTER_PORT = 5557
 MAX_PROCESSES = 64
-
-
-class LoadTestError(Exception):
-    """A problem with the request or the target; the message is one line."""
-
-
-def users_for(offered_rps: float, user_rps: float) -> int:
-    """Enough Locust users that none is paced faster than user_rps."""
-    return max(1, math.ceil(offered_rps / user_rps - 1e-9))
-
-
-@dataclass(frozen=True)
-class Distribution:
-    """A master and its workers: ``processes`` started on this machine, ``remote_workers`` expected from
-    others (python -m scripts.loadtest --worker --master-host ...)."""
-
-    processes: int
-    remote_workers: int
-    bind_host: str
-    port: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class Plan:
-    """Everything a run needs, resolved and checked before any load is sent."""
-
-    endpoint_name: str
-    endpoint_url: str | None
-    stage: str | None
-    profile: str
-    instance_type: str | None
-    client: Any
-    schema: ModelSchema
-    rows: list[list[float]]
-    search: knee.Search
-    user_rps: float
-    arrivals: str
-    step_seconds: int
-    warmup_seconds: float
-    max_seconds: float
-    criteria: knee.Criteria
-    instances: int
-    safety_factor: float
-    out_dir: Path
-    drain_seconds: float = 3.5
-    samples_dir: Path | None = None
-    distribution: Distribution | None = None  # None: every call from this process
-    argv: tuple[str, ...] = ()  # the command line, which local workers reuse
-    parameters: dict[str, Any] = field(default_factory=dict)
-
-    def users(self, offered_rps: float) -> int:
-        return users_for(offered_rps, self.user_rps)
-
-    def score(self, rows: Sequence[Sequence[float]]) -> list[Prediction]:
-        """One call as every Locust user makes it: the kit's client, in the profile's format."""
-        return predict(self.client, self.endpoint_name, rows, self.schema, profile=self.profile)
-
-
-def model_manifest(settings: StageSettings | None, flag: str | None, profile: str) -> tuple[dict[str, Any], str]:
-    """(manifest, its name for messages): the stage's artifact's, else --manifest, else the profile's packaged one."""
-    if settings is not None:
-        if flag is not None:
-            raise LoadTestError("--manifest with --stage: the stage's artifact's manifest describes its endpoint")
-        return settings.artifact.manifest, f"{settings.artifact_file}'s manifest"
-    path = Path(flag) if flag is not None else packaged_manifest_path(profile)
-    return read_manifest(path), str(path)
-
-
-def parse_rows(args: argparse.Namespace, manifest: dict[str, Any], where: str) -> list[list[float]]:
-    """The rows to send, from --row, --rows-file, or the manifest's reference rows; each checked against
-    the manifest's schema."""
-    schema = schema_of(manifest, where)
-    texts: list[tuple[str, list[str]]] = [(f"--row {text!r}", text.split(",")) for text in args.row or []]
-    if args.rows_file is not None:
-        path = Path(args.rows_file)
-        try:
-            with path.open(newline="") as handle:
-                texts += [(f"{path.name} line {n}", line) for n, line in enumerate(csv.reader(handle), 1) if line]
-        except OSError as error:
-            raise LoadTestError(f"cannot read --rows-file: {one_line(error)}") from None
-    if not texts:
-        try:
-            rows = reference_rows(manifest, where)
-        except ValueError as error:
-            raise LoadTestError(f"{one_line(error)}; or give --row or --rows-file") from None
-        schema.check_rows(rows)
-        return rows
-    rows = []
-    for where, values in texts:
-        try:
-            row = [float(value) for value in values]
-        except ValueError:
-            raise LoadTestError(f"{where} is not a row of numbers: {','.join(values)!r}") from None
-        problem = schema.row_problem(row)  # the kit client's own checks: count, finite, float32's range
-        if problem is not None:
-            raise LoadTestError(f"{where} {problem}")
-        rows.append(row)
-    return rows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -348,62 +261,13 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise LoadTestError("--master-host is for --worker; a master binds --master-bind-host")
 
 
-def make_session(region: str | None, endpoint_url: str | None) -> boto3.Session:
-    """A session for the runtime client only: its clients go to ``endpoint_url`` when given (every client of
-    the session would, so CloudFormation gets a session of its own); a loopback server gets fake credentials."""
-    core = botocore.session.get_session()
-    if endpoint_url is not None:
-        # The kit client takes a session, not a URL: the session's configured endpoint_url reaches it.
-        core.get_component("config_store").set_config_variable("endpoint_url", endpoint_url)
-    if endpoint_url is not None and is_loopback_url(endpoint_url):
-        return boto3.Session(
-            botocore_session=core,
-            aws_access_key_id="loadtest",
-            aws_secret_access_key="loadtest",  # a local server ignores the signature
-            region_name=region or "us-east-1",
-        )
-    return boto3.Session(botocore_session=core, region_name=region)
-
-
-def endpoint_of_stage(session: Any, settings: StageSettings) -> str:
-    """The EndpointName output of the stage's stack; a one-line error if the stack is not deployed."""
-    try:
-        return stack_output(session.client("cloudformation"), settings.stack_name, "EndpointName")
-    except ClientError as error:
-        message = error.response.get("Error", {}).get("Message", "")
-        if "does not exist" in message:
-            raise LoadTestError(
-                f"stack {settings.stack_name} is not deployed in {session.region_name} (deploy it with "
-                f"'make deploy STAGE={settings.name}', or give --endpoint-name)"
-            ) from None
-        raise
-
-
-def _load_stage(name: str) -> StageSettings:
-    # Loading the stages starts jsii (the CI roles stack is defined there): only when a stage is named.
-    use_pinned_node()
-    from stacks.stages import load_stage
-
-    return load_stage(name)
-
-
-def _profile(settings: StageSettings | None, flag: str | None) -> str:
-    """The stage's serving profile, else --profile, else cpu; a --profile that contradicts the stage is refused."""
-    if settings is None:
-        return flag or "cpu"
-    profile = settings.profile
-    if flag is not None and flag != profile:
-        raise LoadTestError(f"--profile {flag} contradicts stage {settings.name}, whose profile is {profile}")
-    return profile
-
-
 def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
     """Resolve the stage, endpoint and rows, build the client and check the endpoint answers one call.
 
     ``session`` is the one that reads the stack's outputs (default: the AWS configuration's)."""
     check_arguments(args)
-    settings = _load_stage(args.stage) if args.stage is not None else None
-    profile = _profile(settings, args.profile)
+    settings = stage_settings(args.stage) if args.stage is not None else None
+    profile = serving_profile(settings, args.profile)
     manifest, where = model_manifest(settings, args.manifest, profile)
     schema = schema_of(manifest, where)
     rows = parse_rows(args, manifest, where)
@@ -513,543 +377,6 @@ def prepare(args: argparse.Namespace, session: Any | None = None) -> Plan:
     )
 
 
-def free_port(host: str) -> int:
-    """A port nothing listens on now, for a master whose workers all run on this machine."""
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, 0))
-        except OSError as error:
-            raise LoadTestError(f"--master-bind-host={host} cannot be bound here: {error.strerror}") from None
-        return int(probe.getsockname()[1])
-
-
-class Pacer:
-    """The offered rate: one schedule of slots (intended send times) shared by all users, each of whom takes
-    the next one.
-
-    Paced arrivals are evenly spaced at 1/rate, so the offered rate is exact and the endpoint's throughput
-    knee shows sharply; Poisson arrivals have random (exponential) gaps with the same mean, like many
-    independent ad servers. A slot is never skipped: when every user was busy, the next free user sends the
-    late slot at once and its latency counts from the slot, as an open-loop client's would (skipping it
-    would hide the wait: coordinated omission). The schedule restarts at each step (``set_rate``).
-    (Per-user pacing with random phases, Locust's constant_throughput, fixes each user's phase for the whole
-    step: a few users that happen to line up send bursts all step long, which at 50% load gave a p99 2.5
-    times the service time.)
-    """
-
-    def __init__(self, *, poisson: bool = False, seed: int | None = None) -> None:
-        self.poisson = poisson
-        self.interval = 1.0
-        self._next: float | None = None
-        self._random = random.Random(seed)
-
-    def set_rate(self, rps: float) -> None:
-        """A new step: this rate, and a schedule that starts at the next claim (no backlog carried over)."""
-        self.interval = 1.0 / rps
-        self._next = None
-
-    def claim(self, now: float) -> float:
-        """Claim the next slot: its intended send time, which may already have passed."""
-        if self._next is None:
-            self._next = now
-        else:
-            self._next += self._random.expovariate(1.0 / self.interval) if self.poisson else self.interval
-        return self._next
-
-    def delay(self, now: float) -> float:
-        """Claim the next slot; the seconds to wait for it (0 for a late one)."""
-        return max(0.0, self.claim(now) - now)
-
-
-def error_class(error: BaseException | None) -> str:
-    """ "ok", "5xx" or "4xx" (the endpoint's HTTP answer), or "client" (a timeout, a refused answer)."""
-    if error is None:
-        return "ok"
-    status = getattr(error, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
-    if isinstance(status, int) and 500 <= status <= 599:
-        return "5xx"
-    if isinstance(status, int) and 400 <= status <= 499:
-        return "4xx"
-    return "client"
-
-
-@dataclass
-class _Step:
-    """The step a generator process is running: its tally and the window of slots it counts."""
-
-    index: int
-    tally: Tally
-    warm_until: float
-    began: float
-    cpu_began: float
-    paused_at: float = math.inf
-    samples: list[str] = field(default_factory=list)  # counted calls as CSV lines, with --samples-dir
-
-
-class Generator:
-    """This process's share of the offered load: its pacer, the current step's tally and the calls whose
-    slots were claimed but not yet recorded.
-
-    A call belongs to the step whose slot it took and is counted when the slot lies in the step's window
-    (after the warm-up, before the pause), however late it completes: at a step's end the generator stops
-    claiming slots and drains the calls in flight before the tally is closed, so no step inherits the
-    previous one's queue. Calls still unfinished when the drain runs out are counted as failed."""
-
-    def __init__(self, *, poisson: bool, drain_seconds: float, samples_dir: Path | None = None) -> None:
-        self.pacer = Pacer(poisson=poisson)
-        self.drain_seconds = drain_seconds
-        self.samples_path = None if samples_dir is None else samples_dir / f"samples-{os.getpid()}.csv"
-        self.step: _Step | None = None
-        self.paused = True
-        self.claims: dict[int, Any] = {}  # id(user) -> user, for users holding a slot not yet recorded
-
-    @classmethod
-    def for_plan(cls, plan: Plan) -> Generator:
-        return cls(poisson=plan.arrivals == "poisson", drain_seconds=plan.drain_seconds, samples_dir=plan.samples_dir)
-
-    def begin(self, index: int, rate: float, warmup_seconds: float) -> None:
-        now = time.perf_counter()
-        self.pacer.set_rate(rate)
-        self.step = _Step(index, Tally(), now + warmup_seconds, now, time.process_time())
-        self.paused = False
-
-    def claim(self, user: Any) -> tuple[float, _Step] | None:
-        """The next slot and its step, or None between steps."""
-        if self.paused or self.step is None:
-            return None
-        self.claims[id(user)] = user
-        return self.pacer.claim(time.perf_counter()), self.step
-
-    def record(self, user: Any, step: _Step, slot: float, error: BaseException | None, **timings: float) -> None:
-        """A claimed slot's call is over (``timings``: latency_ms, service_ms, lateness_ms)."""
-        self.claims.pop(id(user), None)
-        if step.warm_until <= slot < step.paused_at:
-            message = "" if error is None else f"{type(error).__name__}: {one_line(error)[:200]}"
-            kind = error_class(error)
-            step.tally.record(kind, message=message, **timings)
-            if self.samples_path is not None:
-                step.samples.append(f"{step.index + 1},{kind},{timings['latency_ms']!r},{timings['service_ms']!r}\n")
-
-    def _in_flight(self) -> int:
-        # A user stopped while waiting for its slot (fewer users at a step's start) never records it.
-        self.claims = {key: user for key, user in self.claims.items() if not getattr(user.greenlet, "dead", True)}
-        return len(self.claims)
-
-    def drain(self, sleep: Any) -> Tally:
-        """End the step: claim no more slots, wait for the calls in flight (at most drain_seconds, sleeping
-        with ``sleep``), close the tally with the window and CPU, and return it."""
-        step = self.step
-        if step is None:
-            raise LoadTestError("a step was ended before it began")
-        now = time.perf_counter()
-        self.paused, step.paused_at = True, now
-        cpu = 100 * (time.process_time() - step.cpu_began) / max(now - step.began, 1e-9)
-        deadline = now + self.drain_seconds
-        while self._in_flight() and time.perf_counter() < deadline:
-            sleep(0.005)
-        unfinished = self._in_flight()
-        if unfinished:
-            step.tally.other_errors += unfinished
-            step.tally.messages[f"unfinished after the {self.drain_seconds:g} s drain"] += unfinished
-            step.samples += [f"{step.index + 1},unfinished,nan,nan\n"] * (unfinished if self.samples_path else 0)
-            self.claims.clear()  # counted: the next step does not wait for them
-        step.tally.close(max(step.paused_at - step.warm_until, 1e-9), cpu)
-        if self.samples_path is not None:
-            with self.samples_path.open("a") as handle:
-                handle.writelines(step.samples)
-        return step.tally
-
-
-def _user_class(plan: Plan, generator: Generator) -> type:
-    """The Locust user: calls InvokeEndpoint through the kit's client in slots claimed from ``generator``.
-    The master and every worker build it by this name, which is how Locust assigns users to workers."""
-    import gevent
-    from locust import User, task
-
-    class SageMakerRuntimeUser(User):
-        slot: tuple[float, _Step] | None = None  # the claimed slot (intended send time) and its step
-        ready = 0.0  # when this user could send it: the slot, or later if it was busy
-
-        def _claim(self) -> float:
-            now = time.perf_counter()
-            self.slot = generator.claim(self)
-            if self.slot is None:
-                return PAUSED_POLL_SECONDS
-            self.ready = max(self.slot[0], now)
-            return self.ready - now
-
-        def on_start(self) -> None:
-            gevent.sleep(self._claim())
-
-        def wait_time(self) -> float:
-            return self._claim()
-
-        @task
-        def invoke(self) -> None:
-            if self.slot is None:
-                return
-            (slot, step), self.slot = self.slot, None
-            row = random.choice(plan.rows)
-            started = time.perf_counter()
-            error: BaseException | None = None
-            try:
-                plan.score([row])
-            except Exception as caught:  # every failure is a failed call, never the end of the test
-                error = caught
-            ended = time.perf_counter()
-            generator.record(
-                self, step, slot, error,
-                latency_ms=(ended - slot) * 1000,  # from the slot: the wait for a free user counts
-                service_ms=(ended - started) * 1000,
-                lateness_ms=max(0.0, started - self.ready) * 1000,
-            )  # fmt: skip
-
-    return SageMakerRuntimeUser
-
-
-class InProcess:
-    """The steps' load generated in this process (the default, one process)."""
-
-    def __init__(self, generator: Generator) -> None:
-        self.generator = generator
-
-    def begin(self, index: int, offered_rps: float, warmup_seconds: float) -> None:
-        self.generator.begin(index, offered_rps, warmup_seconds)
-
-    def finish(self, index: int) -> list[Tally]:
-        import gevent
-
-        return [self.generator.drain(gevent.sleep)]
-
-
-class Workers:
-    """The steps' load generated by Locust workers: the master sends each step's rate, split evenly, and
-    collects every worker's tally of it (messages "kit_step", "kit_finish", "kit_tally")."""
-
-    def __init__(self, runner: Any, drain_seconds: float) -> None:
-        self.runner = runner
-        self.wait_seconds = drain_seconds + WORKER_REPORT_SLACK_SECONDS
-        self.tallies: dict[int, list[Tally]] = {}
-        self.count = 0
-        runner.register_message("kit_tally", self._on_tally)
-
-    def _on_tally(self, environment: Any, msg: Any, **_: Any) -> None:
-        self.tallies.setdefault(int(msg.data["index"]), []).append(Tally.from_message(msg.data["tally"]))
-
-    def begin(self, index: int, offered_rps: float, warmup_seconds: float) -> None:
-        self.count = self.runner.worker_count
-        data = {"index": index, "rate": offered_rps / self.count, "warmup": warmup_seconds}
-        self.runner.send_message("kit_step", data)
-
-    def finish(self, index: int) -> list[Tally] | None:
-        """Every worker's tally of step ``index``, or None when one did not report in time."""
-        import gevent
-
-        self.runner.send_message("kit_finish", {"index": index})
-        deadline = time.perf_counter() + self.wait_seconds
-        while len(self.tallies.get(index, [])) < self.count and time.perf_counter() < deadline:
-            gevent.sleep(0.01)
-        tallies = self.tallies.pop(index, [])
-        if len(tallies) < self.count:
-            print(f"load test stopped: {len(tallies)} of {self.count} workers reported step {index + 1}",
-                  file=sys.stderr, flush=True)  # fmt: skip
-            return None
-        return tallies
-
-
-def _require_gevent() -> None:
-    from gevent import monkey
-
-    if not monkey.is_module_patched("socket"):
-        raise LoadTestError("run the load test as a program (python -m scripts.loadtest): Locust needs gevent first")
-
-
-def _shape(plan: Plan, generators: InProcess | Workers) -> Any:
-    """The step schedule (Locust's load shape, on the master): steps of constant offered RPS; after each,
-    its calls are drained and tallied and the knee criteria decide whether to go on."""
-    from locust import LoadTestShape
-
-    class StepShape(LoadTestShape):
-        def __init__(self) -> None:
-            super().__init__()  # type: ignore[no-untyped-call]  # Locust leaves it unannotated
-            self.began = time.perf_counter()
-            self.offered: float | None = None  # the current step's
-            self.step_start = 0.0
-            self.steps: list[knee.StepStats] = []
-            self.ended_by: knee.StopReason | None = None
-            self.done = False
-            self.messages: Counter[str] = Counter()
-
-        def tick(self) -> tuple[int, float] | None:
-            if self.done:
-                return None
-            now = time.perf_counter()
-            if self.offered is not None:
-                if now - self.step_start < plan.step_seconds - 0.25:
-                    return plan.users(self.offered), SPAWN_RATE
-                if not self._finish_step(self.offered):
-                    return self._stop(knee.StopReason.INTERRUPTED)
-            offered = knee.next_offered(self.steps, plan.criteria, plan.search)
-            if offered is None:
-                return self._stop(knee.StopReason.MAX_STEPS)
-            now = time.perf_counter()
-            if now - self.began + plan.step_seconds > plan.max_seconds:
-                return self._stop(knee.StopReason.TIME_LIMIT)
-            self.offered, self.step_start = offered, now
-            generators.begin(len(self.steps), offered, plan.warmup_seconds)
-            return plan.users(offered), SPAWN_RATE
-
-        def _finish_step(self, offered: float) -> bool:
-            tallies = generators.finish(len(self.steps))
-            if tallies is None:
-                return False
-            tally = merged(tallies)
-            self.messages += tally.messages
-            stats = tally.stats(offered_rps=offered, users=plan.users(offered))
-            self.steps.append(stats)
-            verdict = knee.check_step(stats, plan.criteria)
-            print(knee.step_line(len(self.steps) - 1, stats, verdict), flush=True)
-            return True
-
-        def _stop(self, reason: knee.StopReason | None) -> tuple[int, float] | None:
-            self.ended_by, self.done = reason, True
-            return None
-
-    return StepShape()
-
-
-def run_steps(plan: Plan) -> tuple[list[knee.StepStats], knee.StopReason | None, Counter[str]]:
-    """Drive the steps with Locust, in this process or on workers; returns the steps, why they ended, and
-    the errors seen."""
-    _require_gevent()
-    import gevent
-    from locust.env import Environment
-    from locust.runners import STATE_STOPPED
-
-    generator = Generator.for_plan(plan)
-    user = _user_class(plan, generator)
-    environment = Environment(user_classes=[user], stop_timeout=None)
-    workers: list[subprocess.Popen[bytes]] = []
-    runner: Any
-    generators: InProcess | Workers
-    if plan.distribution is None:
-        runner = environment.create_local_runner()
-        generators = InProcess(generator)
-    else:
-        from locust.exception import RPCError
-
-        try:
-            runner = environment.create_master_runner(plan.distribution.bind_host, plan.distribution.port)
-        except RPCError as error:  # the address is not this machine's, or the port is taken
-            raise LoadTestError(
-                f"--master-bind-host={plan.distribution.bind_host} --master-port={plan.distribution.port}: "
-                f"{one_line(error)}"
-            ) from None
-        generators = Workers(runner, plan.drain_seconds)
-    shape = _shape(plan, generators)
-    environment.shape_class = shape
-    deadline = time.monotonic() + plan.max_seconds + 10
-    try:
-        if plan.distribution is not None:
-            workers = _start_local_workers(plan)
-            _wait_for_workers(plan, runner, workers)
-        runner.start_shape()
-        while not shape.done and runner.state != STATE_STOPPED and time.monotonic() < deadline:
-            gevent.sleep(0.1)
-        if not shape.done:
-            shape.ended_by = knee.StopReason.TIME_LIMIT
-    except KeyboardInterrupt:
-        shape.ended_by = knee.StopReason.INTERRUPTED
-    finally:
-        runner.quit()
-        _stop_local_workers(workers)
-    return shape.steps, shape.ended_by, shape.messages
-
-
-def _start_local_workers(plan: Plan) -> list[subprocess.Popen[bytes]]:
-    """--processes N: N workers on this machine, each ``python -m scripts.loadtest`` with the run's target
-    and request options; their output goes to worker-N.log in the run's directory."""
-    assert plan.distribution is not None
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
-    bind = plan.distribution.bind_host
-    host = "127.0.0.1" if bind in ("0.0.0.0", "*", "") else bind  # where this machine reaches it
-    argv = [*worker_argv(plan.argv), "--worker", "--master-host", host, "--master-port", str(plan.distribution.port)]
-    # The master's working directory, so relative paths in the options (--rows-file, --samples-dir) mean
-    # the same files; the kit's modules by path.
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    started = []
-    for number in range(1, plan.distribution.processes + 1):
-        with (plan.out_dir / f"worker-{number}.log").open("wb") as log:
-            started.append(subprocess.Popen(
-                [sys.executable, "-m", "scripts.loadtest", *argv], cwd=Path.cwd(), env=environment, stdout=log,
-                stderr=subprocess.STDOUT,
-            ))  # fmt: skip
-    return started
-
-
-def _wait_for_workers(plan: Plan, runner: Any, workers: list[subprocess.Popen[bytes]]) -> None:
-    import gevent
-
-    assert plan.distribution is not None
-    expected = plan.distribution.processes + plan.distribution.remote_workers
-    print(
-        f"master at {plan.distribution.bind_host}:{plan.distribution.port}: waiting for {expected} workers "
-        f"({plan.distribution.processes} started here, at most {WORKER_CONNECT_SECONDS} s)",
-        flush=True,
-    )
-    deadline = time.monotonic() + WORKER_CONNECT_SECONDS
-    while runner.worker_count < expected:
-        for number, process in enumerate(workers, 1):
-            if process.poll() is not None:
-                log = (plan.out_dir / f"worker-{number}.log").read_text(errors="replace").strip().splitlines()
-                raise LoadTestError(f"worker {number} exited before the run: {log[-1] if log else 'no output'}")
-        if time.monotonic() > deadline:
-            raise LoadTestError(
-                f"{runner.worker_count} of {expected} workers connected to the master at "
-                f"{plan.distribution.bind_host}:{plan.distribution.port} within {WORKER_CONNECT_SECONDS} s"
-            )
-        gevent.sleep(0.1)
-    print(f"{expected} workers connected; the offered rate is split evenly between them", flush=True)
-
-
-def _stop_local_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    for process in workers:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-# The options a worker does not take from the master's command line: the step schedule is the master's.
-MASTER_ONLY = {"--processes": True, "--expect-workers": True, "--master-bind-host": True, "--master-port": True,
-               "--write-back": False, "--out-dir": True}  # fmt: skip
-
-
-def worker_argv(argv: Sequence[str]) -> list[str]:
-    """The master's command line without the options only the master takes (each maps to whether it has a
-    value), for its local workers."""
-    kept: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in MASTER_ONLY:
-            skip = MASTER_ONLY[name] and "=" not in arg
-            continue
-        kept.append(arg)
-    return kept
-
-
-def run_worker(plan: Plan, master_host: str, master_port: int) -> None:
-    """--worker: generate this process's share of each step the master starts, and report its tally."""
-    _require_gevent()
-    import gevent
-    from locust.env import Environment
-
-    generator = Generator.for_plan(plan)
-    environment = Environment(user_classes=[_user_class(plan, generator)], stop_timeout=None)
-    runner = environment.create_worker_runner(master_host, master_port)
-
-    def report(index: int) -> None:
-        tally = generator.drain(gevent.sleep)
-        runner.send_message("kit_tally", {"index": index, "tally": tally.to_message()})
-
-    def on_step(environment: Any, msg: Any, **_: Any) -> None:
-        generator.begin(int(msg.data["index"]), float(msg.data["rate"]), float(msg.data["warmup"]))
-
-    def on_finish(environment: Any, msg: Any, **_: Any) -> None:
-        gevent.spawn(report, int(msg.data["index"]))
-
-    runner.register_message("kit_step", on_step)
-    runner.register_message("kit_finish", on_finish)
-    print(f"worker connected to {master_host}:{master_port}; waiting for the master's steps", flush=True)
-    runner.greenlet.join(timeout=plan.max_seconds + WORKER_CONNECT_SECONDS + 60)
-
-
-def write_back(plan: Plan, report: dict[str, Any], *, path: Path | None = None) -> dict[str, Any]:
-    """Record MAX_RPS per instance for the plan's stage (stacks/measurements.py validates and writes)."""
-    from loadgen.write_back import record_max_rps
-
-    result = report["result"]
-    if plan.stage is None or plan.instance_type is None:
-        raise LoadTestError("--write-back needs --stage")
-    if result["max_rps_per_instance"] is None:
-        raise LoadTestError("nothing to write back: no step met the criteria")
-    source = (
-        f"scripts/loadtest.py {report['started_at']}: endpoint {plan.endpoint_name}, MAX_RPS {result['max_rps']:.1f}"
-        f" over {result['instances']} instance(s), p99 SLO {plan.criteria.slo_p99_ms:g} ms,"
-        f" stopped: {result['stop_reason']}{' (lower bound)' if result['lower_bound'] else ''}"
-    )
-    return record_max_rps(
-        plan.stage, float(result["max_rps_per_instance"]), instance_type=plan.instance_type, source=source, path=path
-    )
-
-
-def git_commit() -> str | None:
-    """The commit the kit ran from (with "+dirty" for uncommitted changes); None outside a git checkout."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{commit}+dirty" if dirty else commit
-
-
-def run(plan: Plan) -> dict[str, Any]:
-    """The steps, then the report and the plot; returns the report."""
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    began = time.monotonic()
-    search = plan.search
-    print(
-        f"load test of {plan.endpoint_name} ({plan.profile}) at {plan.endpoint_url or 'the regional runtime'}: "
-        f"p99 <= {plan.criteria.slo_p99_ms:g} ms, errors <= {plan.criteria.max_error_rate:.1%}, achieved >= "
-        f"{plan.criteria.min_achieved_ratio:.0%} of offered; steps of {plan.step_seconds} s (first "
-        f"{plan.warmup_seconds:g} s not counted) from {search.start_rps:g} RPS by {search.step_rps:g} "
-        f"(at most {len(search.coarse())}, then {search.refine} refining), {plan.arrivals} arrivals, "
-        f"at most {plan.max_seconds:g} s",
-        flush=True,
-    )
-    steps, ended_by, errors = run_steps(plan)
-    found = knee.find_knee(steps, plan.criteria, ended_by=ended_by)
-    import locust
-
-    report = knee.build_report(
-        steps=steps,
-        knee=found,
-        criteria=plan.criteria,
-        instances=plan.instances,
-        safety_factor=plan.safety_factor,
-        endpoint={"name": plan.endpoint_name, "url": plan.endpoint_url, "stage": plan.stage, "profile": plan.profile},
-        parameters=plan.parameters,
-    )
-    report |= {
-        "run_id": plan.out_dir.name,
-        "verdict": knee.verdict_in_words(report),
-        "git_commit": git_commit(),
-        "started_at": started_at,
-        "duration_seconds": round(time.monotonic() - began, 1),
-        "errors_seen": dict(errors.most_common(5)),
-        "versions": {"locust": locust.__version__, "botocore": botocore.__version__},
-    }
-    knee.write_report(report, plan.out_dir / "report.json")
-    knee.plot_report(report, plan.out_dir / "latency.png")
-    for line in knee.result_lines(report):
-        print(line)
-    print(f"report: {plan.out_dir / 'report.json'}\nplot:   {plan.out_dir / 'latency.png'}")
-    return report
-
-
 def main(argv: Sequence[str] | None = None, *, session: Any | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -1061,7 +388,8 @@ def main(argv: Sequence[str] | None = None, *, session: Any | None = None) -> in
             return 0
         report = run(plan)
         if report["result"]["max_rps"] is None:
-            print(f"load test failed: {report['result']['detail']}", file=sys.stderr)
+            # The summary above gave the verdict; the exit's one line does not repeat it.
+            print("load test failed: no step met the criteria", file=sys.stderr)
             return 1
         if args.write_back:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import socket
@@ -48,6 +49,38 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     if config.getoption("--model-build"):
         return None
     return collection_path == MODEL_BUILD_TESTS or MODEL_BUILD_TESTS in collection_path.parents or None
+
+
+# Files the kit reads as data and some tests write in copies: the suite must leave the repository's own as it
+# found them (a write-back that missed its monkeypatch once committed a test's figure to measurements.json).
+GUARDED = ("stacks/data", "model_artifacts", "cdk.context.json", "cdk.json")
+_GUARD = pytest.StashKey[dict[str, str]]()
+
+
+def _guarded_digests() -> dict[str, str]:
+    paths = [REPO_ROOT / name for name in GUARDED]
+    files = sorted(file for path in paths for file in ([path] if path.is_file() else path.rglob("*")) if file.is_file())
+    return {str(file.relative_to(REPO_ROOT)): hashlib.sha256(file.read_bytes()).hexdigest() for file in files}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist)
+        session.config.stash[_GUARD] = _guarded_digests()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_GUARD, None)
+    if before is None:
+        return
+    after = _guarded_digests()
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    if changed:
+        session.config.get_terminal_writer().line(
+            f"\nthe suite changed the repository's own data files: {', '.join(changed)}; a test wrote where it "
+            "should have written into a copy (restore them with git checkout)",
+            red=True,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

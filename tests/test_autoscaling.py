@@ -57,7 +57,7 @@ def test_target_tracking_policy_uses_the_formula_and_cooldowns(dev: Synthesized)
         "ScaleInCooldown": scaling.scale_in_cooldown_seconds,
         "ScaleOutCooldown": scaling.scale_out_cooldown_seconds,
     }
-    assert policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 30000
+    assert scaling.invocations_per_instance_target == scaling.max_rps_per_instance * scaling.safety_factor * 60
 
 
 def test_high_resolution_concurrency_policy_is_added_when_configured(tmp_path: Path) -> None:

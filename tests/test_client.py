@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 import rtb_client
 from devtools.bench_client import Reply, answers_for, local_endpoint
 from devtools.fake_endpoint import FakeEndpoint, Model, packaged_model, profile_model, score_csv, stand_in
-from modelpack.model_manifest import read_manifest
+from modelpack.model_manifest import packaged_manifest_path, read_manifest, sample
 from operations import smoke_test
 from operations.invoke import EndpointSession
 from rtb_client import (
@@ -53,6 +53,8 @@ from stacks.stages import load_stage
 from .conftest import REPO_ROOT, offline_env
 
 # The sample model's committed manifest: the only place its 7 features and their names appear in these tests.
+# Tests of the sample name its archive (SAMPLE_ARCHIVE), never a stage: a stage may serve a model of the user's.
+SAMPLE_ARCHIVE = "model_artifacts/model.tar.gz"
 SAMPLE_MANIFEST = read_manifest(REPO_ROOT / "model_artifacts" / "model-manifest.json")
 SCHEMA = ModelSchema.from_manifest(SAMPLE_MANIFEST)
 SAMPLE = [float(value) for value in SAMPLE_MANIFEST["sample_payload"].split(",")]
@@ -221,7 +223,10 @@ class _Session:
         ("1.5", "prediction 0 is 1.5; allowed: probabilities in [0, 1]"),
     ],
 )
-def test_smoke_test_passes_only_on_the_packaged_models_answer(answer: str, outcome: str) -> None:
+def test_smoke_test_passes_only_on_the_packaged_models_answer(
+    monkeypatch: pytest.MonkeyPatch, answer: str, outcome: str
+) -> None:
+    monkeypatch.setattr(smoke_test, "load_stage", _stage_with("cpu", SAMPLE_MANIFEST, SAMPLE_ARCHIVE))
     cloudformation = _session().client("cloudformation")
     runtime = runtime_client(_session())
     with Stubber(cloudformation) as cfn_stub, Stubber(runtime) as runtime_stub:
@@ -238,14 +243,20 @@ def test_the_smoke_test_of_a_local_endpoint_needs_no_aws_configuration(tmp_path:
     # Its help's local example: the fake endpoint serving the packaged model, on a machine without AWS setup.
     assert "--stage dev --endpoint-url http://127.0.0.1:8080" in (smoke_test.__doc__ or "")
     assert "fake_endpoint --model model_artifacts/model.tar.gz" in (smoke_test.__doc__ or "")
-    model = packaged_model(REPO_ROOT / "model_artifacts" / "model.tar.gz")
-    with FakeEndpoint(workers=1, service_time=0.001, model=model, endpoint_name="fake-endpoint") as server:
+    # The model dev serves (the sample, or a model of the user's that stacks/stages.py points dev at).
+    dev = load_stage("dev")
+    model = packaged_model(dev.artifact_path)
+    _, expected = sample(dev.artifact.manifest, dev.artifact_file)
+    shown = ", ".join(f"{value:.6f}" for value in (expected if isinstance(expected, tuple) else (expected,)))
+    with FakeEndpoint(
+        workers=1, service_time=0.001, profile=dev.profile, model=model, endpoint_name="fake-endpoint"
+    ) as server:
         result = subprocess.run(
             [sys.executable, "scripts/smoke_test.py", "--stage", "dev", "--endpoint-url", server.url],
             cwd=REPO_ROOT, env=offline_env(tmp_path), capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("ok: fake-endpoint scored the sample row 0.652265 in ")
+    assert result.stdout.startswith(f"ok: fake-endpoint scored the sample row {shown} in ")
     assert server.stats.served == 1
 
 
@@ -463,11 +474,15 @@ def test_an_unknown_profile_names_the_allowed_ones() -> None:
 
 
 def test_every_committed_manifest_gives_the_schema_of_its_model() -> None:
-    for path in sorted((REPO_ROOT / "model_artifacts").glob("**/model-manifest.json")):
+    samples = {packaged_manifest_path(profile) for profile in PROFILES}
+    manifests = sorted((REPO_ROOT / "model_artifacts").glob("**/model-manifest.json"))  # with a user's own models
+    assert samples <= set(manifests)
+    for path in manifests:
         manifest = read_manifest(path)
         schema = ModelSchema.from_manifest(manifest)
         assert schema.features == tuple(manifest["features"]), path
-        assert (schema.kind, schema.columns) == ("probability", 1), path  # all three serve the binary sample
+        if path in samples:
+            assert (schema.kind, schema.columns) == ("probability", 1), path  # all three serve the binary sample
 
 
 def _manifest(**fields: Any) -> dict[str, Any]:
@@ -578,14 +593,14 @@ def test_predict_through_botocore_and_the_fake_endpoint_of_each_profile(profile:
     assert (server.stats.served, server.stats.model_errors) == (requests, 0)
 
 
-def _stage_with(profile: str, manifest: dict[str, Any] | None = None) -> Callable[[str], Any]:
-    """load_stage for a stage whose settings name a serving profile and, optionally, an artifact's manifest."""
+def _stage_with(profile: str, manifest: dict[str, Any], artifact_file: str) -> Callable[[str], Any]:
+    """load_stage for a stage whose settings name a serving profile and an artifact (its file and manifest)."""
 
     def load(stage: str) -> Any:
         settings = load_stage(stage)
-        artifact = SimpleNamespace(manifest=manifest if manifest is not None else settings.artifact.manifest)
+        artifact = SimpleNamespace(manifest=manifest)
         return SimpleNamespace(
-            stack_name=settings.stack_name, artifact_file=settings.artifact_file, artifact=artifact, profile=profile
+            stack_name=settings.stack_name, artifact_file=artifact_file, artifact=artifact, profile=profile
         )
 
     return load
@@ -595,9 +610,9 @@ def _stage_with(profile: str, manifest: dict[str, Any] | None = None) -> Callabl
 def test_the_smoke_test_speaks_the_stages_profile_and_allows_for_bf16_on_inferentia(
     monkeypatch: pytest.MonkeyPatch, answer: bytes, passes: bool
 ) -> None:
-    # The dev stage's (cpu) manifest, in the inferentia format: today's committed inf1 manifest carries no
+    # The sample's cpu manifest, in the inferentia format: today's committed inf1 manifest carries no
     # sample_payload or reference yet (the next test shows what the smoke test says then).
-    monkeypatch.setattr(smoke_test, "load_stage", _stage_with("inferentia"))
+    monkeypatch.setattr(smoke_test, "load_stage", _stage_with("inferentia", SAMPLE_MANIFEST, SAMPLE_ARCHIVE))
     cloudformation = _session().client("cloudformation")
     runtime = runtime_client(_session())
     body = _recorded("inferentia", "request").read_bytes()
@@ -630,7 +645,7 @@ def test_a_manifest_without_its_sample_or_reference_fails_the_smoke_test_with_on
 ) -> None:
     # No fallback to another manifest: a derived artifact's manifest carries its own sample and reference.
     manifest = {key: value for key, value in SAMPLE_MANIFEST.items() if key != drop}
-    monkeypatch.setattr(smoke_test, "load_stage", _stage_with("gpu", manifest))
+    monkeypatch.setattr(smoke_test, "load_stage", _stage_with("gpu", manifest, SAMPLE_ARCHIVE))
     with pytest.raises(ValueError, match=re.escape(message)):
         smoke_test.run("dev", None, None, endpoint_name="never-called")
 
@@ -753,7 +768,7 @@ def test_the_smoke_test_holds_another_models_endpoint_to_its_own_manifest(
     monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, name: str, profile: str
 ) -> None:
     built: Built = request.getfixturevalue(name)
-    monkeypatch.setattr(smoke_test, "load_stage", _stage_with(profile, built.manifest))
+    monkeypatch.setattr(smoke_test, "load_stage", _stage_with(profile, built.manifest, str(built.archive)))
     with FakeEndpoint(workers=1, service_time=0.001, profile=profile, model=packaged_model(built.archive)) as server:
         result = smoke_test.run("dev", None, _local_client(server.url), endpoint_name="fake-endpoint")
     assert result.startswith("ok: fake-endpoint scored the sample row ")

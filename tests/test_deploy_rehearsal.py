@@ -54,7 +54,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from devtools.rehearse import DEFAULT_REGION, KNOWN_SKIPPED_APP
+from devtools.rehearsal.cdk_cli import DEFAULT_REGION
+from devtools.rehearsal.moto_server import KNOWN_SKIPPED_APP
 from stacks.settings import StageSettings
 from stacks.stages import STAGES, load_stage
 
@@ -723,7 +724,8 @@ def test_every_stage_deploys_in_its_region_with_that_regions_endpoints_and_image
     assert f".dkr.ecr.{region}." in image[1]
     model_data = rehearsal.model["PrimaryContainer"]["ModelDataUrl"]
     assert model_data in rehearsal.s3_objects
-    assert model_data.startswith(f"s3://cdk-hnb659fds-assets-{MOTO_DEFAULT_ACCOUNT}-{region}/"), model_data
+    account = settings.account or MOTO_DEFAULT_ACCOUNT  # the stage's own account, as rehearse() deploys it
+    assert model_data.startswith(f"s3://cdk-hnb659fds-assets-{account}-{region}/"), model_data
 
 
 # --- dev: a new VPC ------------------------------------------------------------------------------

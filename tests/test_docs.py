@@ -1,5 +1,6 @@
-"""The README and docs/ stay true to the repository: the settings table matches the settings model, and every
-`make` target, repository path, script (and its options) and relative link they name exists.
+"""The README and docs/ stay true to the repository: the settings table matches the settings model, every
+`make` target, repository path, script (and its options) and relative link they name exists, and the commands
+they show run the kit's scripts with the kit's venv.
 
 Each check is a function of the text, so each is also shown to fail on a planted bad copy.
 """
@@ -121,6 +122,23 @@ def command_problems(text: str, root: Path) -> list[str]:
     return sorted(set(problems))
 
 
+# --- the kit's Python ---------------------------------------------------------------------------------------
+
+# A bare `python` is whatever the reader's shell finds first, without the kit's pinned packages: a command that
+# runs a repository script names .venv/bin/python (or uses its make target). `python -m venv` or
+# `python3 --version` run no script of the repository.
+_SCRIPT = r"(?:-m +(?:scripts|stacks)\.[\w.]+|(?:\./)?(?:scripts|stacks)/[\w/]+\.py)"
+_BARE_PYTHON = re.compile(r"(?<![\w./-])python[\d.]*(?: +-[A-Za-z]+)* +" + _SCRIPT)
+
+
+def bare_python_commands(text: str) -> list[str]:
+    """Command lines of fenced code blocks (continuations joined) that run a repository script with a bare
+    python."""
+    blocks = [match[1].replace("\\\n", " ") for match in _FENCE.finditer(text)]
+    lines = [" ".join(line.split()) for block in blocks for line in block.splitlines()]
+    return [f"{line}: use .venv/bin/python" for line in lines if _BARE_PYTHON.search(line)]
+
+
 # --- relative links -----------------------------------------------------------------------------------------
 
 _LINK = re.compile(r"\[[^\]\n]*\]\(([^)\s]+)\)")
@@ -185,6 +203,11 @@ def test_every_script_command_names_an_existing_module_and_its_options(page: Pat
 
 
 @pytest.mark.parametrize("page", PAGES, ids=_name)
+def test_every_command_runs_repository_scripts_with_the_kits_venv(page: Path) -> None:
+    assert bare_python_commands(page.read_text()) == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_name)
 def test_every_relative_link_resolves(page: Path) -> None:
     assert broken_links(page.read_text(), page, REPO_ROOT) == []
 
@@ -234,6 +257,23 @@ def test_a_missing_script_or_option_is_caught() -> None:
         "scripts.loadtest: no option --write-bak",
         "scripts.lodtest: no module scripts/lodtest.py",
         "scripts/smoke_test.py: no option --verbose",
+    ]
+
+
+def test_a_repository_script_run_with_a_bare_python_is_caught() -> None:
+    text = (
+        "```bash\npython scripts/smoke_test.py --stage gpu\n"
+        ".venv/bin/python scripts/invoke.py --stage dev\n"
+        "python3 -m stacks.handlers.eni_cleanup \\\n  --security-group-id sg-1 --region us-east-1\n"
+        "cd kit && python -u -m scripts.loadtest --stage dev\n"
+        "python -m venv .venv && python3 --version && .venv/bin/python -m scripts.recommend --stage dev\n"
+        "make bench-model\n```\n"
+        "Prose may quote a message: `python -m stacks.handlers.eni_cleanup --help`.\n"
+    )
+    assert bare_python_commands(text) == [
+        "python scripts/smoke_test.py --stage gpu: use .venv/bin/python",
+        "python3 -m stacks.handlers.eni_cleanup --security-group-id sg-1 --region us-east-1: use .venv/bin/python",
+        "cd kit && python -u -m scripts.loadtest --stage dev: use .venv/bin/python",
     ]
 
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import datetime
 import gc
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,6 +25,7 @@ from stacks.handlers.custom_resource import MAX_REASON
 from stacks.handlers.eni_cleanup import Cleanup, Clients, Target, failure_reason, handler, is_sagemakers
 
 from .cfn_fakes import FakeReply
+from .conftest import REPO_ROOT, offline_env
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -325,7 +329,7 @@ def test_interfaces_still_in_use_when_time_is_up_fail_with_their_ids_and_what_to
     assert "eni-0000000000000000a, eni-0000000000000000b" in reason
     assert "after 60 s" in reason
     assert "Retry the stack deletion" in reason
-    assert f"python -m stacks.handlers.eni_cleanup --security-group-id {GROUP} --region {REGION}" in reason
+    assert f"`.venv/bin/python -m stacks.handlers.eni_cleanup --security-group-id {GROUP} --region {REGION}`" in reason
 
 
 def test_with_no_time_left_to_wait_one_sweep_is_made(aws: Aws) -> None:
@@ -541,3 +545,24 @@ def test_the_command_line_cleans_up_and_reports(moto_vpc: MotoVpc, capsys: pytes
     assert loose in moto_vpc.existing()
     assert eni_cleanup.main([*group, "--wait-seconds", "0"], clients=clients) == 0
     assert loose not in moto_vpc.existing()
+
+
+@pytest.mark.parametrize(
+    ("region", "missing"),
+    [
+        ([], "no AWS region and no AWS credentials found: give --region REGION"),
+        (["--region", REGION], "no AWS credentials found: sign in"),
+    ],
+)
+def test_the_command_line_without_aws_configuration_says_what_is_missing_in_one_line(
+    tmp_path: Path, region: list[str], missing: str
+) -> None:
+    """A newcomer's first run, on a machine without AWS configuration: one line, not a traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "stacks.handlers.eni_cleanup", "--security-group-id", GROUP, *region, "--dry-run"],
+        cwd=REPO_ROOT, env=offline_env(tmp_path), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"python -m stacks.handlers.eni_cleanup: {missing}")
+    assert result.stderr.count("\n") == 1
+    assert "AWS_PROFILE" in result.stderr

@@ -3,6 +3,7 @@ InvokeEndpoint server on 127.0.0.1: rows in, predictions and latency out, one li
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -21,10 +22,10 @@ from botocore.stub import Stubber
 
 from devtools.bench_client import Reply, answers_for, local_client, local_endpoint, local_session, probabilities
 from devtools.fake_endpoint import FakeEndpoint, profile_model, stand_in
-from modelpack.model_manifest import read_manifest
+from modelpack.model_manifest import read_manifest, sample
 from operations import invoke
-from rtb_client import ModelSchema, predict
-from stacks.stages import STAGES
+from rtb_client import ModelSchema, number_text, predict
+from stacks.stages import STAGES, load_stage
 
 from .conftest import REPO_ROOT, offline_env
 
@@ -37,6 +38,20 @@ SENT = "2.0,0.0,0.0,7.0,3.0,20.0,2.0"  # the sample row as the client writes it:
 ENDPOINT = "RtbInference-dev-InferenceEndpointA45980A1-ABC123"
 FEATURE_LIST = ", ".join(SCHEMA.features)
 CALL_LINE = re.compile(r"^call \d+: \d+\.\d\d ms$")
+
+
+@functools.cache
+def _dev_sample() -> tuple[list[float], Any]:
+    """The sample row and recorded answer of the model dev serves (the tests of --stage dev send them): the
+    sample above, or a model of the user's that stacks/stages.py points dev at."""
+    dev = load_stage("dev")
+    return sample(dev.artifact.manifest, dev.artifact_file)
+
+
+def _dev_row() -> list[str]:
+    """The row as the last arguments of the command line: after "--", a row that starts with a negative number
+    is not taken for an option."""
+    return ["--", ",".join(number_text(value) for value in _dev_sample()[0])]
 
 
 def _body(text: str) -> StreamingBody:
@@ -93,11 +108,15 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str], **kwargs: Any) -> 
 def test_stage_endpoint_comes_from_the_stack_output_and_gets_a_valid_request(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    _, expected = _dev_sample()
+    sent = _dev_row()[-1]  # as the client writes it: every number exact
+    shown = repr(expected) if isinstance(expected, float) else str(list(expected))  # the container's CSV answer
+
     def answer(stub: Stubber) -> None:
         stub.add_response(
             "invoke_endpoint",
-            {"Body": _body("0.652265191078186\n"), "ContentType": "text/csv"},
-            {"EndpointName": ENDPOINT, "ContentType": "text/csv", "Accept": "text/csv", "Body": f"{SENT}\n".encode()},
+            {"Body": _body(f"{shown}\n"), "ContentType": "text/csv"},
+            {"EndpointName": ENDPOINT, "ContentType": "text/csv", "Accept": "text/csv", "Body": f"{sent}\n".encode()},
         )
 
     session = StubbedSession(answer)
@@ -106,10 +125,10 @@ def test_stage_endpoint_comes_from_the_stack_output_and_gets_a_valid_request(
         _stacks([{"OutputKey": "EndpointName", "OutputValue": ENDPOINT}]),
         {"StackName": "RtbInference-dev"},
     )
-    code, out, err = _run(["--stage", "dev", SAMPLE], capsys, session=session)
+    code, out, err = _run(["--stage", "dev", *_dev_row()], capsys, session=session)
     assert (code, err) == (0, "")
     lines = out.splitlines()
-    assert lines[:2] == [f"endpoint {ENDPOINT}: 1 row(s) per call, 1 call(s)", f"{SENT} -> 0.652265191078186"]
+    assert lines[:2] == [f"endpoint {ENDPOINT}: 1 row(s) per call, 1 call(s)", f"{sent} -> {shown}"]
     assert CALL_LINE.match(lines[2]) and len(lines) == 3
     session.assert_all_answered()
     # The kit's client, in the stage's region.
@@ -127,7 +146,7 @@ def test_a_stack_that_is_not_deployed_is_one_line_and_exit_1(capsys: pytest.Capt
         http_status_code=400,
         expected_params={"StackName": "RtbInference-dev"},
     )
-    code, out, err = _run(["--stage", "dev", SAMPLE], capsys, session=session)
+    code, out, err = _run(["--stage", "dev", *_dev_row()], capsys, session=session)
     assert (code, out) == (1, "")
     assert err == (
         "invoke: stack RtbInference-dev is not deployed in us-east-1 (Stack with id RtbInference-dev does not "
@@ -138,7 +157,7 @@ def test_a_stack_that_is_not_deployed_is_one_line_and_exit_1(capsys: pytest.Capt
 def test_a_stack_without_the_endpoint_output_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     session = StubbedSession()
     session.cfn.add_response("describe_stacks", _stacks([]), {"StackName": "RtbInference-dev"})
-    assert _run(["--stage", "dev", SAMPLE], capsys, session=session) == (
+    assert _run(["--stage", "dev", *_dev_row()], capsys, session=session) == (
         1,
         "",
         "invoke: stack RtbInference-dev has no output EndpointName\n",

@@ -13,6 +13,7 @@ import pytest
 
 from loadgen import knee
 from loadgen.knee import Criteria, Search, StepStats, StopReason
+from loadgen.report import summary_lines
 from loadgen.step_tally import Tally
 from stacks.settings import AutoscalingSettings
 
@@ -116,7 +117,7 @@ def test_every_step_fine_up_to_the_last_is_a_lower_bound(ended_by: StopReason | 
     found = knee.find_knee(steps, CRITERIA, ended_by=ended_by)
     assert (found.max_rps, found.knee_step, found.failed_step) == (990.0, 9, None)
     assert (found.reason, found.lower_bound) == (reason, True)
-    assert found.detail == "every step met the criteria up to offered 1000.0 RPS; MAX_RPS is a lower bound"
+    assert found.detail == "every step met the criteria up to offered 1000.0 RPS"
 
 
 def test_no_steps_at_all() -> None:
@@ -262,14 +263,13 @@ def test_the_plot_is_a_png_with_the_curves(tmp_path: Path) -> None:
     assert len(data) > 20_000
 
 
-def test_the_summary_lines_give_max_rps_per_instance_and_the_target() -> None:
+def test_the_summary_gives_the_verdict_once_then_the_target() -> None:
     steps = curve(RISING, p99=lambda rps: 10.0 if rps <= 600 else 10.0 + (rps - 600) / 10)
-    lines = knee.result_lines(_report(steps, knee.find_knee(steps, CRITERIA)))
-    assert lines == [
+    report = _report(steps, knee.find_knee(steps, CRITERIA))
+    report["verdict"] = knee.verdict_in_words(report)
+    assert summary_lines(report) == [
         "MAX_RPS 350.0 per instance: p99 30.0 ms at 800 RPS exceeded the 20 ms SLO",
-        "stopped: slo: step 8 (offered 800.0 RPS): p99 30.0 ms > SLO 20 ms",
-        "MAX_RPS: 700.0 RPS for the endpoint, 350.0 per instance (2 instance(s))",
-        "SageMakerVariantInvocationsPerInstance = 350.0 x 0.5 x 60 = 10500",
+        "SageMakerVariantInvocationsPerInstance = 350.0 x 0.5 x 60 = 10500 (700.0 RPS over the endpoint's 2 instances)",
     ]
 
 
@@ -292,13 +292,18 @@ def test_the_verdict_says_in_words_what_stopped_the_search() -> None:
     )
     flat = curve([100.0, 200.0])
     lower = knee.verdict_in_words(_report(flat, knee.find_knee(flat, CRITERIA, ended_by=knee.StopReason.MAX_STEPS)))
-    assert lower.startswith("MAX_RPS 100.0 per instance: a lower bound (max_steps)")
+    assert lower == (
+        "MAX_RPS 100.0 per instance: a lower bound (max_steps): every step met the criteria up to offered 200.0 RPS"
+    )
+    assert lower.count("lower bound") == 1  # said once
 
 
-def test_the_terminal_summary_opens_with_the_verdict() -> None:
-    steps = curve(RISING, p99=lambda rps: 10.0 if rps <= 600 else 10.0 + (rps - 600) / 10)
-    report = _report(steps, knee.find_knee(steps, CRITERIA))
-    assert knee.result_lines(report)[0] == knee.verdict_in_words(report)
+def test_a_first_step_that_fails_says_to_start_lower() -> None:
+    failing = curve(RISING, p99=lambda rps: 40.0)
+    verdict = knee.verdict_in_words(_report(failing, knee.find_knee(failing, CRITERIA)))
+    assert verdict == (
+        "no MAX_RPS: the first step failed: p99 40.0 ms at 100 RPS exceeded the 20 ms SLO; start lower (--start-rps)"
+    )
 
 
 def test_a_failing_step_whose_generator_sent_late_is_the_generators_not_the_endpoints() -> None:

@@ -4,6 +4,9 @@ down the rooms' order, no import circles, and scripts/ holding entry points only
 from __future__ import annotations
 
 import ast
+import importlib
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, offline_env
 
 # The rooms from the bottom up: a module may import from its own room and the rooms before it, never after.
 # (The client package ad servers import; the CDK app; then the kinds of code that build on both.)
@@ -229,3 +232,42 @@ def test_an_entry_point_with_code_of_its_own_is_caught(tmp_path: Path, text: str
     path = tmp_path / "thing.py"
     path.write_text(text)
     assert any(problem in found for found in entry_point_problems(path))
+
+
+# --- every command still runs ------------------------------------------------------------------------------
+
+ENTRY_POINTS = sorted(path for path in (REPO_ROOT / "scripts").glob("*.py") if path.name != "__init__.py")
+# Needs the model-building layer (torch): `make test-model` runs its checks.
+MODEL_LAYER = {"build_inf1_artifact.py"}
+
+
+def _command(path: Path) -> tuple[str, str]:
+    """The room module and callable an entry point runs."""
+    tree = ast.parse(path.read_text())
+    (found,) = [node for node in tree.body if isinstance(node, ast.ImportFrom) and node.module and "." in node.module]
+    return str(found.module), found.names[0].name
+
+
+@pytest.mark.parametrize("path", [path for path in ENTRY_POINTS if path.name not in MODEL_LAYER], ids=lambda p: p.stem)
+def test_every_command_answers_help(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The room's main behind each entry point takes --help and prints its usage (in this process: the
+    subprocess test below shows one wrapper end to end)."""
+    module_name, _ = _command(path)
+    module = importlib.import_module(module_name)
+    with pytest.raises(SystemExit) as exited:
+        module.main(["--help"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("usage:")
+
+
+def test_an_entry_point_runs_from_any_directory(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "capacity_plan.py"), "--help"],
+        cwd=tmp_path,
+        env=offline_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith("usage:")

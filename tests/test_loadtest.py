@@ -35,6 +35,7 @@ from loadgen.step_tally import Tally, histogram
 from modelpack.model_manifest import read_manifest
 from rtb_client import ModelSchema, Prediction, predict, runtime_client
 from stacks.measurements import measured_max_rps
+from stacks.stages import load_stage
 
 from .conftest import REPO_ROOT
 
@@ -388,10 +389,12 @@ def _report_of(max_rps: float | None, instances: int) -> dict[str, Any]:
     return report | {"started_at": "2026-11-21T21:00:00+00:00"}
 
 
-def test_write_back_records_max_rps_per_instance_for_the_stage(endpoint: FakeEndpoint, tmp_path: Path) -> None:
-    plan = loadtest.prepare(
-        loadtest.build_parser().parse_args(["--stage", "dev", "--endpoint-url", endpoint.url, "--endpoint-name", "ep"])
-    )
+def test_write_back_records_max_rps_per_instance_for_the_stage(tmp_path: Path) -> None:
+    # The plan sends dev's rows: an endpoint shaped like the model dev serves (the sample, or the user's own).
+    model = stand_in(load_stage("dev").artifact.manifest)
+    with FakeEndpoint(workers=4, service_time=0.005, model=model) as endpoint:
+        argv = ["--stage", "dev", "--endpoint-url", endpoint.url, "--endpoint-name", "ep"]
+        plan = loadtest.prepare(loadtest.build_parser().parse_args(argv))
     assert (plan.instances, plan.safety_factor, plan.instance_type) == (2, 0.5, "ml.c5.xlarge")
     path = tmp_path / "measurements.json"
     entry = loadtest.write_back(plan, _report_of(900.0, plan.instances), path=path)
@@ -536,11 +539,21 @@ def test_the_load_test_runs_against_a_local_endpoint_and_writes_its_report(tmp_p
     assert outcome["max_rps"] == pytest.approx(steps[-1]["achieved_rps"], abs=0.05 + 1e-9)  # rounded to 0.1
     assert outcome["max_rps_per_instance"] == outcome["max_rps"]  # one instance without a stage
     assert outcome["invocations_per_instance_target"] == round(outcome["max_rps"] * 0.5 * 60)
-    assert "step  1  users" in result.stdout and "MAX_RPS: " in result.stdout
+    assert "step  1  users" in result.stdout
     # Who reads the report later can tell which run, which code and what it concluded.
     assert report["run_id"] == tmp_path.name
     assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", report["git_commit"] or ""), report["git_commit"]
-    assert report["verdict"].startswith("MAX_RPS ") and report["verdict"] in result.stdout
+    assert report["verdict"].startswith("MAX_RPS ")
+    # The terminal summary states the verdict once, then the target it sets; no other line restates it.
+    assert result.stdout.splitlines()[-4:] == [
+        report["verdict"],
+        f"SageMakerVariantInvocationsPerInstance = {outcome['max_rps_per_instance']:.1f} x 0.5 x 60 = "
+        f"{outcome['invocations_per_instance_target']:.0f}",
+        f"report: {tmp_path / 'report.json'}",
+        f"plot:   {tmp_path / 'latency.png'}",
+    ]
+    output = result.stdout + result.stderr
+    assert (output.count(report["verdict"]), output.count(outcome["detail"])) == (1, 1)
     png = (tmp_path / "latency.png").read_bytes()
     assert png.startswith(PNG_SIGNATURE) and len(png) > 20_000
 
@@ -722,3 +735,6 @@ def test_a_stalling_endpoint_fails_the_slo_because_latency_counts_from_each_call
     assert step["verdict"] in ("slo", "client_bound") and "p99" in step["detail"], step
     assert step["p99_ms"] > 100 and step["p99_ms"] > step["service_p99_ms"], step
     assert result.returncode == 1  # no step met the criteria: no MAX_RPS
+    # The summary gave the verdict; the exit's one line on stderr does not repeat it.
+    assert (result.stdout + result.stderr).count(report["verdict"]) == 1
+    assert result.stderr.splitlines()[-1:] == ["load test failed: no step met the criteria"]

@@ -142,7 +142,8 @@ def test_the_committed_artifact_is_what_its_manifest_says(profile: str) -> None:
     archive = REPO_ROOT / PROFILES[profile].default_artifact
     checked = inspect_profile_artifact(PROFILES[profile], archive)
     assert checked.feature_count == len(manifest_of(archive)["features"]) == 7
-    assert load_stage(STAGE_OF[profile]).artifact.sha256 == checked.sha256
+    # What a stage of the profile serves without a model_artifact (stacks/stages.py may point it at another).
+    assert dataclasses.replace(load_stage(STAGE_OF[profile]), model_artifact=None).artifact.sha256 == checked.sha256
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))

@@ -109,6 +109,7 @@ def healthy_account(settings: StageSettings, region: str = "us-east-1") -> FakeA
         vpc_endpoints = (found,)
     return FakeAccount(
         region=region,
+        caller_account=settings.account or ACCOUNT,  # credentials for the account the stage names, if it names one
         applied=applied,
         defaults={ACCOUNT_WIDE_QUOTA: _tens(sum(needs.values()) + 13)},
         endpoints=others,

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core.responses import BaseResponse
 
-from devtools import rehearse
+from devtools import rehearsal as rehearse
 from stacks.settings import StageSettings
 from stacks.stages import STAGES, load_stage
 
@@ -142,6 +142,8 @@ PROVIDER_FILES = {"__entrypoint__.js": b"entrypoint", "index.js": b"index"}
 @pytest.fixture
 def provider_digests(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pin the provider's digests to the stand-in files above (the real asset is not available offline)."""
+    from devtools.rehearsal import stand_ins as rehearse  # where provider_mismatch reads the digests
+
     digests = {name: hashlib.sha256(content).hexdigest() for name, content in PROVIDER_FILES.items()}
     monkeypatch.setattr(rehearse, "PROVIDER_CODE_SHA256", digests)
 
@@ -497,7 +499,8 @@ def _zip_of(files: dict[str, bytes]) -> bytes:
 
 @pytest.mark.parametrize("module", ["eni_cleanup", "zonal_dns"])
 def test_the_kits_handler_runs_only_if_the_deployed_zip_is_this_checkouts_code(module: str) -> None:
-    from devtools.rehearse import KIT_HANDLERS, REPO_ROOT, kit_handler_mismatch
+    from devtools.rehearsal.base import REPO_ROOT
+    from devtools.rehearsal.stand_ins import KIT_HANDLERS, kit_handler_mismatch
     from stacks.handler_code import handler_files
 
     assert (module, f"handlers.{module}.handler") in {(m, handler) for handler, (m, _) in KIT_HANDLERS.items()}
@@ -512,7 +515,7 @@ def test_the_kits_handler_runs_only_if_the_deployed_zip_is_this_checkouts_code(m
 
 
 def test_moto_endpoints_get_the_dns_entries_aws_lists_and_the_kits_handler_reads_them() -> None:
-    from devtools.rehearse import aws_shaped_dns_entries
+    from devtools.rehearsal.moto_server import aws_shaped_dns_entries
     from stacks.handlers import zonal_dns
 
     endpoint = "vpce-0123456789abcdef0"
@@ -534,7 +537,8 @@ def test_moto_endpoints_get_the_dns_entries_aws_lists_and_the_kits_handler_reads
 
 
 def test_the_rehearsal_fails_when_the_zonal_output_does_not_name_each_azs_entry() -> None:
-    from devtools.rehearse import RehearsalError, check_zonal_names
+    from devtools.rehearsal.base import RehearsalError
+    from devtools.rehearsal.verify import check_zonal_names
 
     names = {"us-east-1a": "vpce-1-s-us-east-1a.x", "us-east-1b": "vpce-1-s-us-east-1b.x"}
     runtime = {

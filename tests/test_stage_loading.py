@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from stacks import settings as settings_module
-from stacks import stages
+from stacks import settings_rules, stages
 from stacks.settings import (
     AutoscalingSettings,
     RolloutSettings,
@@ -273,9 +273,16 @@ def test_unknown_or_empty_stage_names_are_refused(name: object) -> None:
         stages.load_stage(name)
     (problem,) = caught.value.problems
     assert problem.startswith(f"stage={name!r} is not defined; ")
-    assert problem.endswith(
-        "allowed: one of ['dev', 'gpu', 'inferentia', 'portable', 'prod', 'shared-vpc'] (stacks/stages.py)"
-    )
+    # The stages STAGES defines, not a list written here: a stage the user adds is allowed like the shipped ones.
+    assert problem.endswith(f"allowed: one of {sorted(stages.STAGES)} (stacks/stages.py)")
+
+
+def test_the_refusal_lists_the_stages_of_the_registry_in_order() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_from({"zeta": stages.dev, "alpha": stages.dev, "mid-1": stages.dev}, "nothing-close")
+    assert caught.value.problems == [
+        "stage='nothing-close' is not defined; allowed: one of ['alpha', 'mid-1', 'zeta'] (stacks/stages.py)"
+    ]
 
 
 def test_unknown_stage_suggests_a_close_one() -> None:
@@ -324,18 +331,18 @@ def test_existing_vpc_without_a_private_subnet_in_a_client_az_is_refused_at_load
 
 
 def test_public_subnets_do_not_count_for_client_azs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    context = json.loads(settings_module.CONTEXT_FILE.read_text())
+    context = json.loads(settings_rules.CONTEXT_FILE.read_text())
     (lookup,) = context.values()
     lookup["subnetGroups"] = [group for group in lookup["subnetGroups"] if group["type"] == "Public"]
     path = tmp_path / "cdk.context.json"
     path.write_text(json.dumps(context))
-    monkeypatch.setattr(settings_module, "CONTEXT_FILE", path)
+    monkeypatch.setattr(settings_rules, "CONTEXT_FILE", path)
     (problem,) = problems(stages.shared_vpc, key="shared-vpc")
     assert "has no private subnet in ['us-east-1a', 'us-east-1b']" in problem
 
 
 def test_vpc_not_yet_looked_up_is_left_to_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings_module, "CONTEXT_FILE", tmp_path / "absent.json")
+    monkeypatch.setattr(settings_rules, "CONTEXT_FILE", tmp_path / "absent.json")
     assert load_from({"shared-vpc": stages.shared_vpc}, "shared-vpc").vpc_id == "vpc-0a1b2c3d4e5f67890"
 
 

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
 from .custom_resource import MAX_REASON, Event, Opener, Outcome, remaining_seconds, run
 
@@ -254,7 +254,7 @@ def _fit(items: Sequence[str], limit: int) -> str:
 
 def failure_reason(target: Target, result: Cleanup, region: str | None) -> str:
     """Why the cleanup stops short and what to do, within CloudFormation's reason length."""
-    command = "python -m stacks.handlers.eni_cleanup " + " ".join(
+    command = ".venv/bin/python -m stacks.handlers.eni_cleanup " + " ".join(
         f"--security-group-id {group}" for group in target.security_group_ids
     )
     if region:
@@ -352,8 +352,24 @@ def handler(
     return run(event, context, action, opener=opener)
 
 
+REGION_HELP = "give --region REGION (or set AWS_REGION, or a region in the AWS profile)"
+CREDENTIALS_HELP = "sign in (aws sso login, or AWS_PROFILE=NAME) or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+
+
+def missing_configuration(error: NoRegionError | NoCredentialsError) -> str:
+    """One line naming what the command lacks (the region, the credentials or both) and how to give it."""
+    if isinstance(error, NoCredentialsError):
+        return f"no AWS credentials found: {CREDENTIALS_HELP}"
+    # Say now if the credentials are missing too, rather than on the next try. The default session is the one
+    # boto3.client() tried: credentials it found are cached there (and not announced in the log again).
+    if (boto3.DEFAULT_SESSION or boto3.session.Session()).get_credentials() is None:
+        return f"no AWS region and no AWS credentials found: {REGION_HELP}, and {CREDENTIALS_HELP}"
+    return f"no AWS region: {REGION_HELP}"
+
+
 def main(argv: Sequence[str] | None = None, *, clients: Callable[[str | None], Clients] = boto3_clients) -> int:
-    """The same cleanup from a shell, after the endpoint is deleted; exit status 1 if interfaces remain."""
+    """The same cleanup from a shell, after the endpoint is deleted; exit status 1 if interfaces remain, 2 if it
+    could not start (a wrong argument, no AWS region or credentials)."""
     parser = argparse.ArgumentParser(
         prog="python -m stacks.handlers.eni_cleanup",
         description="Wait for and delete the network interfaces SageMaker left in a model's security group.",
@@ -370,13 +386,18 @@ def main(argv: Sequence[str] | None = None, *, clients: Callable[[str | None], C
         target = Target.from_properties({"SecurityGroupIds": args.groups, "VpcId": args.vpc_id})
     except ValueError as error:
         parser.error(str(error))
-    ec2 = clients(args.region).ec2
-    if args.dry_run:
-        sweep = sweep_once(ec2, target, delete=False)
-        print(f"SageMaker's: {', '.join(sweep.waiting) or 'none'}")
-        print(f"not SageMaker's (left alone): {'; '.join(sweep.foreign) or 'none'}")
-        return 0
-    result = clean_up(ec2, target, budget_seconds=args.wait_seconds)
+    try:
+        ec2 = clients(args.region).ec2
+        if args.dry_run:
+            sweep = sweep_once(ec2, target, delete=False)
+            print(f"SageMaker's: {', '.join(sweep.waiting) or 'none'}")
+            print(f"not SageMaker's (left alone): {'; '.join(sweep.foreign) or 'none'}")
+            return 0
+        result = clean_up(ec2, target, budget_seconds=args.wait_seconds)
+    except (NoRegionError, NoCredentialsError) as error:
+        # A client needs a region, its first call credentials: without them nothing was touched.
+        print(f"{parser.prog}: {missing_configuration(error)}", file=sys.stderr)
+        return 2
     print(f"deleted: {', '.join(result.deleted) or 'none'}")
     if not result.complete:
         print(failure_reason(target, result, region=args.region), file=sys.stderr)
