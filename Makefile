@@ -15,7 +15,7 @@ CDK := node_modules/.bin/cdk
 
 .PHONY: setup setup-dev setup-model setup-checkov synth synth-all stages test test-model lint format bench tables model package triton-model \
 	inf1-model lock check-locks clean diff deploy destroy deploy-ci-roles rehearse bench-client bench-model \
-	bench-generator preflight try-as-a-stranger
+	bench-generator preflight try-as-a-stranger test-quick
 
 # Python packages come in three pinned layers (locks/, from `make lock`), installed by uv, which the
 # setup bootstraps from PyPI into the venv. Each layer adds to the one before it:
@@ -87,10 +87,16 @@ stages: setup
 synth-all: setup
 	@set -e; for stage in $$($(MAKE) --no-print-directory -s stages); do $(MAKE) --no-print-directory synth STAGE=$$stage; done
 
-## The whole test suite (offline), on every core. Snapshot updates run in one process:
+## The whole test suite (offline), on every core; idle workers take queued tests from busy ones (worksteal), so
+## a long test near the end does not leave a core idle. Snapshot updates run in one process:
 ## make test PYTEST_ARGS="-n0 --snapshot-update"
 test: setup-dev
-	$(PY) -m pytest -q -n auto $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n auto --dist worksteal $(PYTEST_ARGS)
+
+## The inner loop: the unit and template-assertion tests, without the ones marked slow (subprocesses, Locust
+## runs, moto, checkov, the SageMaker SDK). make test, and CI, run everything.
+test-quick: setup-dev
+	$(PY) -m pytest -q -n auto --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 ## As a new user would, each in a scratch copy of the repository (its tracked files with the working tree's changes,
 ## this checkout's environments linked): serve an own model (docs/own-model.md) and add a stage (docs/settings.md),

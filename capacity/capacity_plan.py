@@ -31,7 +31,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from cliutil import OneLineParser, UsageError, one_line, positive_int, use_pinned_node  # noqa: E402
+from cliutil import OneLineParser, UsageError, one_line, positive_int  # noqa: E402
 from stacks import catalog  # noqa: E402
 
 PROG = "capacity_plan"
@@ -261,8 +261,7 @@ def resolve(args: argparse.Namespace) -> tuple[Inputs, str]:
     """Inputs from the arguments, with the stage's settings as defaults; and where MAX_RPS came from."""
     stage_scaling, stage_type, probe = None, None, None
     if args.stage:
-        use_pinned_node()
-        from stacks.settings import SettingsError  # the stages import the CDK: only when asked for
+        from stacks.settings import SettingsError  # only when a stage is asked for
         from stacks.stages import STAGES, load_stage
 
         if args.stage not in STAGES:

@@ -35,9 +35,7 @@ from botocore.validate import validate_parameters
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from cliutil import OneLineParser, UsageError, one_line, use_pinned_node  # noqa: E402
-
-use_pinned_node()  # before the stages import the CDK
+from cliutil import OneLineParser, UsageError, one_line  # noqa: E402
 from stacks import catalog  # noqa: E402
 from stacks.settings import SettingsError, StageSettings  # noqa: E402
 from stacks.stages import STAGES, load_stage  # noqa: E402

@@ -14,6 +14,7 @@ only: the workflow runs it before anything else is needed.
 from __future__ import annotations
 
 import argparse
+import functools
 import html
 import re
 import sys
@@ -155,8 +156,9 @@ class StageDiff:
     def failed(self) -> bool:
         return self.text is None or (self.exit_code is not None and self.exit_code != 0)
 
-    @property
+    @functools.cached_property
     def changes(self) -> list[ResourceChange]:
+        """Parsed once: the comment reads them for every table, alert and count."""
         return [] if self.text is None else parse_changes(self.text)
 
     def counts(self) -> dict[str, int]:

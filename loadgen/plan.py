@@ -18,7 +18,7 @@ import boto3
 import botocore.session
 from botocore.exceptions import ClientError
 
-from cliutil import is_loopback_url, one_line, use_pinned_node
+from cliutil import is_loopback_url, one_line
 from loadgen import knee
 from loadgen.step_tally import Tally, merged
 from modelpack.model_manifest import packaged_manifest_path, read_manifest, reference_rows, schema_of
@@ -167,8 +167,6 @@ def endpoint_of_stage(session: Any, settings: StageSettings) -> str:
 
 def stage_settings(name: str) -> StageSettings:
     """The named stage's settings."""
-    # Loading the stages starts jsii (the CI roles stack is defined there): only when a stage is named.
-    use_pinned_node()
     from stacks.stages import load_stage
 
     return load_stage(name)

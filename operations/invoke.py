@@ -37,7 +37,7 @@ from botocore.exceptions import ClientError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from cliutil import OneLineParser, UsageError, aws_session, one_line, positive_int, use_pinned_node  # noqa: E402
+from cliutil import OneLineParser, UsageError, aws_session, one_line, positive_int  # noqa: E402
 from modelpack.model_manifest import packaged_manifest_path, read_manifest, schema_of  # noqa: E402
 from rtb_client import (  # noqa: E402
     PROFILES,
@@ -216,9 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
 def stage_region(stage: str) -> tuple[str, str | None, str, ModelSchema]:
     """(stack name, region, serving profile, model schema from its artifact's manifest) of a defined stage;
     UsageError for an unknown or invalid one."""
-    # Imported here: the stages pull in the CDK (a jsii process, seconds to start), which calls by
-    # endpoint name and the benchmark never need.
-    use_pinned_node()
+    # Imported here: calls by endpoint name and the benchmark never read the stages.
     from stacks.settings import SettingsError
     from stacks.stages import STAGES, load_stage
 

@@ -27,10 +27,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError  # noqa: E402
 from botocore.exceptions import ConnectionError as BotoConnectionError  # noqa: E402
 
-from cliutil import OneLineParser, UsageError, aws_session, one_line, use_pinned_node  # noqa: E402
-
-use_pinned_node()  # before the stages import the CDK
-from stacks.github_ci import BOOTSTRAP_QUALIFIER  # noqa: E402
+from cliutil import OneLineParser, UsageError, aws_session, one_line  # noqa: E402
+from stacks.github_ci_settings import BOOTSTRAP_QUALIFIER  # noqa: E402
 from stacks.settings import SettingsError, StageSettings  # noqa: E402
 from stacks.stages import STAGES, load_stage  # noqa: E402
 

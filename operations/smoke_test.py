@@ -27,9 +27,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from cliutil import aws_session, is_loopback_url, one_line, use_pinned_node  # noqa: E402
-
-use_pinned_node()  # before the stages import the CDK
+from cliutil import aws_session, is_loopback_url, one_line  # noqa: E402
 from modelpack.model_manifest import sample, schema_of  # noqa: E402
 from operations.invoke import EndpointSession  # noqa: E402
 from rtb_client import Prediction, predict, runtime_client, stack_output  # noqa: E402

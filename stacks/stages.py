@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from stacks.github_ci import GitHubCiSettings
+from stacks.github_ci_settings import GitHubCiSettings
 from stacks.settings import (
     AutoscalingSettings,
     ClientProbeSettings,

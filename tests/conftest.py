@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import botocore.loaders
+import botocore.session
 import pytest
 import trustme
 
@@ -23,7 +27,8 @@ from aws_cdk import App  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 
 from stacks.compliance import add_compliance_checks  # noqa: E402
-from stacks.github_ci import GitHubCiSettings, GitHubCiStack  # noqa: E402
+from stacks.github_ci import GitHubCiStack  # noqa: E402
+from stacks.github_ci_settings import GitHubCiSettings  # noqa: E402
 from stacks.inference_stack import InferenceStack  # noqa: E402
 from stacks.settings import DataCaptureSettings, RolloutSettings, ShadowSettings, StageSettings  # noqa: E402
 from stacks.stages import STAGES, load_stage  # noqa: E402
@@ -45,10 +50,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# How a module says all of its tests are slow; `-m "not slow"` (make test-quick) then does not even import it,
+# so the quick loop does not pay for cfn-lint, moto or Hypothesis to load only to deselect their tests.
+SLOW_MODULE = "pytestmark = pytest.mark.slow"
+
+
+def skips_slow_modules(config: pytest.Config) -> bool:
+    return str(config.getoption("markexpr")).split() == ["not", "slow"]
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    if config.getoption("--model-build"):
-        return None
-    return collection_path == MODEL_BUILD_TESTS or MODEL_BUILD_TESTS in collection_path.parents or None
+    if not config.getoption("--model-build") and (
+        collection_path == MODEL_BUILD_TESTS or MODEL_BUILD_TESTS in collection_path.parents
+    ):
+        return True
+    if skips_slow_modules(config) and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        return SLOW_MODULE in collection_path.read_text().splitlines() or None
+    return None
+
+
+def _share_botocore_loaders() -> None:
+    """Every botocore session of a test process shares one loader per data path: the service models (EC2's is
+    megabytes of JSON) are parsed once per process, not once per session. botocore never changes a loaded model."""
+    create = botocore.loaders.create_loader
+
+    @functools.cache
+    def shared(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        return create(search_path_string)
+
+    botocore.session.create_loader = shared
+
+
+_share_botocore_loaders()
 
 
 # Files the kit reads as data and some tests write in copies: the suite must leave the repository's own as it
@@ -155,14 +188,42 @@ def synthesize(settings: StageSettings, outdir: Path) -> Synthesized:
     return Synthesized(settings=settings, outdir=outdir, template_json=template, report=report)
 
 
+# How long a worker waits for another to finish a synthesis it claimed before doing it itself (a claim left by a
+# worker that died); far above any synth on a busy machine.
+SHARED_SYNTH_PATIENCE_SECONDS = 600.0
+
+
+def shared_synthesis(tmp_path_factory: pytest.TempPathFactory, key: str, settings: StageSettings) -> Synthesized:
+    """``settings`` synthesized once per test session, whichever pytest-xdist worker asks first: the others read
+    its cloud assembly instead of synthesizing the same app again (each synth costs seconds of jsii)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-synth"
+    root.mkdir(exist_ok=True)
+    outdir, done = root / key, root / f"{key}.done"
+    try:
+        os.close(os.open(root / f"{key}.claim", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:  # another worker synthesizes it: wait for its marker, then read what it wrote
+        deadline = time.monotonic() + SHARED_SYNTH_PATIENCE_SECONDS
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done.exists():
+            template = json.loads((outdir / f"{settings.stack_name}.template.json").read_text())
+            report = json.loads((outdir / "validation-report.json").read_text())
+            return Synthesized(settings=settings, outdir=outdir, template_json=template, report=report)
+        return synthesize(settings, tmp_path_factory.mktemp(f"cdk-{key}"))
+    synthesized = synthesize(settings, outdir)
+    done.touch()
+    return synthesized
+
+
 @pytest.fixture(scope="session")
 def synth_stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Synthesized]]:
-    """Synthesize a stage by name, at most once per session."""
+    """Synthesize a stage by name, at most once per session (across the workers too)."""
     cache: dict[str, Synthesized] = {}
 
     def get(name: str) -> Synthesized:
         if name not in cache:
-            cache[name] = synthesize(load_stage(name), tmp_path_factory.mktemp(f"cdk-{name}"))
+            cache[name] = shared_synthesis(tmp_path_factory, f"stage-{name}", load_stage(name))
         return cache[name]
 
     yield get
@@ -181,7 +242,7 @@ DEV_OPTIONS = {
 @pytest.fixture(scope="session")
 def dev_options(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     settings = dataclasses.replace(load_stage("dev"), **DEV_OPTIONS)  # type: ignore[arg-type]
-    return synthesize(settings, tmp_path_factory.mktemp("cdk-dev-options"))
+    return shared_synthesis(tmp_path_factory, "dev-options", settings)
 
 
 # Thresholds no default shares: an alarm that ignored a setting, or a unit conversion off by a factor (the
@@ -192,7 +253,7 @@ ODD_THRESHOLDS = {"latency_slo_ms": 12.5, "error_rate_alarm": 0.025}
 @pytest.fixture(scope="session")
 def dev_odd_thresholds(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     settings = dataclasses.replace(load_stage("dev"), **ODD_THRESHOLDS)  # type: ignore[arg-type]
-    return synthesize(settings, tmp_path_factory.mktemp("cdk-dev-odd-thresholds"))
+    return shared_synthesis(tmp_path_factory, "dev-odd-thresholds", settings)
 
 
 @pytest.fixture(scope="session")
@@ -219,7 +280,7 @@ def shared_vpc(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
 def shared_vpc_own_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     """The shared-vpc stage creating its own runtime endpoint in the existing VPC (one without an endpoint yet)."""
     settings = dataclasses.replace(load_stage("shared-vpc"), runtime_endpoint=None)
-    return synthesize(settings, tmp_path_factory.mktemp("cdk-shared-vpc-own-endpoint"))
+    return shared_synthesis(tmp_path_factory, "shared-vpc-own-endpoint", settings)
 
 
 @pytest.fixture(scope="session")

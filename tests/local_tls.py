@@ -77,14 +77,18 @@ class _Server(ThreadingHTTPServer):
         self.route, self.context, self.seen = route, context, Seen()
 
     def finish_request(self, request: Any, client_address: Any) -> None:
-        if self.context is not None:
-            request.settimeout(30.0)
-            try:  # the handshake runs in the handler's thread: a refused certificate ends only this connection
-                request = self.context.wrap_socket(request, server_side=True)
-            except OSError as error:  # ssl.SSLError included
-                self.seen.handshake_failures.append(str(error))
-                return
-        super().finish_request(request, client_address)
+        if self.context is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(30.0)
+        try:  # the handshake runs in the handler's thread: a refused certificate ends only this connection
+            wrapped = self.context.wrap_socket(request, server_side=True)
+        except OSError as error:  # ssl.SSLError included
+            self.seen.handshake_failures.append(str(error))
+            return
+        # wrap_socket detaches the plain socket that shutdown_request closes, so the TLS one is closed here.
+        with wrapped:
+            super().finish_request(wrapped, client_address)
 
 
 @dataclass(frozen=True)

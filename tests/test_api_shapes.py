@@ -21,6 +21,9 @@ from .api_shapes import (
 )
 from .conftest import Synthesized
 
+# Subprocesses, moto, checkov or the SageMaker SDK: make test runs it, make test-quick leaves it out.
+pytestmark = pytest.mark.slow
+
 
 def _check(stage: Synthesized, template: dict[str, Any] | None = None) -> Report:
     return check_template(stage.settings.stack_name, template or stage.template_json, stage.settings.region)

@@ -8,6 +8,9 @@ import pytest
 
 from devtools import bench_generator
 
+# Subprocesses, moto, checkov or the SageMaker SDK: make test runs it, make test-quick leaves it out.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize(
     ("value", "message"),

@@ -16,6 +16,9 @@ from stacks.settings import StageSettings
 
 from .conftest import Synthesized
 
+# Subprocesses, moto, checkov or the SageMaker SDK: make test runs it, make test-quick leaves it out.
+pytestmark = pytest.mark.slow
+
 DEFAULT_REGION = "us-east-1"
 
 

@@ -30,6 +30,9 @@ from stacks.stages import STAGES, github_ci
 
 from .conftest import REPO_ROOT, Synthesized, SynthesizedCi, offline_env
 
+# Subprocesses, moto, checkov or the SageMaker SDK: make test runs it, make test-quick leaves it out.
+pytestmark = pytest.mark.slow
+
 CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
 PINNED_VERSION = next(
     line.split("==", 1)[1].strip()

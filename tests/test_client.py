@@ -26,8 +26,6 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import rtb_client
 from devtools.bench_client import Reply, answers_for, local_endpoint
@@ -239,6 +237,7 @@ def test_smoke_test_passes_only_on_the_packaged_models_answer(
                 smoke_test.run("dev", _Session(cloudformation), runtime)
 
 
+@pytest.mark.slow
 def test_the_smoke_test_of_a_local_endpoint_needs_no_aws_configuration(tmp_path: Path) -> None:
     # Its help's local example: the fake endpoint serving the packaged model, on a machine without AWS setup.
     assert "--stage dev --endpoint-url http://127.0.0.1:8080" in (smoke_test.__doc__ or "")
@@ -404,13 +403,23 @@ def test_each_codec_sends_every_number_exactly(profile: str) -> None:
     assert all(_same(got, float(want)) for got, want in zip(sent, SEEDED, strict=True))
 
 
-@settings(derandomize=True, max_examples=300, deadline=None)
-@given(st.lists(st.floats(min_value=-FLOAT32_MAX, max_value=FLOAT32_MAX, allow_nan=False), min_size=1, max_size=12))
-def test_any_float32_range_row_round_trips_through_every_codec(row: list[float]) -> None:
-    ModelSchema(tuple(f"v{i}" for i in range(len(row))), "value", 1).check_rows([row])
-    for profile in PROFILES:
-        sent = _sent_numbers(profile, codec_for(profile).encode([row]))
-        assert all(_same(got, want) for got, want in zip(sent, row, strict=True)), profile
+@pytest.mark.slow
+def test_any_float32_range_row_round_trips_through_every_codec() -> None:
+    # Hypothesis is imported here, not at the top: the quick loop collects this module without paying for it.
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    floats = st.floats(min_value=-FLOAT32_MAX, max_value=FLOAT32_MAX, allow_nan=False)
+
+    @settings(derandomize=True, max_examples=300, deadline=None)
+    @given(st.lists(floats, min_size=1, max_size=12))
+    def round_trips(row: list[float]) -> None:
+        ModelSchema(tuple(f"v{i}" for i in range(len(row))), "value", 1).check_rows([row])
+        for profile in PROFILES:
+            sent = _sent_numbers(profile, codec_for(profile).encode([row]))
+            assert all(_same(got, want) for got, want in zip(sent, row, strict=True)), profile
+
+    round_trips()
 
 
 def _answer(profile: str, schema: ModelSchema, rows: list[list[float]]) -> bytes:

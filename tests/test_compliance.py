@@ -205,6 +205,7 @@ def _insecure_app(outdir: Path) -> App:
     return app
 
 
+@pytest.mark.slow
 def test_all_three_rule_packs_run_on_synth(tmp_path: Path) -> None:
     """The report lists only packs with findings, so prove each pack is live on a known-bad stack."""
     with pytest.raises(RuntimeError) as caught:

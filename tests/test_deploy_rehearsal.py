@@ -61,6 +61,9 @@ from stacks.stages import STAGES, load_stage
 
 from .conftest import Synthesized, synthesize
 
+# Subprocesses, moto, checkov or the SageMaker SDK: make test runs it, make test-quick leaves it out.
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MOTO_DEFAULT_ACCOUNT = "123456789012"
 BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"

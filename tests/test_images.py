@@ -14,6 +14,9 @@ from stacks.profiles import PROFILES
 
 from .conftest import REPO_ROOT, Synthesized
 
+# Subprocesses, moto, checkov or the SageMaker SDK: make test runs it, make test-quick leaves it out.
+pytestmark = pytest.mark.slow
+
 
 def _uri(profile: str, version: str, region: str) -> str | None:
     """The image URI the stack deploys (stacks/container_image.py reads the profile's registry)."""

@@ -243,6 +243,7 @@ def test_the_report_has_steps_result_slo_and_parameters() -> None:
     assert json.loads(json.dumps(report, allow_nan=False)) == report
 
 
+@pytest.mark.slow  # matplotlib draws the figure
 def test_the_report_of_a_failed_search_is_valid_json_without_nan(tmp_path: Path) -> None:
     steps = [tallied(100, [], errors=100)]
     report = _report(steps, knee.find_knee(steps, CRITERIA))
@@ -254,6 +255,7 @@ def test_the_report_of_a_failed_search_is_valid_json_without_nan(tmp_path: Path)
     assert (tmp_path / "latency.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
+@pytest.mark.slow  # matplotlib draws the figure
 def test_the_plot_is_a_png_with_the_curves(tmp_path: Path) -> None:
     steps = _search(745.0, Search(start_rps=100, step_rps=100, refine=2))
     report = _report(steps, knee.find_knee(steps, CRITERIA))
@@ -321,6 +323,7 @@ def _titles(figure: Any) -> list[str]:
     return [ax.get_title() for ax in figure.axes if ax.get_title()]
 
 
+@pytest.mark.slow  # matplotlib draws the figure
 def test_the_figure_shows_errors_only_when_there_were_some_and_always_the_generator() -> None:
     from matplotlib import pyplot as plt
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO_ROOT, offline_env
+from .conftest import REPO_ROOT, SLOW_MODULE, offline_env
 
 # The rooms from the bottom up: a module may import from its own room and the rooms before it, never after.
 # (The client package ad servers import; the CDK app; then the kinds of code that build on both.)
@@ -190,6 +190,29 @@ def test_scripts_holds_only_entry_points() -> None:
     ] == []
 
 
+def test_no_python_file_a_reader_cannot_hold() -> None:
+    long = {
+        str(path.relative_to(REPO_ROOT)): lines
+        for path in sorted(REPO_ROOT.rglob("*.py"))
+        if not {".venv", ".venv-checkov", "node_modules", "cdk.out", "tests", ".git"}
+        & set(path.relative_to(REPO_ROOT).parts)
+        and (lines := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}
+
+
+def test_a_module_marks_its_tests_slow_in_the_one_spelling_the_quick_loop_reads() -> None:
+    """make test-quick skips a whole-slow module by reading its text for conftest.SLOW_MODULE, so any other
+    spelling of a module-level pytestmark would be imported and then, worse, silently run or silently kept."""
+    spelled = {}
+    for path in sorted((REPO_ROOT / "tests").rglob("test_*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign | ast.AnnAssign) and "pytestmark" in ast.unparse(node).split("=")[0]:
+                spelled[path.name] = ast.unparse(node)
+    assert spelled, "no module is marked slow as a whole: the check has nothing to read"
+    assert {name: text for name, text in spelled.items() if text != SLOW_MODULE} == {}
+
+
 # --- the checks catch what they are for -----------------------------------------------------------------
 
 
@@ -260,6 +283,7 @@ def test_every_command_answers_help(path: Path, capsys: pytest.CaptureFixture[st
     assert capsys.readouterr().out.startswith("usage:")
 
 
+@pytest.mark.slow
 def test_an_entry_point_runs_from_any_directory(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "capacity_plan.py"), "--help"],

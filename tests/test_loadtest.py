@@ -159,6 +159,7 @@ def test_the_fake_endpoint_refuses_bad_settings(kwargs: dict[str, Any], message:
         FakeEndpoint(**kwargs)
 
 
+@pytest.mark.slow
 def test_the_fake_endpoint_cli_serves_for_a_bounded_time() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "scripts.fake_endpoint", "--port", "0", "--workers", "2", "--service-ms", "10",
@@ -314,6 +315,7 @@ def test_a_rows_file_line_with_the_wrong_feature_count_is_named(
     assert error.startswith("rows.csv line 2 has 6 values; the model takes 7")
 
 
+@pytest.mark.slow
 def test_a_gpu_endpoint_is_load_tested_in_the_kserve_format_and_a_format_mismatch_fails_before_load(
     capsys: pytest.CaptureFixture[str], endpoint: FakeEndpoint
 ) -> None:
@@ -361,6 +363,7 @@ def test_the_manifest_shapes_the_rows_and_answers_of_another_model(
         )
 
 
+@pytest.mark.slow
 def test_the_load_refuses_to_run_inside_an_unpatched_process(endpoint: FakeEndpoint) -> None:
     plan = loadtest.prepare(loadtest.build_parser().parse_args(["--endpoint-url", endpoint.url]))
     with pytest.raises(loadtest.LoadTestError, match=r"run the load test as a program \(python -m scripts.loadtest\)"):
@@ -389,6 +392,7 @@ def _report_of(max_rps: float | None, instances: int) -> dict[str, Any]:
     return report | {"started_at": "2026-11-21T21:00:00+00:00"}
 
 
+@pytest.mark.slow
 def test_write_back_records_max_rps_per_instance_for_the_stage(tmp_path: Path) -> None:
     # The plan sends dev's rows: an endpoint shaped like the model dev serves (the sample, or the user's own).
     model = stand_in(load_stage("dev").artifact.manifest)
@@ -474,6 +478,7 @@ KNOWN_CAPACITIES = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("workers", "service_time", "argv"), KNOWN_CAPACITIES)
 def test_the_load_test_finds_the_known_capacity_within_15_percent(
     workers: int, service_time: float, argv: list[str]
@@ -491,6 +496,7 @@ def test_the_load_test_finds_the_known_capacity_within_15_percent(
     assert low.achieved_rps == pytest.approx(low.offered_rps, rel=0.02)
 
 
+@pytest.mark.slow
 def test_poisson_arrivals_find_a_lower_knee_than_paced_ones() -> None:
     endpoint = SimulatedEndpoint(4, 0.020)
     paced = _simulated_search(endpoint, ["--slo-ms", "60"])[1]
@@ -517,6 +523,7 @@ def run_loadtest(url: str, out_dir: Path, *options: str, cwd: Path = REPO_ROOT) 
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_load_test_runs_against_a_local_endpoint_and_writes_its_report(tmp_path: Path) -> None:
     # Criteria no machine can miss (a 10 s SLO, 1% of the offered rate, and a client read timeout on a
     # starved machine not counted as the endpoint's failure): what is checked is that Locust drives the
@@ -629,6 +636,7 @@ def test_a_step_drains_its_calls_in_flight_and_counts_the_unfinished_as_failed()
     assert generator.drain(time.sleep).ok == 0
 
 
+@pytest.mark.slow
 def test_the_load_tests_error_share_is_the_servers_first_attempt_share(tmp_path: Path) -> None:
     # The server answers every 16th request 500 (6.25%). With the client's retry the load test saw about
     # 0.4% and placed MAX_RPS past the limit; with one attempt per call it sees the server's own share.
@@ -658,6 +666,7 @@ def test_workers_take_the_masters_target_and_request_options_but_not_its_schedul
     assert loadtest.worker_argv(argv) == ["--stage", "dev", "--row", "1,2", "--slo-ms", "20"]
 
 
+@pytest.mark.slow
 def test_a_master_that_sends_nothing_needs_no_path_to_the_endpoint() -> None:
     # Its workers, in the client subnets, each check the endpoint answers; the master may sit elsewhere.
     argv = ["--endpoint-url", "http://127.0.0.1:1", "--processes", "0", "--expect-workers", "3",
@@ -669,6 +678,7 @@ def test_a_master_that_sends_nothing_needs_no_path_to_the_endpoint() -> None:
         loadtest.prepare(loadtest.build_parser().parse_args([*argv[:2], "--worker", "--master-host", "10.0.0.5"]))
 
 
+@pytest.mark.slow
 def test_a_master_port_in_use_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken, FakeEndpoint(workers=1, service_time=0.001) as server:
         taken.bind(("127.0.0.1", 0))
@@ -682,6 +692,7 @@ def test_a_master_port_in_use_is_one_line(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_distributed_run_merges_its_workers_histograms_into_the_pooled_calls_percentiles(tmp_path: Path) -> None:
     # Two worker processes share each step's rate; each writes its raw calls (--samples-dir) beside the
     # histograms it sends the master. The report's p99 is the p99 of every worker's calls pooled.
@@ -718,6 +729,7 @@ def test_a_distributed_run_merges_its_workers_histograms_into_the_pooled_calls_p
 # --- open-loop honesty --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_stalling_endpoint_fails_the_slo_because_latency_counts_from_each_calls_slot(tmp_path: Path) -> None:
     # The server holds every answer for 300 ms every 3 s. Timed from the actual send, only the 4 calls in
     # flight during a stall are slow (under 1% of 200 RPS), and the step passes (service p99 14.8 ms on a

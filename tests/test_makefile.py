@@ -15,6 +15,9 @@ import pytest
 
 from .conftest import REPO_ROOT, offline_env
 
+# Subprocesses, moto, checkov or the SageMaker SDK: make test runs it, make test-quick leaves it out.
+pytestmark = pytest.mark.slow
+
 PASS_ARGS = (
     "bench",
     "bench-client",

@@ -764,6 +764,7 @@ def documented_examples(text: str) -> Iterator[tuple[str, str]]:
         yield match["name"], match["body"]
 
 
+@pytest.mark.slow
 def test_the_documented_preflight_output_is_what_the_runs_print() -> None:
     examples = dict(documented_examples(FIRST_DEPLOY.read_text()))
     assert sorted(examples) == sorted(DOCUMENTED)

@@ -337,6 +337,7 @@ def test_well_formed_artifact_is_accepted(tmp_path: Path) -> None:
 # --- through the real entry point --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cdk_app_rejects_an_unknown_stage_before_synthesizing(tmp_path: Path) -> None:
     """What `cdk synth -c stage=staging` runs: the app exits non-zero and writes no template."""
     env = os.environ | {"CDK_CONTEXT_JSON": json.dumps({"stage": "staging"}), "CDK_OUTDIR": str(tmp_path)}

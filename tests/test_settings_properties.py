@@ -26,6 +26,9 @@ from stacks.stage_loader import load_from
 
 from .conftest import synthesize
 
+# Hypothesis explores hundreds of settings trees: make test runs it, make test-quick leaves it out.
+pytestmark = pytest.mark.slow
+
 DEV = stages.dev()  # built once: the base every generated tree changes
 DETERMINISTIC = settings(derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

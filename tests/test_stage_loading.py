@@ -601,6 +601,7 @@ def cli_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, s
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", list(CLI_CASES))
 def test_cdk_synth_refuses_each_class_with_exit_status_1_and_no_template(
     cli_runs: dict[str, tuple[int, str, Path]], stage: str

@@ -30,6 +30,9 @@ from stacks.stages import STAGES
 
 from .conftest import REPO_ROOT
 
+# Subprocesses, moto, checkov or the SageMaker SDK: make test runs it, make test-quick leaves it out.
+pytestmark = pytest.mark.slow
+
 GITHUB = REPO_ROOT / ".github"
 WORKFLOWS = GITHUB / "workflows"
 DEPLOYABLE = ("dev", "prod")  # the order main.yml deploys them in
