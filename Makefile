@@ -94,9 +94,10 @@ test: setup-dev
 	$(PY) -m pytest -q -n auto --dist worksteal $(PYTEST_ARGS)
 
 ## The inner loop: the unit and template-assertion tests, without the ones marked slow (subprocesses, Locust
-## runs, moto, checkov, the SageMaker SDK). make test, and CI, run everything.
+## runs, moto, checkov, the SageMaker SDK, property tests). make test, and CI, run everything. Hypothesis's pytest
+## plugin is off here: no quick test uses it, and its end-of-run summary alone imports Hypothesis (1.3 s).
 test-quick: setup-dev
-	$(PY) -m pytest -q -n auto --dist worksteal -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n auto --dist worksteal -m "not slow" -p no:hypothesispytest $(PYTEST_ARGS)
 
 ## As a new user would, each in a scratch copy of the repository (its tracked files with the working tree's changes,
 ## this checkout's environments linked): serve an own model (docs/own-model.md) and add a stage (docs/settings.md),
