@@ -47,11 +47,15 @@ from stacks.settings import StageSettings
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "RtbInference/ClientPath"
 # The zip: the handler and the kit's client package (path in the zip: path in the repository); nothing else.
+CLIENT_PACKAGE = REPO_ROOT / "client" / "rtb_client"
 PROBE_FILES = {
     "stacks/__init__.py": "stacks/__init__.py",
     "stacks/handlers/__init__.py": "stacks/handlers/__init__.py",
     "stacks/handlers/client_probe.py": "stacks/handlers/client_probe.py",
-    "rtb_client/__init__.py": "client/rtb_client/__init__.py",
+    **{
+        f"rtb_client/{path.name}": f"client/rtb_client/{path.name}"
+        for path in sorted(CLIENT_PACKAGE.glob("*.py"), key=lambda path: path.name)
+    },
 }
 # A run that outlasts this is cut off and shows as a missing datapoint (the missing-data alarm): a run ends
 # before the next one is due.

@@ -258,7 +258,7 @@ def test_the_az_is_discovered_when_not_given(monkeypatch: pytest.MonkeyPatch) ->
         asked.append(True)
         return "us-east-1c"
 
-    monkeypatch.setattr(rtb_client, "availability_zone", discovered)
+    monkeypatch.setattr(rtb_client.zonal, "availability_zone", discovered)
     assert runtime_endpoint_url(REGION, NAMES) == f"https://{NAMES['us-east-1c']}"
     assert runtime_endpoint_url(REGION, NAMES, az="us-east-1a") == f"https://{NAMES['us-east-1a']}"
     assert asked == [True]  # once: a given AZ is not rediscovered
@@ -301,7 +301,7 @@ def test_an_az_without_a_zonal_name_falls_back_to_the_regional_name_with_a_warni
 def test_an_unknown_az_falls_back_to_the_regional_name_with_a_warning(
     discover: bool, reason: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rtb_client, "availability_zone", lambda: None)
+    monkeypatch.setattr(rtb_client.zonal, "availability_zone", lambda: None)
     with pytest.warns(ZonalFallbackWarning, match=re.escape(f"Availability Zone is {reason}")):
         assert runtime_endpoint_url(REGION, NAMES, discover=discover) == regional_runtime_url(REGION)
 
@@ -398,7 +398,7 @@ def test_zonal_runtime_client_builds_the_client_on_its_azs_name(monkeypatch: pyt
     client = zonal_runtime_client(REGION, json.dumps(NAMES), az="us-east-1c", session=_session(), read_timeout=0.2)
     assert client.meta.endpoint_url == f"https://{NAMES['us-east-1c']}"
     assert (client.meta.region_name, client.meta.config.read_timeout) == (REGION, 0.2)
-    monkeypatch.setattr(rtb_client, "availability_zone", lambda: None)
+    monkeypatch.setattr(rtb_client.zonal, "availability_zone", lambda: None)
     with pytest.warns(ZonalFallbackWarning) as caught:
         fallback = zonal_runtime_client(REGION, NAMES, session=_session())
     assert fallback.meta.endpoint_url == regional_runtime_url(REGION)
