@@ -155,9 +155,11 @@ format: setup-dev
 bench: setup-dev
 	$(PY) scripts/bench.py $(ARGS)
 
-## The kit's client against a local endpoint: N calls on one pooled client (1 connection) vs a new client per call.
+## The kit's client against a local endpoint: N calls on one pooled client (1 connection) vs a new client per call,
+## then the micro-batching table (client CPU per row and added latency per batch size; BATCH_ARGS="--rows 8000").
 bench-client: setup-dev
 	$(PY) scripts/bench_client.py $(ARGS)
+	$(PY) scripts/bench_batching.py $(BATCH_ARGS)
 
 ## The model's line of the latency budget: single-row parse + DMatrix + predict on a packaged cpu archive.
 bench-model: setup-dev

@@ -18,6 +18,7 @@ private DNS name answers with every AZ's endpoint interface.
 
 from __future__ import annotations
 
+from .batching import MAX_WAIT_US_LIMIT, MicroBatcher
 from .calls import predict
 from .codecs import (
     CONTENT_TYPE,
@@ -61,6 +62,7 @@ __all__ = [
     "FLOAT32_MAX",
     "IMDS_TOKEN_TTL_SECONDS",
     "IMDS_URL",
+    "MAX_WAIT_US_LIMIT",
     "OBJECTIVE_KINDS",
     "OUTPUT_KINDS",
     "PROFILES",
@@ -68,6 +70,7 @@ __all__ = [
     "TRITON_INPUT",
     "TRITON_OUTPUT",
     "Codec",
+    "MicroBatcher",
     "ModelSchema",
     "Prediction",
     "RequestError",
