@@ -13,12 +13,18 @@ artifact's.
 
 Loopback has no TLS and next to no round-trip time, so the times here are the floor; against the real
 HTTPS endpoint every new connection also pays the TCP and TLS handshakes (several round trips).
+
+Then, in the same run, the client's CPU per call of each transport (``runtime_client(transport=...)``: boto3's
+client and the fast one): the same local endpoint runs in a process of its own, so ``time.process_time()`` of
+this process counts only the client; --cpu-calls sequential calls per transport (0 skips this part), three
+runs, medians, and the ratio against issue 23's goal (the fast path at least 5x boto3's calls per CPU-second).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -38,9 +44,12 @@ from cliutil import one_line  # noqa: E402
 from devtools.fake_endpoint import PROFILE_FORMATS, Model, ModelError, stand_in  # noqa: E402
 from modelpack.model_manifest import packaged_manifest_path, read_manifest, sample  # noqa: E402
 from operations.invoke import EndpointSession, percentile  # noqa: E402
-from rtb_client import PROFILES, predict, runtime_client  # noqa: E402
+from rtb_client import PROFILES, codec_for, predict, runtime_client  # noqa: E402
 
 ENDPOINT = "local-bench"
+# Issue 23: at a million requests per second the client's CPU is part of the fleet's cost.
+CPU_GOAL_RATIO = 5.0
+CPU_REPEATS = 3
 # Handler threads give up on a silent keep-alive connection after this long, so nothing outlives a run.
 IDLE_SECONDS = 5.0
 
@@ -241,10 +250,122 @@ def format_table(calls: int, pooled: Run, per_call: Run, *, profile: str = "cpu"
     return lines
 
 
+# --- client CPU per call: each transport against an endpoint in another process -------------------------------
+
+
+def serve_for_parent(profile: str, manifest: str) -> None:
+    """The endpoint process: serves the profile's answers on 127.0.0.1, prints its URL, stops when stdin closes."""
+    work = workload(Path(manifest) if manifest else packaged_manifest_path(profile))
+    with local_endpoint(answers_for(profile, work.model)) as endpoint:
+        print(endpoint.url, flush=True)
+        sys.stdin.read()
+
+
+@contextmanager
+def endpoint_process(profile: str, manifest: Path | None) -> Iterator[str]:
+    """A local endpoint in a child process (its CPU is not this process's), for the duration of the block."""
+    code = "import sys; from devtools.bench_client import serve_for_parent; serve_for_parent(sys.argv[1], sys.argv[2])"
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, profile, str(manifest or "")],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        url = child.stdout.readline().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"the endpoint process did not start (exit code {child.poll()})")
+        yield url
+    finally:
+        child.stdin.close()
+        try:
+            child.wait(timeout=30)
+        finally:
+            child.stdout.close()
+
+
+def _cpu_seconds(call: Callable[[], object], calls: int) -> float:
+    """CPU seconds of this process for ``calls`` calls, after a warm-up (connection, caches)."""
+    for _ in range(max(1, calls // 10)):
+        call()
+    start = time.process_time()
+    for _ in range(calls):
+        call()
+    return time.process_time() - start
+
+
+def calls_per_cpu_second(url: str, transport: str, calls: int, work: Workload, profile: str, *, rows: bool) -> float:
+    """Calls per CPU-second of this process: ``invoke_endpoint`` with the profile's request for the sample row
+    and its body read (what the transport does), or with ``rows`` the whole ``predict`` (encoding, checks and
+    decoding too, the same work on either transport)."""
+    client = local_client(url, transport=transport)
+    codec = codec_for(profile)
+    request = {"EndpointName": ENDPOINT, "ContentType": codec.content_type, "Accept": codec.accept}
+    body = codec.encode([work.row])
+
+    def invoke() -> bytes:
+        data: bytes = client.invoke_endpoint(Body=body, **request)["Body"].read()
+        return data
+
+    def rows_in_predictions_out() -> object:
+        return predict(client, ENDPOINT, [work.row], work.model.schema, profile=profile)
+
+    try:
+        used = _cpu_seconds(rows_in_predictions_out if rows else invoke, calls)
+    finally:
+        client.close()
+    return calls / used if used > 0 else float("inf")
+
+
+# What the CPU table measures: each transport's invoke_endpoint, then predict() on the fast one.
+CPU_RUNS = (("boto3", False), ("fast", False), ("fast", True))
+
+
+def cpu_rates(calls: int, *, profile: str = "cpu", manifest: Path | None = None) -> dict[tuple[str, bool], list[float]]:
+    """Calls per client CPU-second of each of CPU_RUNS, CPU_REPEATS runs each, taking turns (a machine's slow
+    moment falls on all of them); the endpoint runs in a child process."""
+    work = workload(manifest or packaged_manifest_path(profile))
+    rates: dict[tuple[str, bool], list[float]] = {run: [] for run in CPU_RUNS}
+    with endpoint_process(profile, manifest) as url:
+        for repeat in range(CPU_REPEATS):
+            for transport, rows in CPU_RUNS if repeat % 2 else reversed(CPU_RUNS):
+                rates[transport, rows].append(calls_per_cpu_second(url, transport, calls, work, profile, rows=rows))
+    return rates
+
+
+def format_cpu_table(calls: int, rates: dict[tuple[str, bool], list[float]], *, profile: str = "cpu") -> list[str]:
+    medians = {run: statistics.median(values) for run, values in rates.items()}
+    lines = [
+        f"client CPU per call ({profile} profile): {calls} sequential calls per run, median of {CPU_REPEATS} runs, "
+        "the local server in a process of its own",
+        f"{'transport':<10}{'call':<18}{'calls per CPU-second':>22}{'CPU us per call':>17}",
+    ]
+    for transport, rows in CPU_RUNS:
+        rate = medians[transport, rows]
+        call = "predict()" if rows else "invoke_endpoint"
+        lines.append(f"{transport:<10}{call:<18}{rate:>22,.0f}{1e6 / rate:>17.1f}")
+    ratio = medians["fast", False] / medians["boto3", False]
+    verdict = "met" if ratio >= CPU_GOAL_RATIO else "NOT met"
+    lines.append(
+        f"fast / boto3 (invoke_endpoint): {ratio:.2f}x calls per CPU-second (goal: at least {CPU_GOAL_RATIO:g}x: "
+        f"{verdict})"
+    )
+    return lines
+
+
 def _calls(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 100_000:
         raise argparse.ArgumentTypeError(f"allowed: 1 to 100000, got {value}")
+    return value
+
+
+def _cpu_calls(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"allowed: 0 (skip) to 1000000, got {value}")
     return value
 
 
@@ -255,14 +376,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--manifest", type=Path, help="the model manifest whose sample row is sent (default: the profile's packaged)"
     )
+    parser.add_argument(
+        "--cpu-calls",
+        type=_cpu_calls,
+        default=2000,
+        help="calls per transport and run for the client-CPU comparison (default 2000; 0 skips it)",
+    )
     args = parser.parse_args(argv)
     try:
         pooled = run_strategy(args.calls, client_per_call=False, profile=args.profile, manifest=args.manifest)
         per_call = run_strategy(args.calls, client_per_call=True, profile=args.profile, manifest=args.manifest)
-    except ValueError as error:
+        lines = format_table(args.calls, pooled, per_call, profile=args.profile)
+        if args.cpu_calls:
+            print("\n".join(lines), flush=True)
+            lines = [
+                "",
+                *format_cpu_table(
+                    args.cpu_calls,
+                    cpu_rates(args.cpu_calls, profile=args.profile, manifest=args.manifest),
+                    profile=args.profile,
+                ),
+            ]
+    except (ValueError, RuntimeError) as error:
         print(f"bench_client: {one_line(error)}", file=sys.stderr)
         return 1
-    print("\n".join(format_table(args.calls, pooled, per_call, profile=args.profile)))
+    print("\n".join(lines))
     return 0
 
 

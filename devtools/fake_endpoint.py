@@ -26,6 +26,9 @@ as in the XGBoost container (ModelError), and so do rows of mixed length and val
 shorter row is scored as if the missing values were missing (the stand-in reads them as 0). The gpu and
 inferentia formats refuse any shape but [rows, features] and [1, features], as Triton and the compiled
 model do.
+A missing value follows the XGBoost container: an empty CSV field (or ``nan``) is NaN, and the packaged model
+scores it as XGBoost does (its default direction at each split); in the gpu format a JSON ``NaN``, which
+Triton's parser reads.
 """
 
 from __future__ import annotations
@@ -93,6 +96,8 @@ def stand_in(manifest: Mapping[str, Any], where: str = "the manifest") -> Model:
             return [_float32(1.0 / (1.0 + math.exp(-z[0])))]
         if schema.kind == "value":
             return [_float32(z[0])]
+        if schema.kind == "positive_value":  # the log-link objectives: exp of the margin
+            return [_float32(math.exp(z[0]))]
         exps = [math.exp(v - max(z)) for v in z]
         return [_float32(e / sum(exps)) for e in exps]
 
@@ -140,17 +145,24 @@ class ModelError(Exception):
     """What the container would reject; the runtime wraps it as a 424 ModelError."""
 
 
+def _csv_value(text: str) -> float:
+    # The container's parser: "nan" if x == "" else x, then numpy's float conversion (which reads "nan" too).
+    return math.nan if text == "" else float(text)
+
+
 def score_csv(body: bytes, model: Model) -> bytes:
     """As the XGBoost container answers text/csv: ``"\\n".join(map(str, preds.tolist())) + "\\n"``, so one
-    number per line for one column and one Python list per line for class probabilities."""
-    lines = [line for line in body.decode("utf-8", errors="replace").splitlines() if line.strip()]
-    if not lines:
+    number per line for one column and one Python list per line for class probabilities. As it reads the body
+    (serve_utils.parse_content_data, encoder.csv_to_dmatrix): stripped, split at newlines, an empty field NaN."""
+    text = body.decode("utf-8", errors="replace").strip()
+    if not text:
         raise ModelError("empty payload")
+    lines = text.split("\n")
     count = len(model.schema.features)
     rows = []
     for number, line in enumerate(lines):
         try:
-            row = [float(value) for value in line.split(",")]
+            row = [_csv_value(value) for value in line.split(",")]
         except ValueError as error:
             raise ModelError(f"line {number}: {error}") from None
         if len(row) > count:

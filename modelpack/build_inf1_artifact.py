@@ -80,6 +80,7 @@ from modelpack.model_source import (  # noqa: E402
     base_scores,
     check_booster,
     model_output,
+    profile_refusal,
     read_source,
 )
 
@@ -428,6 +429,9 @@ def build(out_dir: Path = DEFAULT_OUT_DIR, source: Path = DEFAULT_SOURCE) -> Inf
         output = model_output(source_manifest)
     except SourceError as error:
         raise ConversionError(str(error)) from error
+    refused = profile_refusal("inferentia", output.objective)
+    if refused is not None:
+        raise ConversionError(refused)
     shape = input_shape(source_manifest)
     classifier = load_trees(model_bytes, source_manifest, output)
     booster = classifier.get_booster()

@@ -42,6 +42,7 @@ from modelpack.model_source import (  # noqa: E402
     SourceError,
     check_booster,
     model_output,
+    profile_refusal,
     read_source,
 )
 from stacks import catalog  # noqa: E402
@@ -303,6 +304,10 @@ def build(source: Path = DEFAULT_SOURCE, out_dir: Path = DEFAULT_OUT_DIR) -> Pat
     """Write the Triton archive and its manifest into ``out_dir``; return the archive path."""
     model_bytes, source_manifest = read_source(source)
     output = model_output(source_manifest)
+    # Treelite reads the log-link objectives, but FIL's exp link is not checked against XGBoost's here.
+    refused = profile_refusal("gpu", output.objective)
+    if refused is not None:
+        raise SourceError(refused)
     json_bytes, booster = to_xgboost_json(model_bytes, source_manifest, output)
     config = config_pbtxt(len(source_manifest["features"]), fil_settings(output))
     archive = package(

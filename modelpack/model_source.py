@@ -22,6 +22,22 @@ class SourceError(ValueError):
     """The source archive or its manifest cannot be built from; the message says why."""
 
 
+# The log-link objectives: the cpu container answers XGBoost's own exp(margin) (a positive value the client checks
+# as such); the gpu and inferentia converters are not checked for that link, so those profiles refuse them.
+CPU_ONLY_OBJECTIVES = ("count:poisson", "reg:gamma", "reg:tweedie")
+_CONVERTERS = {"gpu": "Treelite for Triton FIL", "inferentia": "hummingbird-ml's trace"}
+
+
+def profile_refusal(profile: str, objective: str) -> str | None:
+    """Why ``profile`` cannot serve a model of ``objective`` (None: it can, as far as the objective goes)."""
+    if objective in CPU_ONLY_OBJECTIVES and profile != "cpu":
+        return (
+            f"objective {objective} is served by the cpu profile only: the {profile} profile's converter "
+            f"({_CONVERTERS[profile]}) is not checked for its log link (exp of the margin); serve it on cpu"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class ModelOutput:
     """What the model answers per row: ``columns`` numbers of ``kind``; ``num_class`` for multi:softprob only."""

@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from modelpack.archive import reproducible_tar_gz  # noqa: E402
 from modelpack.model_rows import probe_rows  # noqa: E402
+from modelpack.model_source import SourceError, profile_refusal  # noqa: E402
 from rtb_client import OBJECTIVE_KINDS  # noqa: E402  (what each served objective answers)
 from stacks import catalog  # noqa: E402
 
@@ -65,7 +66,6 @@ _REFUSED_OBJECTIVES = {
     "binary:hinge": "it answers 0/1 labels; train with binary:logistic",
     "multi:softmax": "it answers a class label; train with multi:softprob (the kit serves class probabilities)",
 }
-_LOG_LINK = "its log link (exp of the margin) is not checked on the gpu and inferentia converters"
 
 
 class PackagingError(ValueError):
@@ -203,8 +203,7 @@ def inspect_model(model_bytes: bytes, booster: xgb.Booster) -> ModelInfo:
     if objective not in OBJECTIVE_KINDS:
         reason = _REFUSED_OBJECTIVES.get(objective)
         if reason is None:
-            log_link = objective.startswith(("count:", "reg:gamma", "reg:tweedie", "survival:"))
-            reason = _LOG_LINK if log_link else "the kit's profiles are not checked for its output"
+            reason = "the kit's profiles are not checked for its output"
         raise PackagingError(
             f"objective {objective!r} is not served: {reason}; allowed: one of {sorted(OBJECTIVE_KINDS)}"
         )
@@ -353,23 +352,42 @@ def package(
     explicit = profiles is not None
     profiles = profiles or PROFILES
     model_bytes = read_model_bytes(model)
+    if explicit:  # a profile asked for that cannot serve the objective: refused before anything is written
+        objective = inspect_model(model_bytes, load_booster(model_bytes)).objective
+        refused = [(name, reason) for name in profiles if (reason := _refusal(name, objective)) is not None]
+        if refused:
+            raise PackagingError(f"{refused[0][0]}: {refused[0][1]}")
     archive_path, manifest = write_cpu(out_dir, model_bytes, features_file, source=_source(model, model_bytes))
-    report = [f"cpu: {archive_path} ({len(manifest['features'])} features, {manifest['objective']})"]
+    objective = str(manifest["objective"])
+    report = [f"cpu: {archive_path} ({len(manifest['features'])} features, {objective})"]
     if "gpu" in profiles:
         from modelpack import build_triton_artifact  # xgboost only
 
         try:
             report.append(f"gpu: {build_triton_artifact.build(archive_path, out_dir / 'triton')}")
-        except SystemExit as error:  # the builder's own one-line refusal
+        except (SourceError, SystemExit) as error:  # the builder's own one-line refusal
             if explicit:
                 raise PackagingError(f"gpu: {error}") from None
             report.append(f"gpu: skipped ({error})")
     if "inferentia" in profiles:
-        report.append(_inferentia(archive_path, out_dir / "inf1", explicit=explicit))
+        report.append(_inferentia(archive_path, out_dir / "inf1", objective, explicit=explicit))
     return report
 
 
-def _inferentia(archive_path: Path, out_dir: Path, *, explicit: bool) -> str:
+def _refusal(profile: str, objective: str) -> str | None:
+    """Why ``profile``'s builder would refuse a model of ``objective``, asked before anything is written."""
+    if profile == "gpu":
+        from modelpack import build_triton_artifact  # xgboost only
+
+        if objective in build_triton_artifact.FIL_UNSUPPORTED:
+            return f"{objective} cannot be served by Triton FIL: {build_triton_artifact.FIL_UNSUPPORTED[objective]}"
+    return profile_refusal(profile, objective)
+
+
+def _inferentia(archive_path: Path, out_dir: Path, objective: str, *, explicit: bool) -> str:
+    refused = profile_refusal("inferentia", objective)
+    if refused is not None:  # not explicit: package() refuses an explicit one before writing anything
+        return f"inferentia: skipped ({refused})"
     if not _has_model_layer():
         if explicit:
             raise PackagingError("inferentia needs the model-building layer (torch, hummingbird-ml): make setup-model")

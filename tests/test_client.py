@@ -125,7 +125,7 @@ def test_rows_become_headerless_csv_lines_of_exact_numbers() -> None:
     [
         (SAMPLE[:6], "row 0 has 6 values; the model takes 7: " + ", ".join(SCHEMA.features)),
         ([*SAMPLE, 1.0], "row 0 has 8 values; the model takes 7"),
-        ([math.nan, *SAMPLE[1:]], "row 0 value 0 (dow) is nan; allowed: finite numbers within float32's range"),
+        ([math.inf, *SAMPLE[1:]], "row 0 value 0 (dow) is inf; allowed: finite numbers within float32's range"),
         ([*SAMPLE[:3], -math.inf, *SAMPLE[4:]], "row 0 value 3 (IndexDomain) is -inf; allowed: finite numbers"),
         (
             [*SAMPLE[:6], 1e39],
@@ -168,7 +168,7 @@ CSV_SAMPLE = b"2.0,0.0,0.0,7.0,3.0,20.0,2.0\n"
 
 
 def test_predict_sends_a_valid_invoke_endpoint_request() -> None:
-    client = runtime_client(_session())
+    client = runtime_client(_session(), transport="boto3")  # Stubber stubs boto3's client
     with Stubber(client) as stub:
         stub.add_response(
             "invoke_endpoint",
@@ -226,7 +226,7 @@ def test_smoke_test_passes_only_on_the_packaged_models_answer(
 ) -> None:
     monkeypatch.setattr(smoke_test, "load_stage", _stage_with("cpu", SAMPLE_MANIFEST, SAMPLE_ARCHIVE))
     cloudformation = _session().client("cloudformation")
-    runtime = runtime_client(_session())
+    runtime = runtime_client(_session(), transport="boto3")  # Stubber stubs boto3's client
     with Stubber(cloudformation) as cfn_stub, Stubber(runtime) as runtime_stub:
         cfn_stub.add_response("describe_stacks", _stacks(), {"StackName": "RtbInference-dev"})
         runtime_stub.add_response("invoke_endpoint", {"Body": _body(answer)})
@@ -623,7 +623,7 @@ def test_the_smoke_test_speaks_the_stages_profile_and_allows_for_bf16_on_inferen
     # sample_payload or reference yet (the next test shows what the smoke test says then).
     monkeypatch.setattr(smoke_test, "load_stage", _stage_with("inferentia", SAMPLE_MANIFEST, SAMPLE_ARCHIVE))
     cloudformation = _session().client("cloudformation")
-    runtime = runtime_client(_session())
+    runtime = runtime_client(_session(), transport="boto3")  # Stubber stubs boto3's client
     body = _recorded("inferentia", "request").read_bytes()
     request = {"EndpointName": ENDPOINT, "ContentType": "application/json", "Accept": "application/json", "Body": body}
     with Stubber(cloudformation) as cfn_stub, Stubber(runtime) as runtime_stub:

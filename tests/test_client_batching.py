@@ -46,7 +46,8 @@ class Recording:
 
     def _rows(self, body: bytes) -> list[list[float]]:
         if self.profile == "cpu":
-            return [[float(value) for value in line.split(",")] for line in body.decode().splitlines()]
+            # The container reads an empty field as missing (NaN).
+            return [[float(value or "nan") for value in line.split(",")] for line in body.decode().splitlines()]
         tensor = json.loads(body)["inputs"][0]
         width = tensor["shape"][1]
         return [tensor["data"][start : start + width] for start in range(0, len(tensor["data"]), width)]
@@ -102,6 +103,21 @@ def test_a_request_never_carries_more_than_max_rows() -> None:
     rows = rows_of(12)
     assert call_together(batcher, rows) == [score(row) for row in rows]
     assert client.batches == [4, 4, 4]
+
+
+def test_missing_values_and_numpy_rows_join_a_batch_as_the_profile_sends_them() -> None:
+    import numpy as np
+
+    client = Recording("cpu")
+    batcher = until_full(MicroBatcher(client, "e", SCHEMA, max_rows=3))
+    rows: list[Any] = [[1.0, None, 2.0], np.array([2.0, np.nan, 3.0], dtype=np.float32), [np.float64(3.0), 1, 2]]
+    assert call_together(batcher, rows) == [3.0, 5.0, 7.0]
+    assert client.batches == [3]
+
+
+def test_a_gpu_batch_carries_missing_values_too() -> None:
+    batcher = MicroBatcher(Recording("gpu"), "e", SCHEMA, "gpu", max_rows=2, max_wait_us=0)
+    assert batcher.predict([4.0, None, 1.0]) == 9.0  # gpu takes them (docs/profiles.md)
 
 
 def test_a_lone_caller_is_sent_after_the_wait_not_held_for_company() -> None:

@@ -24,7 +24,7 @@ from devtools.bench_client import Reply, answers_for, local_client, local_endpoi
 from devtools.fake_endpoint import FakeEndpoint, profile_model, stand_in
 from modelpack.model_manifest import read_manifest, sample
 from operations import invoke
-from rtb_client import ModelSchema, number_text, predict
+from rtb_client import MISSING_REFUSED, ModelSchema, number_text, predict
 from stacks.stages import STAGES, load_stage
 
 from .conftest import REPO_ROOT, offline_env
@@ -288,25 +288,34 @@ def test_percentile_is_nearest_rank(values: list[float], p: float, expected: flo
         (["1,2,3,4,5,6"], "", f"the row has 6 values; the model takes 7: {FEATURE_LIST}"),
         (["1,2,3,4,5,6,7,8"], "", f"the row has 8 values; the model takes 7: {FEATURE_LIST}"),
         (["1,2,x,4,5,6,7"], "", "the row: 'x' is not a number"),
-        (["1,2,nan,4,5,6,7"], "", "the row: 'nan' is not a finite number"),
+        (["1,2,inf,4,5,6,7"], "", "the row: 'inf' is not a finite number"),
         (
             ["1,2,3,4,5,6,1e39"],
             "",
             "the row value 6 (device_type_id) is 1e+39; allowed: finite numbers within "
-            "float32's range (|x| <= 3.4028234663852886e+38)",
+            "float32's range (|x| <= 3.4028234663852886e+38), or None or NaN for a missing value",
         ),
         (
             ["--manifest", "nowhere.json", SAMPLE],
             "",
             "cannot read the manifest nowhere.json: No such file or directory",
         ),
-        (["1,2,,4,5,6,7"], "", "the row: '' is not a number"),
+        (
+            ["--profile", "inferentia", "1,2,,4,5,6,7"],
+            "",
+            f"the row value 2 ({SCHEMA.features[2]}) is nan, a missing value; the inferentia profile refuses missing "
+            f"values: {MISSING_REFUSED['inferentia']}",
+        ),
         (["-"], "1,2,3,4,5,6,7\n1,2,3\n", f"stdin line 2 has 3 values; the model takes 7: {FEATURE_LIST}"),
         (["-"], "", "no rows to score: stdin is empty"),
         (["-"], "\n \n", "no rows to score: stdin is empty"),
         ([""], "", "no rows to score: the row is empty"),
-        ([], "", "give the rows one way: a ROW argument, - to read stdin, or --file PATH"),
-        (["--file", "rows.csv", SAMPLE], "", "give the rows one way: a ROW argument, - to read stdin, or --file PATH"),
+        ([], "", "give the rows one way: a ROW argument (or --rows ROW), - to read stdin, or --file PATH"),
+        (
+            ["--file", "rows.csv", SAMPLE],
+            "",
+            "give the rows one way: a ROW argument (or --rows ROW), - to read stdin, or --file PATH",
+        ),
         (["--repeat", "0", SAMPLE], "", "argument --repeat: allowed: 1 or more, got 0"),
         (["--repeat", "two", SAMPLE], "", "argument --repeat: expected a whole number, got 'two'"),
     ],
@@ -443,7 +452,7 @@ def test_the_pool_keeps_pool_size_connections_alive_for_concurrent_callers() -> 
 
 
 def test_the_help_example_for_a_local_endpoint_works_without_aws_configuration(tmp_path: Path) -> None:
-    (example,) = [line for line in (invoke.__doc__ or "").splitlines() if "http://127.0.0.1:8080" in line]
+    (example,) = [line for line in (invoke.__doc__ or "").splitlines() if "NAME --endpoint-url http://127.0" in line]
     command = example.split("#")[0].split()
     assert command[:2] == ["python", "scripts/invoke.py"]
     with FakeEndpoint(workers=1, service_time=0.001) as server:

@@ -21,9 +21,12 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
+from devtools.bench_client import local_client
+from devtools.fake_endpoint import FakeEndpoint, packaged_model, stand_in
 from modelpack import package_model
 from modelpack.archive import reproducible_tar_gz
-from rtb_client import ModelSchema, RequestError, codec_for
+from modelpack.model_source import CPU_ONLY_OBJECTIVES
+from rtb_client import OBJECTIVE_KINDS, ModelSchema, RequestError, codec_for, predict
 from stacks.stages import load_stage
 from tests.conftest import REPO_ROOT, synthesize
 
@@ -45,7 +48,9 @@ def train(name: str, **extra: Any) -> xgb.Booster:
     settings = {"nthread": 1, "max_depth": 3, "seed": 7, **params, **extra}
     if settings.get("booster") == "gblinear":
         del settings["max_depth"]  # a tree setting: a linear booster warns that it ignores it
-    labels = np.abs(label(x)) if str(settings["objective"]).startswith("count:") else label(x)
+    # The log-link objectives take positive labels (gamma strictly so).
+    positive = settings["objective"] in CPU_ONLY_OBJECTIVES
+    labels = np.abs(label(x)) + 0.1 if positive else label(x)
     return xgb.train(settings, xgb.DMatrix(x, label=labels), num_boost_round=6)
 
 
@@ -183,9 +188,17 @@ REFUSALS: dict[str, tuple[Callable[[Path], list[str]], str]] = {
         lambda tmp: [str(_saved(tmp, "multi40", objective="multi:softmax"))],
         "objective 'multi:softmax' is not served: it answers a class label",
     ),
-    "poisson": (
-        lambda tmp: [str(_saved(tmp, "reg12", objective="count:poisson"))],
-        "objective 'count:poisson' is not served: its log link",
+    "poisson on gpu": (
+        lambda tmp: [str(_saved(tmp, "reg12", objective="count:poisson")), "--profiles", "cpu,gpu"],
+        "gpu: objective count:poisson is served by the cpu profile only: the gpu profile's converter",
+    ),
+    "gamma on inferentia": (
+        lambda tmp: [str(_saved(tmp, "reg12", objective="reg:gamma")), "--profiles", "cpu,inferentia"],
+        r"inferentia: objective reg:gamma is served by the cpu profile only: .* \(hummingbird-ml's trace\)",
+    ),
+    "cox": (
+        lambda tmp: [str(_saved(tmp, "reg12", objective="survival:cox"))],
+        "objective 'survival:cox' is not served: the kit's profiles are not checked for its output",
     ),
     "linear booster": (lambda tmp: [str(_saved(tmp, "reg12", booster="gblinear"))], "is a gblinear booster"),
     "short feature list": (
@@ -243,3 +256,46 @@ def test_no_code_outside_the_samples_own_files_names_its_features() -> None:
     }
     assert {path: names for path, names in named.items() if names} == {}
     assert len(code) > 20 and len(sample) > 1  # the scan saw the code and the names
+
+
+# --- the log-link objectives: the cpu profile serves them, the others refuse them in one line -----------------
+
+
+@pytest.mark.parametrize("objective", CPU_ONLY_OBJECTIVES)
+def test_a_log_link_model_is_packaged_for_cpu_and_skipped_for_the_others_with_the_reason(
+    objective: str, tmp_path: Path
+) -> None:
+    model = _saved(tmp_path, "reg12", objective=objective)
+    lines = package_model.package(model, tmp_path / "out", None)
+    assert lines[0].startswith(f"cpu: {tmp_path / 'out' / 'model.tar.gz'} (12 features, {objective})")
+    for line, profile in zip(lines[1:], ("gpu", "inferentia"), strict=True):
+        assert line.startswith(f"{profile}: skipped (objective {objective} is served by the cpu profile only: "), line
+    assert not (tmp_path / "out" / "triton").exists()
+    manifest = manifest_of(tmp_path / "out")
+    assert OBJECTIVE_KINDS[objective] == "positive_value" == manifest["output"]["kind"]
+    assert ModelSchema.from_manifest(manifest) == ModelSchema(tuple(manifest["features"]), "positive_value", 1)
+    assert all(prediction > 0 for prediction in manifest["reference"]["predictions"])
+
+
+def test_the_cpu_profile_serves_a_poisson_model_and_the_client_checks_its_answers(tmp_path: Path) -> None:
+    model = _saved(tmp_path, "reg12", objective="count:poisson")
+    package_model.package(model, tmp_path / "out", None, ("cpu",))
+    manifest = manifest_of(tmp_path / "out")
+    rows = manifest["reference"]["rows"]
+    served = packaged_model(tmp_path / "out" / "model.tar.gz")
+    with FakeEndpoint(workers=1, service_time=0.001, model=served) as server:
+        assert predict(local_client(server.url), "ep", rows, served.schema) == manifest["reference"]["predictions"]
+    assert all(value > 0 for (value,) in stand_in(manifest).scores(rows))  # the fake's stand-in answers so too
+    schema = ModelSchema.from_manifest(manifest)
+    for bad in (b"0.0\n", b"-1.5\n"):  # a margin, or an answer of another link, is not a count's rate
+        with pytest.raises(RequestError, match="allowed: positive numbers"):
+            codec_for("cpu").decode(bad, 1, schema)
+
+
+def test_a_stage_serves_a_log_link_model_on_cpu(tmp_path: Path) -> None:
+    model = _saved(tmp_path, "reg12", objective="reg:tweedie")
+    package_model.package(model, tmp_path / "out", None, ("cpu",))
+    settings = dataclasses.replace(load_stage("dev"), model_artifact=str(tmp_path / "out" / "model.tar.gz"))
+    synthesized = synthesize(settings, tmp_path / "synth")
+    assert synthesized.of_type("AWS::SageMaker::Model")
+    assert settings.artifact.manifest["objective"] == "reg:tweedie"

@@ -1,7 +1,9 @@
 """The kit's client for the traffic-filter endpoint: rows in, one prediction per row out, for every profile.
 
 Ad servers should keep one client per process: it pools and keeps alive its HTTPS connections to the
-runtime VPC endpoint, and its timeouts and retries are sized for a 20 ms budget, not the SDK's 60 s.
+runtime VPC endpoint, and its timeouts and retries are sized for a 20 ms budget, not the SDK's 60 s. By default
+``runtime_client`` gives the fast path (``FastRuntimeClient``: boto3's ``invoke_endpoint``, its answers and its
+exceptions, for a fraction of its CPU); ``transport="boto3"`` gives boto3's own client.
 
 Every shape comes from the model's manifest (``ModelSchema.from_manifest``): how many features a row has,
 and what the model answers per row (a probability, a value, or ``columns`` class probabilities).
@@ -30,18 +32,24 @@ from .codecs import (
     encode_rows,
     number_text,
 )
+from .fast import ClientMeta, FastRuntimeClient
 from .schema import (
     FLOAT32_MAX,
+    MISSING_REFUSED,
     OBJECTIVE_KINDS,
     OUTPUT_KINDS,
     PROFILES,
     SUM_TOLERANCE,
+    ArrayLike,
     ModelSchema,
     Prediction,
     RequestError,
+    Row,
+    Rows,
     check_rows,
+    is_missing,
 )
-from .sdk import runtime_client, stack_output
+from .sdk import TRANSPORTS, runtime_client, stack_output
 from .zonal import (
     DISCOVERY_TIMEOUT,
     ECS_METADATA_VARIABLE,
@@ -63,23 +71,31 @@ __all__ = [
     "IMDS_TOKEN_TTL_SECONDS",
     "IMDS_URL",
     "MAX_WAIT_US_LIMIT",
+    "MISSING_REFUSED",
     "OBJECTIVE_KINDS",
     "OUTPUT_KINDS",
     "PROFILES",
     "SUM_TOLERANCE",
+    "TRANSPORTS",
     "TRITON_INPUT",
     "TRITON_OUTPUT",
+    "ArrayLike",
+    "ClientMeta",
     "Codec",
+    "FastRuntimeClient",
     "MicroBatcher",
     "ModelSchema",
     "Prediction",
     "RequestError",
+    "Row",
+    "Rows",
     "ZonalFallbackWarning",
     "availability_zone",
     "check_rows",
     "codec_for",
     "decode_predictions",
     "encode_rows",
+    "is_missing",
     "logger",
     "number_text",
     "predict",

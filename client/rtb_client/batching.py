@@ -15,12 +15,11 @@ benchmark (make bench-client) prints both, per batch size.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .codecs import codec_for
-from .schema import ModelSchema, Prediction
+from .schema import ModelSchema, Prediction, Row
 
 # The longest a leader may hold a batch open: beyond a millisecond, batching spends the latency budget it exists
 # to protect (the kit's SLO is 20 ms end to end, of which the network and the model take most).
@@ -29,7 +28,7 @@ MAX_WAIT_US_LIMIT = 1000
 
 @dataclass
 class _Batch:
-    rows: list[Sequence[float]] = field(default_factory=list)
+    rows: list[list[float]] = field(default_factory=list)
     full: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     predictions: list[Prediction] | None = None
@@ -82,16 +81,17 @@ class MicroBatcher:
         self.requests = 0
         self.rows = 0
 
-    def predict(self, row: Sequence[float]) -> Prediction:
+    def predict(self, row: Row) -> Prediction:
         """The prediction for one row, sent alone or with the rows of other callers waiting at the same time."""
-        self.schema.check_rows([row])
+        # Checked and made plain floats here (a numpy row too), so a bad row fails only its caller.
+        (plain,) = self.schema.checked_rows([row], self.codec.profile)
         with self._lock:
             batch = self._open
             leader = batch is None
             if batch is None:
                 batch = self._open = _Batch()
             position = len(batch.rows)
-            batch.rows.append(row)
+            batch.rows.append(plain)
             if len(batch.rows) >= self.max_rows:
                 self._open = None  # full: the next caller starts a new batch
                 batch.full.set()

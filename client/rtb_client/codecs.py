@@ -5,11 +5,21 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .schema import PROFILES, SUM_TOLERANCE, ModelSchema, Prediction, RequestError
+from .schema import (
+    MISSING_REFUSED,
+    PROFILES,
+    SUM_TOLERANCE,
+    ModelSchema,
+    Prediction,
+    RequestError,
+    Rows,
+    is_missing,
+    plain,
+)
 
 CONTENT_TYPE = "text/csv"
 # The names in the gpu profile's Triton model configuration (config.pbtxt).
@@ -26,7 +36,8 @@ class Codec:
     accept: str
     # Triton refuses a batch over the model's max_batch_size; the Neo model is compiled for one row.
     max_rows_per_request: int
-    encode: Callable[[Sequence[Sequence[float]]], bytes]
+    # Rows already checked (ModelSchema.checked_rows): numbers, None or NaN for a missing value.
+    encode: Callable[[Rows], bytes]
     # (body, rows expected, schema) -> one checked prediction per row.
     decode: Callable[[bytes, int, ModelSchema], list[Prediction]]
 
@@ -36,14 +47,31 @@ def number_text(value: float) -> str:
     return repr(float(value))
 
 
-def _csv(rows: Sequence[Sequence[float]]) -> bytes:
-    return "".join(",".join(number_text(value) for value in row) + "\n" for row in rows).encode()
+def _field(value: Any) -> str:
+    """A CSV field: the number's exact text, or nothing for a missing value, which the XGBoost container reads
+    as NaN (sagemaker-xgboost-container, encoder.py's ``_clean_csv_string``: ``"nan" if x == "" else x``)."""
+    return "" if is_missing(value) else repr(float(value))
 
 
-def encode_rows(rows: Sequence[Sequence[float]], schema: ModelSchema) -> bytes:
-    """The cpu profile's request: one CSV line per row, no header; rows checked first."""
-    schema.check_rows(rows)
-    return _csv(rows)
+def _csv_line(row: Any) -> str:
+    # A plain float (the common case) is written without the missing-value check's ABCs.
+    line = ",".join(
+        [repr(value) if value.__class__ is float and value == value else _field(value) for value in plain(row)]
+    )
+    # A one-feature row whose value is missing would be an empty line: the container sniffs its CSV delimiter from
+    # the first line (an empty one fails) and strips the body (a last empty line would vanish). Its parser reads
+    # "nan" as NaN too (numpy's float conversion), so that row says so in words.
+    return line or "nan"
+
+
+def _csv(rows: Rows) -> bytes:
+    return "".join(_csv_line(row) + "\n" for row in plain(rows)).encode()
+
+
+def encode_rows(rows: Rows, schema: ModelSchema) -> bytes:
+    """The cpu profile's request: one CSV line per row, no header, an empty field for a missing value; rows
+    checked first."""
+    return _csv(schema.checked_rows(rows, "cpu"))
 
 
 def _checked(values: list[list[float]], expected: int, schema: ModelSchema) -> list[Prediction]:
@@ -57,7 +85,9 @@ def _checked(values: list[list[float]], expected: int, schema: ModelSchema) -> l
         for value in row:
             if not math.isfinite(value):
                 raise RequestError(f"prediction {index} is {value!r}; allowed: finite numbers")
-            if schema.kind != "value" and not 0.0 <= value <= 1.0:
+            if schema.kind == "positive_value" and not value > 0.0:
+                raise RequestError(f"prediction {index} is {value!r}; allowed: positive numbers (exp of a margin)")
+            if schema.kind in ("probability", "class_probabilities") and not 0.0 <= value <= 1.0:
                 raise RequestError(f"prediction {index} is {value!r}; allowed: probabilities in [0, 1]")
         if schema.kind == "class_probabilities":
             if abs(math.fsum(row) - 1.0) > SUM_TOLERANCE:
@@ -114,14 +144,21 @@ def _numbers(values: Any, what: str) -> list[float]:
     return [float(values)]
 
 
-def _triton_request(rows: Sequence[Sequence[float]]) -> bytes:
+def _json_number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _triton_request(rows: Rows) -> bytes:
     # KServe v2 tensor data may be flat or nested; flat, row-major, is what Triton's own client sends.
-    # json.dumps writes a float as repr does: exact.
+    # json.dumps writes a float as repr does: exact; a missing value as NaN, which Triton's JSON parser reads
+    # (triton-inference-server/common, triton_json.h: rapidjson::kParseNanAndInfFlag) and FIL sends down each
+    # split's default branch, XGBoost's (docs/profiles.md, "Missing values").
+    listed = [plain(row) for row in plain(rows)]
     tensor = {
         "name": TRITON_INPUT,
-        "shape": [len(rows), len(rows[0]) if rows else 0],
+        "shape": [len(listed), len(listed[0]) if listed else 0],
         "datatype": "FP32",
-        "data": [float(value) for row in rows for value in row],
+        "data": [_json_number(value) for row in listed for value in row],
     }
     return json.dumps({"inputs": [tensor], "outputs": [{"name": TRITON_OUTPUT}]}).encode()
 
@@ -155,8 +192,12 @@ def _triton_predictions(body: bytes, expected: int, schema: ModelSchema) -> list
     return _checked(rows, expected, schema)
 
 
-def _neo_request(rows: Sequence[Sequence[float]]) -> bytes:
-    return json.dumps([[float(value) for value in row] for row in rows]).encode()
+def _neo_request(rows: Rows) -> bytes:
+    listed = [[plain(value) for value in plain(row)] for row in plain(rows)]
+    if any(is_missing(value) for row in listed for value in row):
+        # The container would read NaN (Python's json) and the traced model score it wrongly.
+        raise RequestError(f"the inferentia profile refuses missing values: {MISSING_REFUSED['inferentia']}")
+    return json.dumps([[float(value) for value in row] for row in listed]).encode()
 
 
 def _neo_predictions(body: bytes, expected: int, schema: ModelSchema) -> list[Prediction]:
