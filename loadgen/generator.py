@@ -1,5 +1,6 @@
 """The load test's Locust glue in one generator process: the pacer's schedule of slots, the Locust user that
-calls the endpoint in them, and the generator that tallies each step's calls and drains them at its end."""
+calls the endpoint in them, and the generator that tallies each step's calls and drains them at its end,
+with how starved the process was meanwhile (loadgen/starvation.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from cliutil import one_line
 from loadgen.plan import LoadTestError, Plan
+from loadgen.starvation import LAG_INTERVAL_SECONDS, MachineSample, machine_sample, machine_shares, watch_loop
 from loadgen.step_tally import Tally
 
 # Between steps a user polls for the next step's first slot this often.
@@ -78,7 +80,11 @@ class _Step:
     warm_until: float
     began: float
     cpu_began: float
+    rate: float  # the rate this process paces
+    machine: MachineSample  # the machine's counters at the window's start (at the step's, until then)
+    window_sampled: bool = False
     paused_at: float = math.inf
+    closed: bool = False
     samples: list[str] = field(default_factory=list)  # counted calls as CSV lines, with --samples-dir
 
 
@@ -89,7 +95,9 @@ class Generator:
     A call belongs to the step whose slot it took and is counted when the slot lies in the step's window
     (after the warm-up, before the pause), however late it completes: at a step's end the generator stops
     claiming slots and drains the calls in flight before the tally is closed, so no step inherits the
-    previous one's queue. Calls still unfinished when the drain runs out are counted as failed."""
+    previous one's queue. Calls still unfinished when the drain runs out are counted as failed. A timer
+    greenlet (``watch``) records how late the event loop wakes in the same window, and the step's tally
+    closes with the machine's CPU steal and pressure over it."""
 
     def __init__(self, *, poisson: bool, drain_seconds: float, samples_dir: Path | None = None) -> None:
         self.pacer = Pacer(poisson=poisson)
@@ -97,6 +105,7 @@ class Generator:
         self.samples_path = None if samples_dir is None else samples_dir / f"samples-{os.getpid()}.csv"
         self.step: _Step | None = None
         self.paused = True
+        self.lag_interval = LAG_INTERVAL_SECONDS
         self.claims: dict[int, Any] = {}  # id(user) -> user, for users holding a slot not yet recorded
 
     @classmethod
@@ -106,8 +115,23 @@ class Generator:
     def begin(self, index: int, rate: float, warmup_seconds: float) -> None:
         now = time.perf_counter()
         self.pacer.set_rate(rate)
-        self.step = _Step(index, Tally(), now + warmup_seconds, now, time.process_time())
+        self.step = _Step(index, Tally(), now + warmup_seconds, now, time.process_time(), rate, machine_sample())
         self.paused = False
+
+    def watch(self, sleep: Any, interval: float = LAG_INTERVAL_SECONDS) -> None:
+        """The event loop's timer, for a greenlet of its own: runs until the process ends."""
+        self.lag_interval = interval
+        watch_loop(self.record_lag, sleep, interval=interval)
+
+    def record_lag(self, started: float, lag_seconds: float) -> None:
+        """A timer that started at ``started`` woke ``lag_seconds`` late: counted in the step whose window
+        holds its start, like a call's slot."""
+        step = self.step
+        if step is None or step.closed or not step.warm_until <= started < step.paused_at:
+            return
+        if not step.window_sampled:  # the window's first tick: the machine's counters from here
+            step.machine, step.window_sampled = machine_sample(), True
+        step.tally.record_lag(lag_seconds * 1000, self.lag_interval * 1000)
 
     def claim(self, user: Any) -> tuple[float, _Step] | None:
         """The next slot and its step, or None between steps."""
@@ -133,13 +157,15 @@ class Generator:
 
     def drain(self, sleep: Any) -> Tally:
         """End the step: claim no more slots, wait for the calls in flight (at most drain_seconds, sleeping
-        with ``sleep``), close the tally with the window and CPU, and return it."""
+        with ``sleep``), close the tally with the window, CPU, offered rate and the machine's CPU steal and
+        pressure, and return it."""
         step = self.step
         if step is None:
             raise LoadTestError("a step was ended before it began")
         now = time.perf_counter()
         self.paused, step.paused_at = True, now
         cpu = 100 * (time.process_time() - step.cpu_began) / max(now - step.began, 1e-9)
+        steal, pressure = machine_shares(step.machine, machine_sample())  # over the window
         deadline = now + self.drain_seconds
         while self._in_flight() and time.perf_counter() < deadline:
             sleep(0.005)
@@ -149,7 +175,9 @@ class Generator:
             step.tally.messages[f"unfinished after the {self.drain_seconds:g} s drain"] += unfinished
             step.samples += [f"{step.index + 1},unfinished,nan,nan\n"] * (unfinished if self.samples_path else 0)
             self.claims.clear()  # counted: the next step does not wait for them
-        step.tally.close(max(step.paused_at - step.warm_until, 1e-9), cpu)
+        step.tally.close(max(step.paused_at - step.warm_until, 1e-9), cpu, offered_rps=step.rate,
+                         steal_percent=steal, pressure_percent=pressure)  # fmt: skip
+        step.closed = True
         if self.samples_path is not None:
             with self.samples_path.open("a") as handle:
                 handle.writelines(step.samples)
@@ -185,11 +213,11 @@ def user_class(plan: Plan, generator: Generator) -> type:
             if self.slot is None:
                 return
             (slot, step), self.slot = self.slot, None
-            row = random.choice(plan.rows)
+            rows = random.choices(plan.rows, k=plan.rows_per_request)  # the same row repeated if only one
             started = time.perf_counter()
             error: BaseException | None = None
             try:
-                plan.score([row])
+                plan.score(rows)
             except Exception as caught:  # every failure is a failed call, never the end of the test
                 error = caught
             ended = time.perf_counter()
@@ -209,8 +237,9 @@ class InProcess:
     def __init__(self, generator: Generator) -> None:
         self.generator = generator
 
-    def begin(self, index: int, offered_rps: float, warmup_seconds: float) -> None:
+    def begin(self, index: int, offered_rps: float, warmup_seconds: float) -> bool:
         self.generator.begin(index, offered_rps, warmup_seconds)
+        return True
 
     def finish(self, index: int) -> list[Tally]:
         import gevent

@@ -52,6 +52,13 @@ class Distribution:
     bind_host: str
     port: int
 
+    def __post_init__(self) -> None:
+        if self.processes < 0 or self.remote_workers < 0 or self.processes + self.remote_workers < 1:
+            raise LoadTestError(
+                f"processes={self.processes}, remote_workers={self.remote_workers} is invalid: allowed: at "
+                "least 1 worker in all (a master with no worker sends nothing)"
+            )
+
 
 @dataclass(frozen=True, kw_only=True)
 class Plan:
@@ -78,6 +85,7 @@ class Plan:
     drain_seconds: float = 3.5
     samples_dir: Path | None = None
     distribution: Distribution | None = None  # None: every call from this process
+    rows_per_request: int = 1  # rows each call carries (drawn from ``rows``)
     argv: tuple[str, ...] = ()  # the command line, which local workers reuse
     parameters: dict[str, Any] = field(default_factory=dict)
 
@@ -199,7 +207,8 @@ class StepLoad(Protocol):
     """Where a step's load is generated: this process (loadgen/generator.py) or Locust workers
     (loadgen/runners.py)."""
 
-    def begin(self, index: int, offered_rps: float, warmup_seconds: float) -> None: ...
+    def begin(self, index: int, offered_rps: float, warmup_seconds: float) -> bool:
+        """Start step ``index``; False when nothing can send it (no worker left)."""
 
     def finish(self, index: int) -> list[Tally] | None:
         """Every generator process's tally of step ``index``, or None when one did not report."""
@@ -237,7 +246,8 @@ def step_shape(plan: Plan, generators: StepLoad) -> Any:
             if now - self.began + plan.step_seconds > plan.max_seconds:
                 return self._stop(knee.StopReason.TIME_LIMIT)
             self.offered, self.step_start = offered, now
-            generators.begin(len(self.steps), offered, plan.warmup_seconds)
+            if not generators.begin(len(self.steps), offered, plan.warmup_seconds):
+                return self._stop(knee.StopReason.INTERRUPTED)
             return plan.users(offered), SPAWN_RATE
 
         def _finish_step(self, offered: float) -> bool:
@@ -246,7 +256,7 @@ def step_shape(plan: Plan, generators: StepLoad) -> Any:
                 return False
             tally = merged(tallies)
             self.messages += tally.messages
-            stats = tally.stats(offered_rps=offered, users=plan.users(offered))
+            stats = tally.stats(offered_rps=offered, users=plan.users(offered), rows_per_request=plan.rows_per_request)
             self.steps.append(stats)
             verdict = knee.check_step(stats, plan.criteria)
             print(knee.step_line(len(self.steps) - 1, stats, verdict), flush=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import botocore
 
-from loadgen import knee
+from loadgen import figure, knee
 from loadgen.plan import REPO_ROOT, LoadTestError, Plan
 from loadgen.runners import run_steps
 
@@ -33,7 +33,8 @@ def git_commit() -> str | None:
 
 
 def summary_lines(report: Mapping[str, Any]) -> list[str]:
-    """The run's closing lines: its verdict, once, then the autoscaling target that follows from MAX_RPS."""
+    """The run's closing lines: its verdict, once, then the autoscaling target that follows from MAX_RPS (per
+    request, as SageMaker counts invocations) and the rows per second it carries."""
     result = report["result"]
     lines = [report["verdict"]]
     if result["max_rps"] is not None:
@@ -43,6 +44,11 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
             f"SageMakerVariantInvocationsPerInstance = {result['max_rps_per_instance']:.1f} x "
             f"{result['safety_factor']:g} x 60 = {result['invocations_per_instance_target']:.0f}{endpoint}"
         )
+        rows = result.get("rows_per_request") or 1
+        lines.append(
+            f"MAX_RPS {result['max_rps']:.1f} requests/s x {rows} row{'s' if rows > 1 else ''} per request = "
+            f"{result['max_rows_per_second']:.1f} rows/s"
+        )
     return lines
 
 
@@ -51,13 +57,16 @@ def run(plan: Plan) -> dict[str, Any]:
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     began = time.monotonic()
     search = plan.search
+    measures = plan.parameters.get("generator_measures", {})
     print(
         f"load test of {plan.endpoint_name} ({plan.profile}) at {plan.endpoint_url or 'the regional runtime'}: "
         f"p99 <= {plan.criteria.slo_p99_ms:g} ms, errors <= {plan.criteria.max_error_rate:.1%}, achieved >= "
         f"{plan.criteria.min_achieved_ratio:.0%} of offered; steps of {plan.step_seconds} s (first "
         f"{plan.warmup_seconds:g} s not counted) from {search.start_rps:g} RPS by {search.step_rps:g} "
         f"(at most {len(search.coarse())}, then {search.refine} refining), {plan.arrivals} arrivals, "
-        f"at most {plan.max_seconds:g} s",
+        f"at most {plan.max_seconds:g} s; {plan.rows_per_request} row(s) per request; generator starvation from "
+        f"its event-loop lag, CPU steal: {measures.get('cpu_steal', '?')}, CPU pressure: "
+        f"{measures.get('cpu_pressure', '?')}",
         flush=True,
     )
     steps, ended_by, errors = run_steps(plan)
@@ -83,7 +92,7 @@ def run(plan: Plan) -> dict[str, Any]:
         "versions": {"locust": locust.__version__, "botocore": botocore.__version__},
     }
     knee.write_report(report, plan.out_dir / "report.json")
-    knee.plot_report(report, plan.out_dir / "latency.png")
+    figure.plot_report(report, plan.out_dir / "latency.png")
     for line in summary_lines(report):
         print(line)
     print(f"report: {plan.out_dir / 'report.json'}\nplot:   {plan.out_dir / 'latency.png'}")
@@ -105,5 +114,6 @@ def write_back(plan: Plan, report: dict[str, Any], *, path: Path | None = None) 
         f" stopped: {result['stop_reason']}{' (lower bound)' if result['lower_bound'] else ''}"
     )
     return record_max_rps(
-        plan.stage, float(result["max_rps_per_instance"]), instance_type=plan.instance_type, source=source, path=path
-    )
+        plan.stage, float(result["max_rps_per_instance"]), instance_type=plan.instance_type, source=source, path=path,
+        rows_per_request=plan.rows_per_request,
+    )  # fmt: skip

@@ -17,13 +17,23 @@ from stacks.stages import load_stage
 
 
 def record_max_rps(
-    stage: str, max_rps_per_instance: float, *, instance_type: str, source: str, path: Path | None = None
+    stage: str,
+    max_rps_per_instance: float,
+    *,
+    instance_type: str,
+    source: str,
+    path: Path | None = None,
+    rows_per_request: int | None = None,
 ) -> dict[str, Any]:
     """Validate the measurement against the stage's settings, then write it; returns the entry written.
+    MAX_RPS stays per request (SageMaker's invocations metric counts requests); ``rows_per_request`` records
+    how many rows each carried when measured.
 
     Raises ValueError (or SettingsError) and writes nothing when the figure or the stage is wrong."""
     if isinstance(max_rps_per_instance, bool) or not math.isfinite(max_rps_per_instance) or max_rps_per_instance <= 0:
         raise ValueError(f"max_rps_per_instance={max_rps_per_instance!r} is invalid: allowed: a finite number above 0")
+    if rows_per_request is not None and (isinstance(rows_per_request, bool) or rows_per_request < 1):
+        raise ValueError(f"rows_per_request={rows_per_request!r} is invalid: allowed: a whole number from 1")
     settings = load_stage(stage)
     if not max_rps_is_measured(settings):
         raise ValueError(
@@ -44,6 +54,8 @@ def record_max_rps(
         "max_rps_per_instance": round(float(max_rps_per_instance), 1),
         "source": source,
     }
+    if rows_per_request is not None:
+        entry["rows_per_request"] = rows_per_request
     path = path or measurements.MEASUREMENTS_FILE
     data = measurements.read_measurements(path) | {stage: entry}
     # Write a sibling file and rename it over the old one: a crash never leaves half a file.

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from loadgen import knee
+from loadgen import figure, knee
 from loadgen.knee import Criteria, Search, StepStats, StopReason
 from loadgen.report import summary_lines
 from loadgen.step_tally import Tally
@@ -218,9 +218,14 @@ def test_the_report_has_steps_result_slo_and_parameters() -> None:
         "min_achieved_ratio": 0.9,
         "max_client_cpu_percent": 90.0,
         "max_generator_lateness_ms": 10.0,
+        "max_loop_lag_share": 0.1,
+        "max_cpu_steal_percent": 10.0,
+        "max_cpu_pressure_percent": 90.0,
     }
     assert report["result"] == {
         "max_rps": 700.0,
+        "rows_per_request": 1,
+        "max_rows_per_second": 700.0,
         "instances": 2,
         "max_rps_per_instance": 350.0,
         "safety_factor": 0.5,
@@ -237,7 +242,9 @@ def test_the_report_has_steps_result_slo_and_parameters() -> None:
         "generator_lateness_p99_ms", "requests", "errors",
         "error_rate", "server_errors_5xx", "server_error_rate_5xx", "client_errors_4xx", "client_error_rate_4xx",
         "window_seconds", "client_cpu_percent", "processes", "process_rps", "process_cpu_percent", "ok", "verdict",
-        "detail",
+        "detail", "process_offered_rps", "rows_per_request", "offered_rows_per_second", "achieved_rows_per_second",
+        "loop_lag_p99_ms", "loop_lag_max_ms", "process_loop_lag_p99_ms", "cpu_steal_percent", "cpu_pressure_percent",
+        "generator_starved",
     }  # fmt: skip
     assert [row["verdict"] for row in rows[6:9]] == ["ok", "slo", "slo"]
     assert json.loads(json.dumps(report, allow_nan=False)) == report
@@ -251,7 +258,7 @@ def test_the_report_of_a_failed_search_is_valid_json_without_nan(tmp_path: Path)
     assert report["result"]["invocations_per_instance_target"] is None
     knee.write_report(report, tmp_path / "report.json")
     assert json.loads((tmp_path / "report.json").read_text())["steps"][0]["p99_ms"] is None
-    knee.plot_report(report, tmp_path / "latency.png")
+    figure.plot_report(report, tmp_path / "latency.png")
     assert (tmp_path / "latency.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
@@ -259,7 +266,7 @@ def test_the_report_of_a_failed_search_is_valid_json_without_nan(tmp_path: Path)
 def test_the_plot_is_a_png_with_the_curves(tmp_path: Path) -> None:
     steps = _search(745.0, Search(start_rps=100, step_rps=100, refine=2))
     report = _report(steps, knee.find_knee(steps, CRITERIA))
-    knee.plot_report(report, tmp_path / "latency.png")
+    figure.plot_report(report, tmp_path / "latency.png")
     data = (tmp_path / "latency.png").read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 20_000
@@ -272,13 +279,23 @@ def test_the_summary_gives_the_verdict_once_then_the_target() -> None:
     assert summary_lines(report) == [
         "MAX_RPS 350.0 per instance: p99 30.0 ms at 800 RPS exceeded the 20 ms SLO",
         "SageMakerVariantInvocationsPerInstance = 350.0 x 0.5 x 60 = 10500 (700.0 RPS over the endpoint's 2 instances)",
+        "MAX_RPS 700.0 requests/s x 1 row per request = 700.0 rows/s",
     ]
+    batched = [dataclasses.replace(step, rows_per_request=8) for step in steps]
+    report = _report(batched, knee.find_knee(batched, CRITERIA))
+    report["verdict"] = knee.verdict_in_words(report)
+    # MAX_RPS and the target stay per request (SageMaker counts invocations); the rows ride along.
+    assert summary_lines(report)[1:] == [
+        "SageMakerVariantInvocationsPerInstance = 350.0 x 0.5 x 60 = 10500 (700.0 RPS over the endpoint's 2 instances)",
+        "MAX_RPS 700.0 requests/s x 8 rows per request = 5600.0 rows/s",
+    ]
+    assert report["steps"][0]["achieved_rows_per_second"] == 800.0
 
 
 def test_a_progress_line_shows_rates_percentiles_and_errors() -> None:
     (step,) = curve([200.0], p99=lambda rps: 30.0, error_rate=lambda rps: 0.002)
     line = knee.step_line(2, step, knee.check_step(step, CRITERIA))
-    assert line.startswith("step  3  users    8  offered    200.0  achieved    200.0 RPS (100%)")
+    assert line.startswith("step  3  users    8  offered    200.0  achieved    200.0 RPS (100%)    200.0 rows/s")
     assert "p50   15.0  p90   24.0  p99   30.0 ms  errors  0.20% (20/10000: 5XX 0.00%, 4XX 0.00%)  cpu  30%" in line
     assert line.endswith("FAIL (slo): p99 30.0 ms > SLO 20 ms")
 
@@ -329,13 +346,192 @@ def test_the_figure_shows_errors_only_when_there_were_some_and_always_the_genera
 
     clean = curve([400.0, 500.0, 600.0], p99=lambda rps: 10.0 if rps < 600 else 30.0)
     report = _report(clean, knee.find_knee(clean, CRITERIA)) | {"run_id": "loadtest-dev-1", "started_at": "2026-12-02"}
-    figure = knee.build_figure(report)
-    assert _titles(figure) == ["Latency by offered load", "Latency by achieved load", "Throughput", "Load generator"]
-    assert figure._suptitle.get_text() == f"{knee.verdict_in_words(report)}\nloadtest-dev-1 2026-12-02"
-    (throughput,) = [ax for ax in figure.axes if ax.get_title() == "Throughput"]
+    drawn = figure.build_figure(report)
+    assert _titles(drawn) == ["Latency by offered load", "Latency by achieved load", "Throughput", "Load generator"]
+    assert drawn._suptitle.get_text() == f"{knee.verdict_in_words(report)}\nloadtest-dev-1 2026-12-02"
+    (throughput,) = [ax for ax in drawn.axes if ax.get_title() == "Throughput"]
     assert 350 < throughput.get_xlim()[0] < 400  # fitted to 400..600, not squashed from 0
-    plt.close(figure)
+    plt.close(drawn)
     erring = curve([400.0, 500.0], error_rate=lambda rps: 0.0 if rps < 500 else 0.05)
-    figure = knee.build_figure(_report(erring, knee.find_knee(erring, CRITERIA)))
-    assert "Errors" in _titles(figure)
-    plt.close(figure)
+    drawn = figure.build_figure(_report(erring, knee.find_knee(erring, CRITERIA)))
+    assert "Errors" in _titles(drawn)
+    plt.close(drawn)
+
+
+# --- a starved generator: its failures are its own, the endpoint's errors stay the endpoint's ------------
+
+
+def _starved(step: StepStats, **measures: Any) -> StepStats:
+    return dataclasses.replace(step, **measures)
+
+
+def test_a_latency_failure_while_the_generators_event_loop_lagged_is_client_bound() -> None:
+    # The incident: an endpoint whose own p99 was 4.7 ms measured at p99 71 ms from a starved generator.
+    (slow,) = curve([200.0], p99=lambda rps: 71.0)
+    starved = _starved(slow, loop_lag_p99_ms=60.0, loop_lag_max_ms=240.0)
+    verdict = knee.check_step(starved, CRITERIA)
+    assert verdict.reason is StopReason.CLIENT_BOUND
+    assert verdict.starved == ("woke 60.0 ms late (event-loop lag p99, over 2 ms: 10% of the SLO)",)
+    assert verdict.detail == (
+        "p99 71.0 ms > SLO 20 ms; the load generator woke 60.0 ms late (event-loop lag p99, over 2 ms: 10% of the "
+        "SLO), so it set the pace"
+    )
+    # The same failure from a generator whose loop kept time is the endpoint's.
+    assert knee.check_step(_starved(slow, loop_lag_p99_ms=0.3), CRITERIA).reason is StopReason.SLO
+    # A lag alone fails nothing: it explains a failure.
+    (fine,) = curve([200.0])
+    assert knee.check_step(_starved(fine, loop_lag_p99_ms=60.0), CRITERIA).ok
+
+
+def test_the_event_loop_bound_is_a_share_of_the_slo() -> None:
+    (slow,) = curve([200.0], p99=lambda rps: 400.0)
+    lagging = _starved(slow, loop_lag_p99_ms=5.0)
+    assert knee.check_step(lagging, CRITERIA).reason is StopReason.CLIENT_BOUND  # 5 ms > 10% of 20 ms
+    wide = Criteria(slo_p99_ms=100.0)
+    assert knee.check_step(lagging, wide).reason is StopReason.SLO  # 5 ms < 10% of 100 ms: noise for this SLO
+
+
+@pytest.mark.parametrize(
+    ("measures", "sign"),
+    [
+        ({"cpu_steal_percent": 25.0}, "lost 25% of the machine's CPU time to other guests (steal)"),
+        ({"cpu_pressure_percent": 97.0}, "ran where some task waited for a CPU 97% of the time (CPU pressure)"),
+    ],
+)
+def test_machine_wide_cpu_steal_or_pressure_make_a_failure_client_bound(measures: dict[str, float], sign: str) -> None:
+    (saturated,) = curve([800.0], achieved=lambda rps: 600.0)
+    verdict = knee.check_step(_starved(saturated, **measures), CRITERIA)
+    assert (verdict.reason, verdict.starved) == (StopReason.CLIENT_BOUND, (sign,))
+    assert knee.check_step(_starved(saturated, cpu_steal_percent=0.2, cpu_pressure_percent=65.0),
+                           CRITERIA).reason is StopReason.SATURATED  # fmt: skip
+
+
+def test_errors_the_endpoint_answered_stay_its_verdict_however_starved_the_generator() -> None:
+    # A load-independent 5XX share (every 10th call), from a generator starved every way it can be.
+    tally = Tally()
+    for n in range(1000):
+        tally.record("5xx" if n % 10 == 0 else "ok", 900.0, 5.0, 0.0)
+    tally.close(1.0, 99.0, offered_rps=1000.0, steal_percent=40.0, pressure_percent=100.0)
+    step = _starved(tally.stats(offered_rps=1000.0, users=20), loop_lag_p99_ms=800.0, lateness_p99_ms=50.0)
+    verdict = knee.check_step(step, CRITERIA)
+    assert verdict.reason is StopReason.ERRORS
+    assert len(verdict.starved) == 5  # every sign seen, none of them changes whose errors these were
+    steps = [*curve([500.0]), step]
+    found = knee.find_knee(steps, CRITERIA)
+    assert (found.reason, found.lower_bound) == (StopReason.ERRORS, False)
+    assert knee.verdict_in_words(_report(steps, found)).endswith(
+        "errors 10.00% of attempts (5XX 10.00%) at 1,000 RPS exceeded 1.00%"
+    )
+
+
+def test_calls_that_failed_in_a_starved_client_are_the_clients() -> None:
+    # Timeouts and calls unfinished at the drain are no answer of the endpoint's.
+    tally = Tally()
+    for n in range(1000):
+        tally.record("client" if n % 10 == 0 else "ok", 5.0, 5.0, 0.0)
+    tally.close(1.0, 20.0, offered_rps=900.0)
+    step = tally.stats(offered_rps=900.0, users=20)
+    assert knee.check_step(step, CRITERIA).reason is StopReason.ERRORS
+    assert knee.check_step(_starved(step, loop_lag_p99_ms=30.0), CRITERIA).reason is StopReason.CLIENT_BOUND
+
+
+def test_a_run_stopped_by_a_starved_generator_reports_a_lower_bound_never_an_slo_failure() -> None:
+    steps = [*curve([100.0, 200.0]), _starved(curve([300.0], p99=lambda rps: 71.0)[0], loop_lag_p99_ms=60.0)]
+    found = knee.find_knee(steps, CRITERIA)
+    assert (found.max_rps, found.reason, found.lower_bound) == (200.0, StopReason.CLIENT_BOUND, True)
+    report = _report(steps, found)
+    assert report["steps"][2]["generator_starved"] == [
+        "woke 60.0 ms late (event-loop lag p99, over 2 ms: 10% of the SLO)"
+    ]
+    words = knee.verdict_in_words(report)
+    assert words == (
+        "MAX_RPS 100.0 per instance: a lower bound (client_bound): at 300 RPS the load generator woke 60.0 ms late "
+        "(event-loop lag p99, over 2 ms: 10% of the SLO); its latencies and rate were its own, and the endpoint was "
+        "not shown to fail"
+    )
+    assert "exceeded" not in words
+    first = knee.find_knee(steps[2:], CRITERIA)
+    assert knee.verdict_in_words(_report(steps[2:], first)).endswith(
+        "the endpoint was not shown to fail; run the generator where nothing starves it (a quieter host, or more "
+        "--processes)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_loop_lag_share": 0.0}, "max_loop_lag_share=0.0 is invalid: allowed: greater than 0"),
+        ({"max_cpu_steal_percent": 0.0}, r"max_cpu_steal_percent=0.0 is invalid: allowed: in \(0, 100\]"),
+        ({"max_cpu_pressure_percent": 101.0}, r"max_cpu_pressure_percent=101.0 is invalid: allowed: in \(0, 100\]"),
+    ],
+)
+def test_starvation_bounds_refuse_nonsense(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Criteria(**kwargs)
+
+
+def test_a_progress_line_shows_the_generators_starvation_measures() -> None:
+    (step,) = curve([200.0])
+    line = knee.step_line(0, _starved(step, loop_lag_p99_ms=0.4, cpu_steal_percent=0.1, cpu_pressure_percent=63.0),
+                          knee.Verdict(None))  # fmt: skip
+    assert "lag p99 0.4 ms  steal 0.1%  cpu pressure 63%  ok" in line
+    assert "steal" not in knee.step_line(0, step, knee.Verdict(None))  # not available: not shown
+
+
+# --- the figure's title and a one-step run ---------------------------------------------------------------
+
+
+@pytest.mark.slow  # matplotlib draws the figure
+def test_a_long_title_wraps_within_the_figure_and_keeps_the_max_rps_figure() -> None:
+    from matplotlib import pyplot as plt
+
+    steps = [*curve([100.0, 200.0]), _starved(curve([300.0], p99=lambda rps: 71.0)[0], loop_lag_p99_ms=60.0,
+                                              cpu_steal_percent=30.0, cpu_pressure_percent=99.0)]  # fmt: skip
+    report = _report(steps, knee.find_knee(steps, CRITERIA)) | {"run_id": "loadtest-" + "x" * 60}
+    words = knee.verdict_in_words(report)
+    assert len(words) > 300  # far wider than the figure at the title's size
+    drawn = figure.build_figure(report)
+    title = drawn._suptitle
+    lines = title.get_text().splitlines()
+    assert lines[0].startswith("MAX_RPS 100.0 per instance")  # the figure, whole, on the first line
+    assert " ".join(lines[:-1]).split() == words.split()  # wrapped, nothing dropped
+    renderer = drawn.canvas.get_renderer()
+    box = title.get_window_extent(renderer)
+    assert drawn.bbox.x0 <= box.x0 and box.x1 <= drawn.bbox.x1 and box.y1 <= drawn.bbox.y1  # inside the figure
+    top = max(ax.get_tightbbox(renderer).y1 for ax in drawn.axes)
+    assert top <= box.y0  # the panels start below it
+    plt.close(drawn)
+
+
+@pytest.mark.slow  # matplotlib draws the figure
+def test_a_one_step_run_draws_its_throughput_as_labelled_bars_from_zero() -> None:
+    from matplotlib import pyplot as plt
+
+    steps = curve([150.0], achieved=lambda rps: 148.2)
+    drawn = figure.build_figure(_report(steps, knee.find_knee(steps, CRITERIA)))
+    (throughput,) = [ax for ax in drawn.axes if ax.get_title() == "Throughput"]
+    assert [tick.get_text() for tick in throughput.get_xticklabels()] == ["offered", "achieved"]
+    assert [round(bar.get_height(), 1) for bar in throughput.patches] == [150.0, 148.2]
+    assert {text.get_text() for text in throughput.texts} >= {"150.0", "148.2"}  # each bar's value
+    low, high = throughput.get_ylim()
+    assert low == 0 and 150 < high <= 200  # from zero, with room for the labels
+    plt.close(drawn)
+
+
+@pytest.mark.slow  # matplotlib draws the figure
+def test_several_rows_per_request_add_a_rows_per_second_axis() -> None:
+    from matplotlib import pyplot as plt
+
+    steps = [dataclasses.replace(step, rows_per_request=4) for step in curve([100.0, 200.0])]
+    drawn = figure.build_figure(_report(steps, knee.find_knee(steps, CRITERIA)))
+    (throughput,) = [ax for ax in drawn.axes if ax.get_title() == "Throughput"]
+    assert [child.get_ylabel() for child in throughput.child_axes] == ["rows/s (4 per request)"]
+    plt.close(drawn)
+
+
+def test_title_lines_never_cut_a_word() -> None:
+    text = "MAX_RPS 1,234,567.8 per instance: " + "word " * 80
+    lines = figure.title_lines(text, width_inches=4)
+    assert lines[0].startswith("MAX_RPS 1,234,567.8 per instance:")
+    assert " ".join(lines).split() == text.split()
+    assert max(len(line) for line in lines) <= int(4 * 72 / (figure.TITLE_POINTS * figure.CHAR_EM))

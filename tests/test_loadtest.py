@@ -171,9 +171,11 @@ def test_the_fake_endpoint_cli_serves_for_a_bounded_time() -> None:
     assert "served 0, rejected 0 (503)" in result.stdout
 
 
-def test_the_endpoint_url_reaches_the_kit_client_through_the_session() -> None:
-    session = loadtest.make_session(None, "http://127.0.0.1:8080")
-    assert runtime_client(session).meta.endpoint_url == "http://127.0.0.1:8080"
+def test_the_endpoint_url_reaches_the_kit_client_through_the_session(endpoint: FakeEndpoint) -> None:
+    session = loadtest.make_session(None, endpoint.url)
+    # A client given only the session calls the local server (seen from the server, whatever client it is).
+    assert predict(runtime_client(session), "ep", [SAMPLE], SCHEMA) == _answers(endpoint.model, [SAMPLE])
+    assert endpoint.stats.served == 1
     assert session.region_name == "us-east-1"
     assert session.get_credentials().access_key == "loadtest"  # a loopback server needs no real credentials
 
@@ -297,6 +299,12 @@ def test_an_endpoint_name_the_runtime_does_not_know_is_one_line(capsys: pytest.C
         (["--worker", "--master-host", "10.0.0.5", "--processes", "2"], "--worker takes no --processes"),
         (["--master-host", "10.0.0.5"], "--master-host is for --worker; a master binds --master-bind-host"),
         (["--master-port", "70000"], "--master-port=70000 is invalid: allowed: 1 to 65535"),
+        (["--rows-per-request", "0"], "--rows-per-request=0 is invalid: allowed: 1 or more"),
+        (
+            ["--profile", "inferentia", "--rows-per-request", "2"],
+            "--rows-per-request=2 is invalid for profile inferentia: allowed: 1 to 1, the rows one of its requests "
+            "may carry",
+        ),
     ],
 )
 def test_bad_rows_and_options_are_one_line(
@@ -404,6 +412,7 @@ def test_write_back_records_max_rps_per_instance_for_the_stage(tmp_path: Path) -
     entry = loadtest.write_back(plan, _report_of(900.0, plan.instances), path=path)
     assert entry["max_rps_per_instance"] == 450.0
     assert entry["instance_type"] == "ml.c5.xlarge"
+    assert entry["rows_per_request"] == 1  # MAX_RPS is per request; the rows each carried, beside it
     assert entry["source"].startswith("scripts/loadtest.py 2026-11-21T21:00:00+00:00: endpoint ep, MAX_RPS 900.0")
     assert measured_max_rps("dev", instance_type="ml.c5.xlarge", default=1000.0, path=path) == 450.0
     with pytest.raises(loadtest.LoadTestError, match="nothing to write back: no step met the criteria"):
@@ -552,10 +561,11 @@ def test_the_load_test_runs_against_a_local_endpoint_and_writes_its_report(tmp_p
     assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", report["git_commit"] or ""), report["git_commit"]
     assert report["verdict"].startswith("MAX_RPS ")
     # The terminal summary states the verdict once, then the target it sets; no other line restates it.
-    assert result.stdout.splitlines()[-4:] == [
+    assert result.stdout.splitlines()[-5:] == [
         report["verdict"],
         f"SageMakerVariantInvocationsPerInstance = {outcome['max_rps_per_instance']:.1f} x 0.5 x 60 = "
         f"{outcome['invocations_per_instance_target']:.0f}",
+        f"MAX_RPS {outcome['max_rps']:.1f} requests/s x 1 row per request = {outcome['max_rps']:.1f} rows/s",
         f"report: {tmp_path / 'report.json'}",
         f"plot:   {tmp_path / 'latency.png'}",
     ]
@@ -565,13 +575,47 @@ def test_the_load_test_runs_against_a_local_endpoint_and_writes_its_report(tmp_p
     assert png.startswith(PNG_SIGNATURE) and len(png) > 20_000
 
 
+@pytest.mark.slow
+def test_several_rows_per_request_are_sent_and_reported_as_rows_per_second(tmp_path: Path) -> None:
+    # The endpoint's model notes how many rows each request carried.
+    base = stand_in(SAMPLE_MANIFEST)
+    sizes: list[int] = []
+
+    def scores(rows: list[list[float]]) -> list[list[float]]:
+        sizes.append(len(rows))
+        return base.scores(rows)
+
+    with FakeEndpoint(workers=4, service_time=0.002, model=Model(base.schema, base.objective, scores)) as server:
+        result = run_loadtest(
+            server.url, tmp_path, *ANY_MACHINE, "--rows-per-request", "3", "--start-rps", "20", "--max-steps", "1",
+            "--user-rps", "10", "--step-seconds", "2", "--warmup-seconds", "0.5",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sizes and set(sizes) == {3}  # the first-request check and every call: 3 rows each
+    report = json.loads((tmp_path / "report.json").read_text())
+    (step,) = report["steps"]
+    assert (step["rows_per_request"], report["parameters"]["rows_per_request"]) == (3, 3)
+    assert step["achieved_rows_per_second"] == pytest.approx(3 * step["achieved_rps"], abs=0.01)
+    assert step["offered_rows_per_second"] == 60.0
+    outcome = report["result"]
+    assert outcome["rows_per_request"] == 3
+    assert outcome["max_rows_per_second"] == pytest.approx(3 * outcome["max_rps"], abs=0.15 + 1e-9)  # both rounded
+    assert f"x 3 rows per request = {outcome['max_rows_per_second']:.1f} rows/s" in result.stdout
+    assert " rows/s  p50 " in result.stdout  # each step's line
+
+
 # --- every attempt counts ---------------------------------------------------------------------------
 
 
-def test_the_load_tests_client_makes_one_attempt_per_call(endpoint: FakeEndpoint) -> None:
-    args = loadtest.build_parser().parse_args(["--endpoint-url", endpoint.url, "--max-steps", "1"])
-    plan = loadtest.prepare(args)
-    assert plan.client.meta.config.retries["total_max_attempts"] == 1
+def test_the_load_tests_client_makes_one_attempt_per_call() -> None:
+    # Every 2nd request is answered 500: the first-request check is the 1st, the call here the 2nd. A retry
+    # would send a 3rd, answered; one attempt per call sees the 500. (Seen from the server: the client is
+    # whatever rtb_client.runtime_client builds.)
+    with FakeEndpoint(workers=1, service_time=0.001, fail_every=2) as server:
+        plan = loadtest.prepare(loadtest.build_parser().parse_args(["--endpoint-url", server.url]))
+        with pytest.raises(ClientError, match=r"\(500\)|InternalFailure"):
+            plan.score([SAMPLE])
+        assert (server.stats.served, server.stats.failed) == (1, 1)
     assert "no retries" in plan.parameters["client"]
 
 
@@ -720,6 +764,8 @@ def test_a_distributed_run_merges_its_workers_histograms_into_the_pooled_calls_p
         latencies = [float(call[2]) for call in mine if call[1] == "ok"]
         assert len(mine) == step["requests"] and step["processes"] == 2 and len(step["process_rps"]) == 2
         assert sum(step["process_rps"]) == pytest.approx(step["achieved_rps"], abs=0.1)
+        # Each worker paced half the step's rate: the shares add up to it.
+        assert step["process_offered_rps"] == [step["offered_rps"] / 2] * 2
         ordered = sorted(round(latency * 1000) for latency in latencies)  # microseconds, as recorded
         raw_p99 = ordered[max(1, int(0.99 * len(ordered) + 0.5)) - 1]
         assert step["p99_ms"] == histogram().get_highest_equivalent_value(raw_p99) / 1000, step

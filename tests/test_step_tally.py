@@ -90,3 +90,47 @@ def test_merged_tallies_give_the_percentiles_of_the_pooled_calls(seed: int) -> N
     # A percentile of the processes' percentiles is not the pooled one: why histograms travel, not p99s.
     per_process_p99 = [p.stats(offered_rps=250, users=10).p99_ms for p in processes]
     assert max(per_process_p99) != stats.p99_ms and min(per_process_p99) != stats.p99_ms
+
+
+def test_the_event_loops_lag_weighs_a_stall_by_its_length() -> None:
+    # 990 wakeups on time and one 500 ms late, every 10 ms: the late one stands for the 49 timers that
+    # would have come due during the stall (as the calls whose answers arrived then), so the p99 sees it.
+    tally = Tally()
+    for _ in range(990):
+        tally.record_lag(0.05, 10.0)
+    tally.record_lag(500.0, 10.0)
+    tally.close(1.0, 1.0)
+    assert tally.loop_lag.get_total_count() == 990 + 50
+    stats = tally.stats(offered_rps=1, users=1)
+    assert stats.loop_lag_max_ms == bucket_top_ms(500.0)
+    assert 10.0 < stats.loop_lag_p99_ms < 500.0
+    quiet = Tally()
+    for _ in range(1000):
+        quiet.record_lag(0.05, 10.0)
+    quiet.close(1.0, 1.0)
+    assert quiet.stats(offered_rps=1, users=1).loop_lag_p99_ms == bucket_top_ms(0.05)
+
+
+def test_each_process_reports_its_offered_share_and_starvation_and_the_worst_counts() -> None:
+    processes = []
+    for share, lag, steal, pressure in ((30.0, 0.2, 0.1, 60.0), (30.0, 80.0, None, None), (30.0, 0.3, 2.0, 95.0)):
+        tally = Tally()
+        tally.record("ok", 5.0, 5.0, 0.0)
+        for _ in range(100):
+            tally.record_lag(lag, 10.0)
+        tally.close(1.0, 10.0, offered_rps=share, steal_percent=steal, pressure_percent=pressure)
+        processes.append(Tally.from_message(tally.to_message()))  # as each worker's message reaches the master
+    stats = merged(processes).stats(offered_rps=90.0, users=9, rows_per_request=4)
+    assert stats.process_offered_rps == (30.0, 30.0, 30.0) and sum(stats.process_offered_rps) == stats.offered_rps
+    assert stats.loop_lag_p99_ms == bucket_top_ms(80.0)  # the starved process, not the pooled timers
+    assert stats.process_loop_lag_p99_ms == tuple(bucket_top_ms(lag) for lag in (0.2, 80.0, 0.3))
+    assert (stats.cpu_steal_percent, stats.cpu_pressure_percent) == (2.0, 95.0)  # a process without them: skipped
+    assert stats.rows_per_request == 4
+
+
+def test_a_process_without_the_machines_counters_reports_none() -> None:
+    tally = Tally()
+    tally.close(1.0, 1.0)
+    stats = Tally.from_message(tally.to_message()).stats(offered_rps=1, users=1)
+    assert (stats.cpu_steal_percent, stats.cpu_pressure_percent) == (None, None)
+    assert math.isnan(stats.loop_lag_p99_ms) and math.isnan(stats.loop_lag_max_ms)
