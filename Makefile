@@ -15,7 +15,7 @@ CDK := node_modules/.bin/cdk
 
 .PHONY: setup setup-dev setup-model setup-checkov synth synth-all stages test test-model lint format bench tables model package triton-model \
 	inf1-model lock check-locks clean diff deploy destroy deploy-ci-roles rehearse bench-client bench-model \
-	bench-generator preflight try-as-a-stranger test-quick
+	bench-generator preflight try-as-a-stranger test-quick simulate
 
 # Python packages come in three pinned layers (locks/, from `make lock`), installed by uv, which the
 # setup bootstraps from PyPI into the venv. Each layer adds to the one before it:
@@ -168,6 +168,11 @@ bench-model: setup-dev
 ## How much load one load-generator process drives, and how the load test scales with --processes here.
 bench-generator: setup-dev
 	$(PY) scripts/bench_generator.py $(ARGS)
+
+## A simulated day of the sharded fleet under target tracking (prod's settings, the evening ramp to 1M RPS by
+## default): minutes and share of calls over the SLO, and the scheduled capacity that removes them (docs/scale.md).
+simulate: setup-dev
+	$(PY) scripts/simulate_day.py $(ARGS)
 
 ## Regenerate the committed image and instance-type tables from the SDK / botocore.
 tables: setup-dev

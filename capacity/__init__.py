@@ -1,1 +1,1 @@
-"""Capacity planning: instances, cost and the probe's load for a peak rate, and Inference Recommender jobs."""
+"""Capacity planning: shards, quotas, network and cost for a peak rate, the simulated day, Inference Recommender."""

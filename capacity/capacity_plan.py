@@ -1,19 +1,12 @@
-"""Plan instance counts, autoscaling settings and cost for a target peak request rate.
+"""Plan a peak rate: endpoint shards, instances per shard, the quotas to request (with the rollout's surge), the
+interface endpoint's bandwidth per AZ, the client cores and the monthly cost, one line per figure with its source.
 
-    python scripts/capacity_plan.py --peak-rps 1000000 --stage dev
-    python scripts/capacity_plan.py --peak-rps 50000 --max-rps-per-instance 1800 --safety 0.5 \\
-        --instance-type ml.c5.xlarge
+    python scripts/capacity_plan.py --peak-rps 1000000 --max-rps-per-instance 1000 --instance-type ml.c5.xlarge
+    python scripts/capacity_plan.py --stage prod --peak-rows-per-second 4000000 --rows-per-request 8 --json
 
-AWS's sizing rule: load-test one instance to find its maximum requests per second (MAX_RPS), plan for
-MAX_RPS x SAFETY per instance, and let target tracking hold SageMakerVariantInvocationsPerInstance at
-MAX_RPS x SAFETY x 60. So:
-
-    expected instances = ceil(peak / (MAX_RPS x SAFETY))                       (at least the HA minimum)
-    min instances      = ceil(trough-fraction x peak / (MAX_RPS x SAFETY))     (at least the HA minimum)
-    max instances      = ceil(expected x headroom)
-
-Costs use capacity/data/sagemaker_prices.json (on-demand, us-east-1, source and date per entry); a month
-is 730 hours. A type without a price there gets no cost line rather than a guessed one.
+Arithmetic in capacity/sizing.py (instances, shards, cost), capacity/quotas.py (quota names, rollout surge) and
+capacity/network.py (bytes, bandwidth, client cores); the page is docs/scale.md. Costs use
+capacity/data/sagemaker_prices.json; a type without a price there gets no cost line rather than a guessed one.
 Bad input: one line on stderr and exit 2; an unreadable price table: exit 1.
 """
 
@@ -24,194 +17,58 @@ import json
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from capacity import network  # noqa: E402
+from capacity.plan_figures import (  # noqa: E402
+    Figure,
+    Probe,
+    Resolved,
+    as_json,
+    format_text,
+    number,
+    probe_figures,
+    sections,
+    settings_line,
+)
+from capacity.quotas import BLUE_GREEN, ROLLING, ROLLING_BATCH_PERCENT_RANGE, STRATEGIES  # noqa: E402
+from capacity.sizing import (  # noqa: E402  (re-exported: tests and callers use capacity_plan's names)
+    HOURS_PER_MONTH,
+    PRICES,
+    SHARD_SEARCH_LIMIT,
+    Inputs,
+    Plan,
+    Price,
+    Rollout,
+    ShardPlan,
+    choose_shards,
+    hourly_cost,
+    instances_for,
+    load_prices,
+    monthly_cost,
+    plan,
+    price_of,
+    shard_plan,
+)
 from cliutil import OneLineParser, UsageError, one_line, positive_int  # noqa: E402
 from stacks import catalog  # noqa: E402
+from stacks.settings import RolloutSettings  # noqa: E402
+from stacks.settings_rules import MAX_INSTANCES, MAX_SHARDS  # noqa: E402
+
+__all__ = ["HOURS_PER_MONTH", "PRICES", "Figure", "Inputs", "Plan", "Price", "Probe", "hourly_cost", "instances_for"]
+__all__ += ["load_prices", "main", "monthly_cost", "plan", "price_of", "probe_figures", "shard_plan"]
 
 PROG = "capacity_plan"
-PRICES = Path(__file__).resolve().parent / "data" / "sagemaker_prices.json"
-HOURS_PER_MONTH = 730
-# Absorbs float error such as 3 x 0.1 = 0.30000000000000004 before ceil, so an exact fit is not one more.
-_EPSILON = 1e-9
+DEFAULT_MANIFEST = REPO_ROOT / "model_artifacts" / "model-manifest.json"
+# The rolling batch when neither the stage nor --rolling-batch-percent gives one: the settings' default.
+DEFAULT_ROLLING_BATCH_PERCENT = float(RolloutSettings().rolling_batch_percent)
 
 
-@dataclass(frozen=True)
-class Probe:
-    """A stage's client-path probe (client_probe): a burst per client AZ per run."""
-
-    azs: int
-    burst_size: int
-    schedule_minutes: int
-    memory_mb: int = 256
-    # Assumed, not measured: a burst of sub-20 ms calls plus connection setup. The functions' REPORT log
-    # lines give the real billed duration.
-    seconds_per_run: float = 1.0
-
-
-@dataclass(frozen=True)
-class Inputs:
-    peak_rps: float
-    max_rps_per_instance: float
-    safety: float
-    instance_type: str
-    min_ha: int = 2
-    trough_fraction: float = 0.3
-    headroom: float = 1.25
-    probe: Probe | None = None
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Instance counts and the autoscaling settings that produce them."""
-
-    min_instances: int
-    expected_instances: int
-    max_instances: int
-    rps_per_instance_at_target: float
-    invocations_per_instance_target: float
-
-
-@dataclass(frozen=True)
-class Price:
-    usd_per_hour: float
-    source: str
-    read_on: str
-    caveat: str | None
-
-
-def ceil_count(value: float) -> int:
-    """Whole instances needed for ``value`` instances' worth of load."""
-    return math.ceil(value - _EPSILON)
-
-
-def instances_for(rps: float, max_rps_per_instance: float, safety: float) -> int:
-    """ceil(rps / (MAX_RPS x SAFETY)): instances that carry ``rps`` with each at its target load."""
-    return ceil_count(rps / (max_rps_per_instance * safety))
-
-
-def invocations_target(max_rps_per_instance: float, safety: float) -> float:
-    """SageMakerVariantInvocationsPerInstance (per instance per minute) = MAX_RPS x SAFETY x 60."""
-    return max_rps_per_instance * safety * 60
-
-
-def plan(inputs: Inputs) -> Plan:
-    """Min (off-peak), expected (peak) and max (peak x headroom) instances; never below the HA minimum,
-    and min <= expected <= max."""
-    floor = inputs.min_ha
-    expected = max(instances_for(inputs.peak_rps, inputs.max_rps_per_instance, inputs.safety), floor)
-    trough = instances_for(inputs.peak_rps * inputs.trough_fraction, inputs.max_rps_per_instance, inputs.safety)
-    minimum = min(max(trough, floor), expected)
-    maximum = max(ceil_count(expected * inputs.headroom), expected)
-    return Plan(
-        min_instances=minimum,
-        expected_instances=expected,
-        max_instances=maximum,
-        rps_per_instance_at_target=inputs.max_rps_per_instance * inputs.safety,
-        invocations_per_instance_target=invocations_target(inputs.max_rps_per_instance, inputs.safety),
-    )
-
-
-def hourly_cost(instances: int, usd_per_hour: float) -> float:
-    return instances * usd_per_hour
-
-
-def monthly_cost(instances: int, usd_per_hour: float) -> float:
-    """A month of 730 hours, the figure AWS's pricing examples use."""
-    return hourly_cost(instances, usd_per_hour) * HOURS_PER_MONTH
-
-
-def load_prices(path: Path = PRICES) -> dict[str, Any]:
-    """The price table; ValueError (exit 1) if it is not what this script expects."""
-    table = json.loads(path.read_text())
-    if not isinstance(table, dict) or not isinstance(table.get("prices"), dict):
-        raise ValueError(f"{path} has no 'prices' object")
-    return table
-
-
-def price_of(table: dict[str, Any], instance_type: str) -> Price | None:
-    entry = table["prices"].get(instance_type)
-    if entry is None:
-        return None
-    return Price(
-        usd_per_hour=float(entry["usd_per_hour"]),
-        source=str(entry["source"]),
-        read_on=str(entry["read_on"]),
-        caveat=entry.get("caveat"),
-    )
-
-
-def _money(value: float) -> str:
-    return f"${value:,.2f}"
-
-
-def _number(value: float) -> str:
-    return f"{value:,.0f}" if value == int(value) else f"{value:,}"
-
-
-def format_plan(inputs: Inputs, result: Plan, price: Price | None, table: dict[str, Any], origin: str) -> list[str]:
-    """The plan as text: counts, autoscaling settings, then cost (or why there is none)."""
-    lines = [
-        f"peak {_number(inputs.peak_rps)} requests/s on {inputs.instance_type}",
-        f"  MAX_RPS per instance {_number(inputs.max_rps_per_instance)} ({origin}), safety {inputs.safety}: "
-        f"{_number(result.rps_per_instance_at_target)} requests/s per instance at the scaling target",
-        f"  instances: min {result.min_instances:,} (off-peak {inputs.trough_fraction:.0%} of peak, HA minimum "
-        f"{inputs.min_ha}), expected {result.expected_instances:,} (at peak), max {result.max_instances:,} "
-        f"(headroom x{inputs.headroom})",
-        "autoscaling settings (stacks/stages.py):",
-        f"  AutoscalingSettings(min_capacity={result.min_instances}, max_capacity={result.max_instances}, "
-        f"max_rps_per_instance={inputs.max_rps_per_instance:g}, safety_factor={inputs.safety:g})",
-        f"  SageMakerVariantInvocationsPerInstance target: {_number(inputs.max_rps_per_instance)} x {inputs.safety:g}"
-        f" x 60 = {_number(result.invocations_per_instance_target)} per instance per minute",
-    ]
-    if inputs.probe is not None:
-        lines += probe_lines(inputs.probe, result, table)
-    if price is None:
-        reason = table.get("missing", {}).get(inputs.instance_type, "not in the table")
-        return [*lines, f"cost: no price for {inputs.instance_type} in {PRICES.name} ({reason})"]
-    lines.append(
-        f"cost, on-demand {table.get('region', '?')}, ${price.usd_per_hour:g} per instance-hour "
-        f"(source: {price.source}, read {price.read_on}):"
-    )
-    lines.append(f"  {'':<10}{'instances':>10}{'per hour':>14}{'per month (730 h)':>20}")
-    for name, count in (
-        ("min", result.min_instances),
-        ("expected", result.expected_instances),
-        ("max", result.max_instances),
-    ):
-        hourly, monthly = hourly_cost(count, price.usd_per_hour), monthly_cost(count, price.usd_per_hour)
-        lines.append(f"  {name:<10}{count:>10,}{_money(hourly):>14}{_money(monthly):>20}")
-    if price.caveat:
-        lines.append(f"  price caveat: {price.caveat}")
-    return lines
-
-
-def probe_lines(probe: Probe, result: Plan, table: dict[str, Any]) -> list[str]:
-    """What the probe adds: its share of one instance's load at the scaling target, and its Lambda cost."""
-    per_minute = probe.azs * probe.burst_size / probe.schedule_minutes
-    share = per_minute / 60 / result.rps_per_instance_at_target
-    runs = probe.azs * HOURS_PER_MONTH * 60 / probe.schedule_minutes
-    lines = [
-        f"client probe: {probe.azs} AZs x {probe.burst_size} invocations every {probe.schedule_minutes} min = "
-        f"{_number(per_minute)} invocations per minute, {share:.2%} of one instance's load at the scaling target; "
-        "counted in Invocations and the scaling metric like any caller (not excluded)",
-    ]
-    prices = table.get("lambda")
-    if not isinstance(prices, dict):
-        return [*lines, f"  probe cost: no Lambda prices in {PRICES.name}"]
-    requests = runs / 1e6 * float(prices["usd_per_million_requests"])
-    compute = runs * probe.seconds_per_run * probe.memory_mb / 1024 * float(prices["usd_per_gb_second"])
-    lines.append(
-        f"  probe cost: {_number(runs)} runs per month, {_money(requests + compute)} per month "
-        f"(requests {_money(requests)}, {probe.memory_mb} MB x an assumed {probe.seconds_per_run:g} s per run "
-        f"{_money(compute)}; Lambda, source: {prices['source']}, read {prices['read_on']}; {prices['caveat']})"
-    )
-    return lines
+# --- arguments -------------------------------------------------------------------------------------------------
 
 
 def _bounded(name: str, low: float, high: float | None, *, low_open: bool) -> Callable[[str], float]:
@@ -233,15 +90,29 @@ def _bounded(name: str, low: float, high: float | None, *, low_open: bool) -> Ca
     return parse
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"allowed: 0 or more, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     positive = _bounded("positive", 0, None, low_open=True)
-    parser.add_argument("--peak-rps", type=positive, required=True, help="target peak requests per second")
+    low, high = ROLLING_BATCH_PERCENT_RANGE
+    peak = parser.add_mutually_exclusive_group()
+    peak.add_argument("--peak-rps", type=positive, help="target peak requests per second")
+    peak.add_argument("--peak-rows-per-second", type=positive, help="target peak rows per second (with batching)")
+    parser.add_argument("--rows-per-request", type=positive_int, default=1, help="rows per call (default 1)")
     parser.add_argument("--stage", help="take the defaults below from this stage's settings")
     parser.add_argument("--max-rps-per-instance", type=positive, help="measured MAX_RPS of one instance")
     parser.add_argument("--safety", type=_bounded("safety", 0, 1, low_open=True), help="default: stage's, else 0.5")
     parser.add_argument("--instance-type", help="default: the stage's, else ml.c5.xlarge")
-    parser.add_argument("--min-ha", type=positive_int, default=2, help="fewest instances ever (default 2, 2 AZs)")
+    parser.add_argument("--min-ha", type=positive_int, default=2, help="fewest instances per shard (default 2, 2 AZs)")
     parser.add_argument(
         "--trough-fraction",
         type=_bounded("fraction", 0, 1, low_open=False),
@@ -254,66 +125,218 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.25,
         help="max instances = expected x headroom (default 1.25)",
     )
-    return parser
+    parser.add_argument("--shards", type=positive_int, help="endpoints to spread over (default: the fewest that fit)")
+    parser.add_argument(
+        "--max-instances-per-shard",
+        type=positive_int,
+        help=f"bound on a shard's max plus its update's surge (default {MAX_INSTANCES}, the settings')",
+    )
+    parser.add_argument("--strategy", choices=STRATEGIES, help="rollout: default the stage's, else blue_green")
+    parser.add_argument(
+        "--rolling-batch-percent",
+        type=_bounded("percent", low, high, low_open=False),
+        help=f"a rolling step's share of the shard ({low}-{high}; default the stage's, else "
+        f"{DEFAULT_ROLLING_BATCH_PERCENT:g})",
+    )
+    parser.add_argument(
+        "--rolling-rollback-batch-percent",
+        type=_bounded("percent", low, 100, low_open=False),
+        help="a rolling rollback's batch (default the stage's, else the batch; SageMaker's own default is 100)",
+    )
+    parser.add_argument(
+        "--in-use-elsewhere",
+        type=_count,
+        default=0,
+        help="instances of the type other endpoints already run in the region (default 0)",
+    )
+    parser.add_argument("--azs", type=positive_int, help="client AZs (default: the stage's, else 2)")
+    parser.add_argument("--request-bytes", type=positive_int, help="bytes per request on the wire (default: estimate)")
+    parser.add_argument("--response-bytes", type=positive_int, help="bytes per response on the wire")
+    parser.add_argument(
+        "--client-calls-per-core",
+        type=positive,
+        help="measured client calls per CPU-second (default: the fast client's and boto3's)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON for tools")
+    return parser  # fmt: skip
 
 
-def resolve(args: argparse.Namespace) -> tuple[Inputs, str]:
-    """Inputs from the arguments, with the stage's settings as defaults; and where MAX_RPS came from."""
-    stage_scaling, stage_type, probe = None, None, None
-    if args.stage:
-        from stacks.settings import SettingsError  # only when a stage is asked for
-        from stacks.stages import STAGES, load_stage
+def _stage(name: str) -> Any:
+    from stacks.settings import SettingsError  # only when a stage is asked for
+    from stacks.stages import STAGES, load_stage
 
-        if args.stage not in STAGES:
-            raise UsageError(f"no stage {args.stage!r}; allowed: one of {sorted(STAGES)} (stacks/stages.py)")
-        try:
-            settings = load_stage(args.stage)
-        except SettingsError as error:
-            raise UsageError(one_line(error)) from None
-        stage_scaling, stage_type = settings.autoscaling, settings.instance_type
-        if settings.client_probe.enabled:
-            probe = Probe(
-                len(settings.client_azs), settings.client_probe.burst_size, settings.client_probe.schedule_minutes
-            )
+    if name not in STAGES:
+        raise UsageError(f"no stage {name!r}; allowed: one of {sorted(STAGES)} (stacks/stages.py)")
+    try:
+        return load_stage(name)
+    except SettingsError as error:
+        raise UsageError(one_line(error)) from None
+
+
+def _max_rps_origin(settings: Any) -> str:
+    from stacks.measurements import MEASUREMENTS_FILE, read_measurements
+    from stacks.settings import max_rps_is_measured
+
+    if not max_rps_is_measured(settings):
+        return f"stage {settings.name} sets it in stacks/stages.py"
+    entry = read_measurements(MEASUREMENTS_FILE).get(settings.name)
+    if isinstance(entry, dict) and entry.get("instance_type") == settings.instance_type:
+        return f"measured: stacks/data/measurements.json ({entry.get('source', 'no source recorded')})"
+    return (
+        f"the kit's default: stage {settings.name} has no measurement on {settings.instance_type} in "
+        "stacks/data/measurements.json; measure it (docs/load-testing.md)"
+    )
+
+
+def _sample_row(settings: Any) -> tuple[str, str]:
+    """The manifest's sample payload (one CSV row) and which manifest it came from."""
+    path = DEFAULT_MANIFEST
+    if settings is not None:
+        from stacks.artifact import manifest_path
+
+        path = manifest_path(settings.artifact_path)
+    try:
+        row = json.loads(path.read_text())["sample_payload"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(f"no sample_payload in {path}; allowed: give --request-bytes and --response-bytes") from None
+    return str(row), str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path)
+
+
+def resolve(args: argparse.Namespace) -> Resolved:
+    """Inputs from the arguments, with the stage's settings as defaults, and the source of each."""
+    settings = _stage(args.stage) if args.stage else None
+    sources: dict[str, str] = {}
+    rows = args.rows_per_request
+    if args.peak_rps is not None:
+        peak, sources["peak"] = args.peak_rps, "--peak-rps"
+    elif args.peak_rows_per_second is not None:
+        peak = args.peak_rows_per_second / rows
+        sources["peak"] = (
+            f"--peak-rows-per-second {number(args.peak_rows_per_second)} / --rows-per-request {rows} "
+            f"(MAX_RPS must be measured with {rows}-row requests)"
+        )
+    else:
+        raise UsageError("give --peak-rps, or --peak-rows-per-second (with --rows-per-request)")
+    scaling = settings.autoscaling if settings is not None else None
     if args.max_rps_per_instance is not None:
-        max_rps, origin = args.max_rps_per_instance, "given"
-    elif stage_scaling is not None:
-        max_rps, origin = stage_scaling.max_rps_per_instance, f"stage {args.stage}'s setting; measure it"
+        max_rps, sources["max_rps"] = args.max_rps_per_instance, "--max-rps-per-instance (measured on one instance)"
+    elif scaling is not None:
+        max_rps, sources["max_rps"] = float(scaling.max_rps_per_instance), _max_rps_origin(settings)
     else:
         raise UsageError("give --max-rps-per-instance (measured on one instance) or --stage")
-    safety = args.safety if args.safety is not None else (stage_scaling.safety_factor if stage_scaling else 0.5)
-    instance_type = args.instance_type or stage_type or "ml.c5.xlarge"
+    if args.safety is not None:
+        safety, sources["safety"] = args.safety, "--safety"
+    elif scaling is not None:
+        safety, sources["safety"] = scaling.safety_factor, f"stage {args.stage}'s safety_factor"
+    else:
+        safety, sources["safety"] = 0.5, "AWS's starting value"
+    instance_type = args.instance_type or (settings.instance_type if settings else "ml.c5.xlarge")
     if instance_type not in catalog.hosting_instance_types():
         raise UsageError(
             f"--instance-type {instance_type!r} is not a SageMaker real-time instance type "
             "(stacks/data/instance_types.json)"
         )
-    inputs = Inputs(
-        peak_rps=args.peak_rps,
-        max_rps_per_instance=max_rps,
-        safety=safety,
-        instance_type=instance_type,
-        min_ha=args.min_ha,
-        trough_fraction=args.trough_fraction,
-        headroom=args.headroom,
-        probe=probe,
+    rollout = _rollout(args, settings, sources)
+    sources["shards"] = "--shards" if args.shards else "chosen: the fewest whose max plus surge fit the bound"
+    sources["max_shards"] = f"more than the settings' {MAX_SHARDS} (stacks/settings_rules.py MAX_SHARDS): raise it"
+    bound = args.max_instances_per_shard or MAX_INSTANCES
+    sources["bound"] = (
+        "--max-instances-per-shard"
+        if args.max_instances_per_shard
+        else "the settings' bound per shard (stacks/settings_rules.py MAX_INSTANCES), the surge inside it"
     )
-    return inputs, origin
+    azs = args.azs or (len(settings.client_azs) if settings is not None and settings.client_azs else 2)
+    sources["azs"] = "--azs" if args.azs else (f"stage {args.stage}'s client_azs" if settings else "the HA minimum")
+    wire = _wire(args, settings, rows, sources)
+    probe = None
+    if settings is not None and settings.client_probe.enabled:
+        probe_settings = settings.client_probe
+        probe = Probe(len(settings.client_azs), probe_settings.burst_size, probe_settings.schedule_minutes)
+    inputs = Inputs(peak, max_rps, safety, instance_type, args.min_ha, args.trough_fraction, args.headroom)
+    return Resolved(
+        inputs=inputs, rollout=rollout, shards=args.shards, bound=bound, azs=azs, wire=wire, rows_per_request=rows,
+        in_use_elsewhere=args.in_use_elsewhere, client_calls_per_core=args.client_calls_per_core, probe=probe,
+        sources=sources, max_shards=MAX_SHARDS,
+    )  # fmt: skip
+
+
+def _rollout(args: argparse.Namespace, settings: Any, sources: dict[str, str]) -> Rollout:
+    stage = settings.rollout if settings is not None else None
+    strategy = args.strategy or (stage.strategy if stage is not None else BLUE_GREEN)
+    sources["strategy"] = (
+        "--strategy" if args.strategy else ("the stage's" if stage is not None else "the kit's default")
+    )
+    if strategy != ROLLING:
+        return Rollout(strategy)
+    batch = args.rolling_batch_percent or (stage.rolling_batch_percent if stage else DEFAULT_ROLLING_BATCH_PERCENT)
+    rollback = args.rolling_rollback_batch_percent or (stage.rolling_rollback_batch_percent if stage else None)
+    return Rollout(ROLLING, float(batch), None if rollback is None else float(rollback))
+
+
+def _wire(args: argparse.Namespace, settings: Any, rows: int, sources: dict[str, str]) -> network.WireSize:
+    estimate = network.WireSize(0, 0)
+    row, manifest = "", ""
+    if args.request_bytes is None or args.response_bytes is None:
+        row, manifest = _sample_row(settings)
+        estimate = network.wire_size(row, rows)
+    body = f"{rows} x the sample row of {manifest} ({len(row.encode()) + 1} bytes with its newline)"
+    sources["request_bytes"] = (
+        "--request-bytes"
+        if args.request_bytes
+        else f"{body} + {network.REQUEST_OVERHEAD_BYTES:,} for SigV4 headers with a session token, TLS and TCP "
+        "(capacity/network.py)"
+    )
+    sources["response_bytes"] = (
+        "--response-bytes"
+        if args.response_bytes
+        else f"{rows} x {network.RESPONSE_BYTES_PER_ROW} per probability + {network.RESPONSE_OVERHEAD_BYTES} for "
+        "headers, TLS and TCP (an estimate)"
+    )
+    return network.WireSize(args.request_bytes or estimate.request, args.response_bytes or estimate.response)
+
+
+def shard_result(r: Resolved) -> ShardPlan:
+    """The shard plan for the given or the chosen shard count; UsageError if it breaks the per-shard bound."""
+    if r.shards is None:
+        chosen = choose_shards(r.inputs, r.rollout, r.bound)
+        if chosen is None:
+            raise UsageError(
+                f"--max-instances-per-shard {r.bound}: no shard count up to {SHARD_SEARCH_LIMIT} fits a shard's max "
+                "plus its surge in it; allowed: a larger bound"
+            )
+        return chosen
+    result = shard_plan(r.inputs, r.shards, r.rollout)
+    if result.shard_peak_instances > r.bound:
+        fits = choose_shards(r.inputs, r.rollout, r.bound)
+        allowed = f"{fits.shards} or more shards" if fits else "more shards"
+        raise UsageError(
+            f"--shards {r.shards}: a shard's max {result.per_shard.max_instances:,} plus its {r.rollout.strategy} "
+            f"surge {result.surge:,} is {result.shard_peak_instances:,}, over the bound of {r.bound:,} per shard; "
+            f"allowed: {allowed}, or --max-instances-per-shard"
+        )
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        inputs, origin = resolve(build_parser().parse_args(argv))
+        args = build_parser().parse_args(argv)
+        resolved = resolve(args)
+        result = shard_result(resolved)
     except UsageError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2
     try:
         table = load_prices(PRICES)
-        price = price_of(table, inputs.instance_type)
+        price = price_of(table, resolved.inputs.instance_type)
     except (OSError, ValueError, KeyError, TypeError) as error:
         print(f"{PROG}: cannot read {PRICES}: {one_line(error)}", file=sys.stderr)
         return 1
-    print("\n".join(format_plan(inputs, plan(inputs), price, table, origin)))
+    found = sections(resolved, result, price, table)
+    settings = settings_line(resolved, result)
+    if args.json:
+        print(json.dumps(as_json(resolved, result, found, settings), indent=2))
+    else:
+        print("\n".join(format_text(found, settings)))
     return 0
 
 

@@ -2,9 +2,11 @@
 
 ``make rehearse`` (or ``python scripts/rehearse.py --stage dev``) starts moto's server inside this process on
 127.0.0.1, runs the pinned CDK CLI (node_modules/.bin/cdk) against it with fake credentials and
-``AWS_ENDPOINT_URL=http://localhost:PORT``, checks with boto3 that the stack reached CREATE_COMPLETE, that the
-SageMaker endpoint is InService, that the SageMaker Runtime interface endpoint (private DNS on) and the S3 gateway
-endpoint exist and that the VPC's default security group has no rules left, then stops the server: also on
+``AWS_ENDPOINT_URL=http://localhost:PORT``, checks with boto3 that the stack reached CREATE_COMPLETE, that every
+SageMaker endpoint (each shard's) is InService, and, with shards, that moto's CloudFormation created them in the order
+of their DependsOn chain (shard 0 first: docs/safe-updates.md), that the SageMaker Runtime interface endpoint
+(private DNS on) and the S3 gateway endpoint exist and that the VPC's default security group has no rules left,
+then stops the server: also on
 failure, on a timeout and on Ctrl-C or SIGTERM. Nothing leaves the machine: the CLI gets no AWS or CDK setting of
 the caller (AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE are /dev/null), and every request not addressed to
 localhost goes to a proxy port that refuses connections. The synthesized assembly goes to a temporary folder,
@@ -65,6 +67,8 @@ What a green rehearsal does not prove (moto 5.2.5; each item seen in a run of th
   (stored, nothing is encrypted; DescribeKey on the stack's key even fails with HTTP 500).
 - No model is served: the endpoint is InService at once with two instances, no image is pulled, no artifact
   downloaded, and InvokeEndpoint returns the canned bytes ``body``.
+- Updates: the rehearsal deploys once. moto's CloudFormation creates in DependsOn order but updates in the
+  template's order, so the shard-by-shard update is shown only by the creation order and the chain in the template.
 - Instance types: moto accepts 66 SageMaker instance types, botocore knows 277 (stacks/data/instance_types.json);
   moto rejects, for example, ml.c6i, ml.c7i, ml.m7i, ml.g5 and ml.g6, which SageMaker takes.
 - CloudFormation itself: a change set executes synchronously and reports CREATE_COMPLETE whatever its custom
@@ -114,6 +118,7 @@ from devtools.rehearsal.moto_server import (  # noqa: E402
     MOTO_VERSION,
     SkippedTypes,
     lambda_routed_to,
+    recording_endpoint_creations,
     refusing_port,
     running_moto,
     unexpected_skips,
@@ -142,7 +147,7 @@ def rehearse(target: Target, port: int, deadline: float) -> Summary:
         endpoint_url = f"http://localhost:{port}"
         clients = boto3_clients(endpoint_url, target.region)
         stand_in = LambdaStandIn(ec2=clients["ec2"], port=port, cloudformation=clients["cloudformation"])
-        with lambda_routed_to(stand_in, port):
+        with lambda_routed_to(stand_in, port), recording_endpoint_creations() as created:
             progress(
                 f"moto listening on {HOST}:{port}; the CLI gets AWS_ENDPOINT_URL={endpoint_url}, region {target.region}"
             )
@@ -173,7 +178,7 @@ def rehearse(target: Target, port: int, deadline: float) -> Summary:
             progress("waiting for the custom resources' answers")
             wait_for_custom_resources(target, template, stand_in, deadline)
             progress("verifying through the CloudFormation, SageMaker and EC2 APIs")
-            summary = verify(clients, target)
+            summary = verify(clients, target, template, created)
             summary.stand_in = list(stand_in.answers.values())
             summary.skipped_types = sorted(skipped.types & types)
             return summary
@@ -189,6 +194,11 @@ def print_summary(target: Target, summary: Summary, elapsed: float) -> None:
         f"rehearsal of {target.stack} in {target.environment} against moto: OK in {elapsed:.1f} s",
         f"  stack status            {summary.stack_status}",
         f"  SageMaker endpoint      {summary.endpoint_name} ({summary.endpoint_status})",
+        *(
+            [f"  shards (each InService) created in the DependsOn chain's order: {' -> '.join(summary.endpoint_order)}"]
+            if len(summary.endpoint_order) > 1
+            else []
+        ),
         f"  model image             {summary.model_image}",
         f"  runtime VPC endpoint    {summary.runtime_vpc_endpoint}",
         f"  S3 VPC endpoint         {summary.s3_vpc_endpoint}",

@@ -4,11 +4,12 @@ print one line per check with its figures, or what is wrong and the fix.
     make preflight STAGE=dev                                    # synthesizes the stage, then runs this
     python scripts/preflight.py --stage dev [--assembly cdk.out]
 
-Checks: the credentials; SageMaker's endpoint instance quotas (per type and account-wide) against twice the
-stage's largest fleet (blue/green updates) plus other endpoints' use; Lambda's unreserved concurrency; an existing
-VPC's SageMaker Runtime endpoint; the CDK bootstrap version the --assembly requires; the region's container image.
-Lines start PASS, WARN (not checked, e.g. a missing permission, named) or FAIL (`fix:` says how). Exit 1 if a
-check fails, 2 for a wrong argument or stage, else 0. Read-only; docs/first-deploy.md#preflight shows the lines.
+Checks: the credentials; SageMaker's endpoint instance quotas (per type and account-wide) against every shard's
+largest fleet plus one shard's update (blue/green: a second fleet; rolling: a batch) plus other endpoints' use;
+Lambda's unreserved concurrency; an existing VPC's SageMaker Runtime endpoint; the CDK bootstrap version the
+--assembly requires; the region's container image. Lines start PASS, WARN (not checked, e.g. a missing
+permission, named) or FAIL (`fix:` says how). Exit 1 if a check fails, 2 for a wrong argument or stage, else 0.
+Read-only; docs/first-deploy.md#preflight shows the lines.
 """
 
 from __future__ import annotations
@@ -27,15 +28,16 @@ sys.path.insert(0, str(REPO_ROOT))
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError  # noqa: E402
 from botocore.exceptions import ConnectionError as BotoConnectionError  # noqa: E402
 
+# The endpoint-instance quotas' names and the rollout's surge: one module for this check and the capacity plan.
+from capacity.quotas import ACCOUNT_WIDE_QUOTA as ACCOUNT_WIDE_QUOTA  # noqa: E402  (tests read it here)
+from capacity.quotas import BLUE_GREEN, fleet_need, instance_type_quota  # noqa: E402
+from capacity.quotas import QUOTA_SERVICE as QUOTA_SERVICE  # noqa: E402
 from cliutil import OneLineParser, UsageError, aws_session, one_line  # noqa: E402
 from stacks.github_ci_settings import BOOTSTRAP_QUALIFIER  # noqa: E402
 from stacks.settings import SettingsError, StageSettings  # noqa: E402
 from stacks.stages import STAGES, load_stage  # noqa: E402
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
-# Service Quotas names SageMaker's endpoint quotas like this (the per-type name is "<type> for endpoint usage").
-QUOTA_SERVICE = "sagemaker"
-ACCOUNT_WIDE_QUOTA = "Number of instances across active endpoints"
 # "You can reserve up to the Unreserved account concurrency value minus 100": the rest stays for functions
 # without a reservation. https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
 LAMBDA_MIN_UNRESERVED = 100
@@ -221,22 +223,27 @@ def check_credentials(settings: StageSettings, sts: Any, region: str, region_sou
 
 @dataclass(frozen=True)
 class Need:
-    """Instances a stage's fleet can take on one quota: what the settings allow, twice over."""
+    """Instances a stage's fleet can take on one quota: every shard at what the settings allow, plus one shard's
+    update beside it (capacity/quotas.py: a blue/green update runs a whole new fleet, a rolling one a batch)."""
 
-    parts: tuple[tuple[str, int], ...]  # (setting, instances)
+    parts: tuple[tuple[str, int], ...]  # (setting, instances) of one shard
+    shards: int = 1
+    rollout: tuple[str, float | None, float | None] = (BLUE_GREEN, None, None)  # strategy, batch %, rollback %
 
     @property
     def instances(self) -> int:
-        # A blue/green update provisions the whole new (green) fleet, then shifts traffic, and terminates the old
-        # (blue) fleet only after the baking period: both run at once. The kit's rollouts are all blue/green.
-        # https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-blue-green.html
-        return 2 * sum(count for _, count in self.parts)
+        return fleet_need(sum(count for _, count in self.parts), self.shards, *self.rollout)
 
     @property
     def text(self) -> str:
         inner = " + ".join(f"{setting} {count}" for setting, count in self.parts)
         inner = f"({inner})" if len(self.parts) > 1 else inner
-        return f"needed {self.instances} (2 x {inner}: a blue/green update runs the new fleet beside the old)"
+        if self.shards == 1 and self.rollout[0] == BLUE_GREEN:
+            return f"needed {self.instances} (2 x {inner}: a blue/green update runs the new fleet beside the old)"
+        surge = self.instances - self.shards * sum(count for _, count in self.parts)
+        how = "a blue/green update's new fleet" if self.rollout[0] == BLUE_GREEN else "a rolling update's batch"
+        fleet = f"{self.shards} shards x {inner}" if self.shards > 1 else inner
+        return f"needed {self.instances} ({fleet} + {surge}: {how}, one shard at a time)"
 
     @property
     def settings(self) -> str:
@@ -257,17 +264,19 @@ def stage_needs(settings: StageSettings) -> dict[str, Need]:
         parts.setdefault(shadow.instance_type or settings.instance_type, []).append(
             ("shadow.instance_count", shadow.instance_count)
         )
-    return {instance_type: Need(tuple(items)) for instance_type, items in parts.items()}
+    rollout = settings.rollout
+    how = (rollout.strategy, float(rollout.rolling_batch_percent), rollout.rolling_rollback_batch_percent)
+    return {instance_type: Need(tuple(items), settings.shards, how) for instance_type, items in parts.items()}
 
 
-def instances_elsewhere(sagemaker: Any, own_endpoint: str) -> Counter[str]:
-    """Instances per type that the account's other endpoints run in the region (the stage's own endpoint is
-    part of the need, not of the use)."""
+def instances_elsewhere(sagemaker: Any, own_endpoints: tuple[str, ...]) -> Counter[str]:
+    """Instances per type that the account's other endpoints run in the region (the stage's own endpoints, every
+    shard, are part of the need, not of the use)."""
     used: Counter[str] = Counter()
     for page in _pages(sagemaker, "list_endpoints", "sagemaker:ListEndpoints"):
         for summary in page.get("Endpoints", []):
             name = summary["EndpointName"]
-            if name == own_endpoint:
+            if name in own_endpoints:
                 continue
             try:
                 endpoint = _read("sagemaker:DescribeEndpoint", sagemaker.describe_endpoint, EndpointName=name)
@@ -360,12 +369,13 @@ def quota_result(
 def check_quotas(settings: StageSettings, clients: Clients, region: str) -> list[Result]:
     """One line per instance type the stage runs, then the account-wide line."""
     needs = stage_needs(settings)
-    everything = Need(tuple(part for need in needs.values() for part in need.parts))
-    names = {instance_type: f"{instance_type} for endpoint usage" for instance_type in needs}
+    first = next(iter(needs.values()))
+    everything = Need(tuple(part for need in needs.values() for part in need.parts), first.shards, first.rollout)
+    names = {instance_type: instance_type_quota(instance_type) for instance_type in needs}
     used: Counter[str] | None = None
     count_failure = quota_failure = None
     try:
-        used = instances_elsewhere(clients.sagemaker, settings.endpoint_name)
+        used = instances_elsewhere(clients.sagemaker, settings.endpoint_names)
     except ReadError as failed:
         count_failure = failed
     quotas: dict[str, Quota] = {}

@@ -1,4 +1,4 @@
-"""One stage's deployable unit: network, runtime endpoint, model endpoint and autoscaling."""
+"""One stage's deployable unit: network, runtime endpoint, model endpoints (shards) and their autoscaling."""
 
 from __future__ import annotations
 
@@ -55,33 +55,42 @@ class InferenceStack(Stack):
             self, "Inference", settings=settings, vpc=network.vpc, subnets=network.subnets, encryption_key=key
         )
         callers = CallerPolicy(
-            self, "CallerPolicy", endpoint_name=inference.endpoint_name, runtime_endpoint=runtime.endpoint
+            self,
+            "CallerPolicy",
+            endpoint_names=[shard.name for shard in inference.shards],
+            runtime_endpoint=runtime.endpoint,
         )
         network.allow_s3_object_reads(inference.artifact_arns)
         if inference.capture is not None:
             network.allow_s3_object_writes([inference.capture.object_arns])
         if settings.autoscaling.enabled:
-            VariantAutoscaling(
-                self,
-                "Autoscaling",
-                endpoint=inference.endpoint,
-                variant_name=inference.variant_name,
-                settings=settings.autoscaling,
-                latency_slo_ms=settings.latency_slo_ms,
-            )
+            # Each shard scales on its own, between the same bounds: the counts in the settings are per shard.
+            for index, shard in enumerate(inference.shards):
+                VariantAutoscaling(
+                    self if index == 0 else Construct(self, f"Shard{index}"),
+                    "Autoscaling",
+                    endpoint=shard.endpoint,
+                    variant_name=inference.variant_name,
+                    settings=settings.autoscaling,
+                    latency_slo_ms=settings.latency_slo_ms,
+                )
 
         monitoring = EndpointMonitoring(
             self,
             "Monitoring",
-            endpoint_name=inference.endpoint_name,
+            endpoint_names=[shard.name for shard in inference.shards],
             variant_name=inference.variant_name,
             settings=settings,
             encryption_key=key,
         )
         # On-call hears of a rollback too, not only SageMaker.
-        monitoring.notify(inference.rollout.alarms)
+        for shard in inference.shards:
+            monitoring.notify(shard.rollout.alarms)
         probes = None
         if settings.client_probe.enabled:
+            # The probe measures the client path (its AZ's interface of the runtime endpoint, DNS, TLS, SigV4, the
+            # caller policy), which every shard shares, on shard 0; each shard's own latency and errors are
+            # SageMaker's metrics, alarmed per shard above (docs/settings.md#shards).
             probes = ClientProbes(
                 self,
                 "ClientProbes",
@@ -105,6 +114,15 @@ class InferenceStack(Stack):
                 construct.node.add_dependency(inference.compilation.resource)
 
         CfnOutput(self, "EndpointName", value=inference.endpoint.attr_endpoint_name)
+        if len(inference.shards) > 1:
+            # Every shard's name, shard 0 first (a JSON list): clients read it when it is there, else EndpointName.
+            # Only with shards, so that a one-endpoint stage's template stays as it was.
+            CfnOutput(
+                self,
+                "EndpointNames",
+                value=self.to_json_string([shard.endpoint.attr_endpoint_name for shard in inference.shards]),
+                description="Every shard's endpoint name, shard 0 first (JSON list)",
+            )
         CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=monitoring.dashboard.dashboard_name)
         CfnOutput(self, "RuntimeVpcEndpointId", value=runtime.endpoint.vpc_endpoint_id)

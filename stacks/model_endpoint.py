@@ -1,8 +1,9 @@
-"""The model artifact, its execution role, and the SageMaker Model, EndpointConfig and Endpoint."""
+"""The model artifact, its execution role, and each shard's SageMaker Model, EndpointConfig and Endpoint."""
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 from aws_cdk import Acknowledgment, Annotations, ArnFormat, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
@@ -25,8 +26,20 @@ SHADOW_VARIANT_NAME = "Shadow"
 HTTPS = ec2.Port.tcp(443)
 
 
+@dataclass(frozen=True)
+class EndpointShard:
+    """One of a stage's identical endpoints, with the resources that are its own."""
+
+    name: str
+    model: sagemaker.CfnModel
+    endpoint_config: sagemaker.CfnEndpointConfig
+    rollout: GuardedRollout
+    endpoint: sagemaker.CfnEndpoint
+
+
 class InferenceEndpoint(Construct):
-    """A real-time endpoint serving the model with the stage profile's container, inside the VPC."""
+    """The stage's real-time endpoints (one per shard, shard 0's attributes also here) serving the model with the
+    profile's container, inside the VPC."""
 
     def __init__(
         self,
@@ -83,6 +96,7 @@ class InferenceEndpoint(Construct):
             self.capture = CaptureBucket(
                 self, "DataCapture", settings=settings.data_capture, encryption_key=encryption_key
             )
+        self._key_arn = encryption_key.key_arn
         selected = vpc.select_subnets(subnets=subnets.subnets)
         self.role, self.execution_policy = self._execution_role(
             vpc,
@@ -105,45 +119,81 @@ class InferenceEndpoint(Construct):
             # SageMaker releases its interfaces with the execution role: keep it until they are gone.
             delete_after=[*selected.subnets, self.role, self.execution_policy],
         )
-        vpc_config = sagemaker.CfnModel.VpcConfigProperty(
+        self._vpc_config = sagemaker.CfnModel.VpcConfigProperty(
             security_group_ids=[self.security_group.security_group_id], subnets=selected.subnet_ids
         )
-
-        def model(construct_id: str, data_url: str) -> sagemaker.CfnModel:
-            created = sagemaker.CfnModel(
-                self,
-                construct_id,
-                execution_role_arn=self.role.role_arn,
-                primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
-                    image=image.uri,
-                    model_data_url=data_url,
-                    mode="SingleModel",
-                    environment=dict(profile.environment) or None,
-                ),
-                vpc_config=vpc_config,
-                enable_network_isolation=True,
+        self._image_uri = image.uri
+        self.variant_name = VARIANT_NAME
+        # One identical endpoint per shard. Shard 0's constructs sit here, as a one-endpoint stage's always did, so
+        # its logical ids (and a one-shard stage's template) stay as they were; shard k's sit in "Shard<k>".
+        self.shards: list[EndpointShard] = []
+        for index, name in enumerate(settings.endpoint_names):
+            scope = self if index == 0 else Construct(self, f"Shard{index}")
+            shard = self._shard(scope, settings, name, model_data_url, shadow_artifact)
+            if self.shards:
+                # Shard by shard: CloudFormation updates (and creates) this endpoint only once the one before it is
+                # done, so a shard whose update fails and rolls back stops the stack update before the next shard
+                # starts, and the shards not yet updated keep serving the old model ("Override default
+                # parallelism when creating, updating, or deleting resources",
+                # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-dependson.html).
+                shard.endpoint.add_resource_dependency(self.shards[-1].endpoint)
+            self.shards.append(shard)
+        first = self.shards[0]
+        self.model, self.endpoint_config, self.endpoint = first.model, first.endpoint_config, first.endpoint
+        self.rollout, self.endpoint_name = first.rollout, first.name
+        if not profile.guardrails:
+            Annotations.of(self).add_warning_v2(
+                "rtb:NoDeploymentGuardrails",
+                f"the {profile.name} profile's instances ({settings.instance_type}) have no SageMaker deployment "
+                "guardrails: endpoint updates shift all traffic at once, without canary steps or automatic "
+                "rollback (the rollback alarms still notify the alarm topic)",
             )
-            # SageMaker uses the role as soon as the model exists; its policy must be attached first.
-            # Deleted before the interface cleanup runs (stacks/teardown.py).
-            created.node.add_dependency(self.execution_policy, self.cleanup.resource)
-            return created
 
-        self.model = model("Model", model_data_url)
+    def _model(
+        self, scope: Construct, construct_id: str, data_url: str, environment: dict[str, str]
+    ) -> sagemaker.CfnModel:
+        created = sagemaker.CfnModel(
+            scope,
+            construct_id,
+            execution_role_arn=self.role.role_arn,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=self._image_uri,
+                model_data_url=data_url,
+                mode="SingleModel",
+                environment=environment or None,
+            ),
+            vpc_config=self._vpc_config,
+            enable_network_isolation=True,
+        )
+        # SageMaker uses the role as soon as the model exists; its policy must be attached first.
+        # Deleted before the interface cleanup runs (stacks/teardown.py).
+        created.node.add_dependency(self.execution_policy, self.cleanup.resource)
+        return created
 
-        self.endpoint_config = sagemaker.CfnEndpointConfig(
-            self,
+    def _shard(
+        self,
+        scope: Construct,
+        settings: StageSettings,
+        name: str,
+        model_data_url: str,
+        shadow_artifact: s3_assets.Asset | None,
+    ) -> EndpointShard:
+        """One shard's model (and shadow model), endpoint config, rollout guard and endpoint, in ``scope``."""
+        profile = settings.serving
+        environment = dict(profile.environment)
+        model = self._model(scope, "Model", model_data_url, environment)
+        endpoint_config = sagemaker.CfnEndpointConfig(
+            scope,
             "EndpointConfig",
             production_variants=[
-                self._variant(
-                    settings, VARIANT_NAME, self.model, settings.instance_type, settings.initial_instance_count
-                )
+                self._variant(settings, VARIANT_NAME, model, settings.instance_type, settings.initial_instance_count)
             ],
             shadow_production_variants=(
                 [
                     self._variant(
                         settings,
                         SHADOW_VARIANT_NAME,
-                        model("ShadowModel", shadow_artifact.s3_object_url),
+                        self._model(scope, "ShadowModel", shadow_artifact.s3_object_url, environment),
                         settings.shadow.instance_type or settings.instance_type,
                         settings.shadow.instance_count,
                         # Relative to the production variant's weight of 1: the share of requests copied.
@@ -156,7 +206,7 @@ class InferenceEndpoint(Construct):
             data_capture_config=(
                 self.capture.config(content_type=profile.content_type) if self.capture is not None else None
             ),
-            kms_key_id=encryption_key.key_arn if settings.kms_encryption else None,
+            kms_key_id=self._key_arn if settings.kms_encryption else None,
         )
         if not settings.kms_encryption:
             # Settings allow this only for instance types with local NVMe storage.
@@ -164,42 +214,38 @@ class InferenceEndpoint(Construct):
                 f"{settings.instance_type} keeps the model on local NVMe instance storage, which the instance "
                 "encrypts in hardware; SageMaker rejects KmsKeyId for such types (CreateEndpointConfig API)"
             )
-            Validations.of(self.endpoint_config).acknowledge(
+            Validations.of(endpoint_config).acknowledge(
                 *(
                     Acknowledgment(id=f"{pack}::{pack}-SageMakerEndpointConfigurationKMSKeyConfigured", reason=reason)
                     for pack in ("NIST.800.53.R5", "HIPAA.Security")
                 )
             )
-        self.endpoint_name = settings.endpoint_name
-        self.rollout = GuardedRollout(
-            self,
+        rollout = GuardedRollout(
+            scope,
             "Rollout",
-            endpoint_name=self.endpoint_name,
+            endpoint_name=name,
             variant_name=VARIANT_NAME,
-            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            endpoint_config_name=endpoint_config.attr_endpoint_config_name,
             settings=settings,
             execution_role=self.role,
+            # One policy lets SageMaker read every shard's rollback alarms: a role holds few managed policies.
+            first_shard=self.shards[0].rollout if self.shards else None,
         )
-        self.endpoint = sagemaker.CfnEndpoint(
-            self,
+        endpoint = sagemaker.CfnEndpoint(
+            scope,
             "Endpoint",
-            endpoint_name=self.endpoint_name,
-            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            endpoint_name=name,
+            endpoint_config_name=endpoint_config.attr_endpoint_config_name,
             # Keep the autoscaled instance count (and weights) when a new EndpointConfig rolls out.
             retain_all_variant_properties=True,
-            deployment_config=self.rollout.deployment_config() if profile.guardrails else None,
+            deployment_config=rollout.deployment_config() if profile.guardrails else None,
         )
-        if not profile.guardrails:
-            Annotations.of(self).add_warning_v2(
-                "rtb:NoDeploymentGuardrails",
-                f"the {profile.name} profile's instances ({settings.instance_type}) have no SageMaker deployment "
-                "guardrails: endpoint updates shift all traffic at once, without canary steps or automatic "
-                "rollback (the rollback alarms still notify the alarm topic)",
-            )
-        if self.rollout.policy is not None:
+        if rollout.policy is not None:
             # SageMaker reads the rollback alarms with the execution role during the update.
-            self.endpoint.node.add_dependency(self.rollout.policy)
-        self.variant_name = VARIANT_NAME
+            endpoint.node.add_dependency(rollout.policy)
+        return EndpointShard(
+            name=name, model=model, endpoint_config=endpoint_config, rollout=rollout, endpoint=endpoint
+        )
 
     @staticmethod
     def _variant(

@@ -1,4 +1,4 @@
-"""What an on-call engineer watches: a dashboard per endpoint, SLO alarms, and an encrypted alarm topic.
+"""What an on-call engineer watches: a dashboard, SLO alarms per endpoint (shard), and an encrypted alarm topic.
 
 SageMaker reports ModelLatency and OverheadLatency in microseconds; the dashboard shows milliseconds and
 the alarms compare microseconds. It publishes no instance-count metric, so the count is derived as
@@ -10,6 +10,8 @@ client-seen p99 is taken over a window that holds enough probe calls (``window_m
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -61,20 +63,25 @@ def client_latency_window(probe: ClientProbeSettings, statistic: str = SLO_PERCE
 
 
 class EndpointMonitoring(Construct):
-    """Dashboard, alarms (latency SLO, error rate, pinned at max capacity) and the topic they notify."""
+    """Dashboard, alarms (latency SLO, error rate, pinned at max capacity) per shard, and the topic they notify.
+
+    Shard 0's alarms sit here, as a one-endpoint stage's always did; shard k's in "Shard<k>". The dashboard shows
+    each shard's rows in turn; the client path (probed on shard 0, which shares it with every shard) once."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        endpoint_name: str,
+        endpoint_names: Sequence[str],
         variant_name: str,
         settings: StageSettings,
         encryption_key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
-        self._variant = {"EndpointName": endpoint_name, "VariantName": variant_name}
+        endpoint_name = endpoint_names[0]
+        self._endpoint_names = list(endpoint_names)
+        self._variant_name = variant_name
         # CloudWatch must be able to use the key to publish to the encrypted topic.
         encryption_key.add_to_resource_policy(
             iam.PolicyStatement(
@@ -95,11 +102,11 @@ class EndpointMonitoring(Construct):
         # The client path is watched only where the probe runs: one set of alarms per client AZ.
         self._probe_azs = list(settings.client_azs) if settings.client_probe.enabled else []
         self.alarms = [
-            self._latency_alarm(settings.latency_slo_ms),
-            self._error_rate_alarm(settings.error_rate_alarm),
-            self._max_capacity_alarm(settings),
+            *self._shard_alarms(self, endpoint_name, settings),
             *(alarm for az in self._probe_azs for alarm in self._client_path_alarms(az, settings.latency_slo_ms)),
         ]
+        for index, name in enumerate(self._endpoint_names[1:], start=1):
+            self.alarms.extend(self._shard_alarms(Construct(self, f"Shard{index}"), name, settings))
         self.notify(self.alarms)
         self.dashboard = self._dashboard(settings)
 
@@ -110,10 +117,23 @@ class EndpointMonitoring(Construct):
             alarm.add_alarm_action(action)
             alarm.add_ok_action(action)
 
-    def _metric(self, name: str, statistic: str, namespace: str = "AWS/SageMaker") -> cloudwatch.Metric:
+    def _metric(
+        self, name: str, statistic: str, namespace: str = "AWS/SageMaker", endpoint: str | None = None
+    ) -> cloudwatch.Metric:
+        """A metric of ``endpoint``'s variant (shard 0's unless given)."""
+        dimensions = {"EndpointName": endpoint or self._endpoint_name, "VariantName": self._variant_name}
         return cloudwatch.Metric(
-            namespace=namespace, metric_name=name, dimensions_map=self._variant, statistic=statistic, period=_MINUTE
+            namespace=namespace, metric_name=name, dimensions_map=dimensions, statistic=statistic, period=_MINUTE
         )
+
+    def _shard_alarms(self, scope: Construct, endpoint: str, settings: StageSettings) -> list[cloudwatch.Alarm]:
+        """The SLO, error-rate and capacity alarms of one shard's endpoint; with shards, each names its endpoint."""
+        named = "" if len(self._endpoint_names) == 1 else f"{endpoint}: "
+        return [
+            self._latency_alarm(scope, endpoint, settings.latency_slo_ms, named),
+            self._error_rate_alarm(scope, endpoint, settings.error_rate_alarm, named),
+            self._max_capacity_alarm(scope, endpoint, settings, named),
+        ]
 
     def client_path_metric(
         self, az: str, name: str, statistic: str, period: Duration | None = None
@@ -195,60 +215,68 @@ class EndpointMonitoring(Construct):
             ),
         ]
 
-    def _latency_ms(self, name: str, percentile: str) -> cloudwatch.MathExpression:
+    def _latency_ms(self, name: str, percentile: str, endpoint: str) -> cloudwatch.MathExpression:
         metric_id = f"{name.lower()}_{percentile}"  # ids must be unique within one graph
         return cloudwatch.MathExpression(
             expression=f"{metric_id} / 1000",
-            using_metrics={metric_id: self._metric(name, percentile)},
+            using_metrics={metric_id: self._metric(name, percentile, endpoint=endpoint)},
             label=f"{name} {percentile} (ms)",
             period=_MINUTE,
         )
 
-    def _instances(self) -> cloudwatch.MathExpression:
+    def _instances(self, endpoint: str) -> cloudwatch.MathExpression:
         return cloudwatch.MathExpression(
             expression="IF(per > 0, calls / per, 0)",
             using_metrics={
-                "calls": self._metric("Invocations", "Sum"),
-                "per": self._metric("InvocationsPerInstance", "Sum"),
+                "calls": self._metric("Invocations", "Sum", endpoint=endpoint),
+                "per": self._metric("InvocationsPerInstance", "Sum", endpoint=endpoint),
             },
             label="instances in service (derived)",
             period=_MINUTE,
         )
 
-    def _latency_alarm(self, slo_ms: float) -> cloudwatch.Alarm:
+    def _latency_alarm(self, scope: Construct, endpoint: str, slo_ms: float, named: str) -> cloudwatch.Alarm:
         # p99 of model plus p99 of overhead: an upper bound of the p99 SageMaker adds, in microseconds. Every
         # invocation reports both, so ModelLatency's SampleCount is the calls behind each.
         p99 = SLO_PERCENTILE
+        metric = self._shard_metric(endpoint)
         math = with_enough_samples(
             "model + overhead",
-            {"model": self._metric("ModelLatency", p99), "overhead": self._metric("OverheadLatency", p99)},
-            samples=self._metric("ModelLatency", "SampleCount"),
+            {"model": metric("ModelLatency", p99), "overhead": metric("OverheadLatency", p99)},
+            samples=metric("ModelLatency", "SampleCount"),
             statistic=p99,
             label=f"{p99} ModelLatency + {p99} OverheadLatency (us), minutes with {min_samples(p99)}+ calls",
             period=_MINUTE,
         )
         return self._three_of_five(
+            scope,
             "LatencySloAlarm",
             math,
             threshold=slo_ms * 1000,
             description=(
-                f"{p99} of model + overhead latency above the {slo_ms:g} ms SLO in 3 of 5 minutes (minutes with "
-                f"fewer than {min_samples(p99)} invocations are not judged: CloudWatch's low-sample rule)"
+                f"{named}{p99} of model + overhead latency above the {slo_ms:g} ms SLO in 3 of 5 minutes (minutes "
+                f"with fewer than {min_samples(p99)} invocations are not judged: CloudWatch's low-sample rule)"
             ),
         )
 
-    def _error_rate_alarm(self, max_rate: float) -> cloudwatch.Alarm:
+    def _shard_metric(self, endpoint: str) -> Callable[[str, str], cloudwatch.Metric]:
+        return lambda name, statistic: self._metric(name, statistic, endpoint=endpoint)
+
+    def _error_rate_alarm(self, scope: Construct, endpoint: str, max_rate: float, named: str) -> cloudwatch.Alarm:
+        metric = self._shard_metric(endpoint)
         return self._three_of_five_alarm(
+            scope,
             "ErrorRateAlarm",
             "IF(calls > 0, errors / calls, 0)",
-            {"errors": self._metric("Invocation5XXErrors", "Sum"), "calls": self._metric("Invocations", "Sum")},
+            {"errors": metric("Invocation5XXErrors", "Sum"), "calls": metric("Invocations", "Sum")},
             label="5XX share of invocations",
             threshold=max_rate,
-            description=f"5XX errors above {max_rate:.2%} of invocations in 3 of 5 minutes",
+            description=f"{named}5XX errors above {max_rate:.2%} of invocations in 3 of 5 minutes",
         )
 
     def _three_of_five_alarm(
         self,
+        scope: Construct,
         construct_id: str,
         expression: str,
         metrics: dict[str, cloudwatch.IMetric],
@@ -259,13 +287,19 @@ class EndpointMonitoring(Construct):
     ) -> cloudwatch.Alarm:
         """Above the threshold in 3 of 5 one-minute periods: one slow minute is not an incident."""
         math = cloudwatch.MathExpression(expression=expression, using_metrics=metrics, label=label, period=_MINUTE)
-        return self._three_of_five(construct_id, math, threshold=threshold, description=description)
+        return self._three_of_five(scope, construct_id, math, threshold=threshold, description=description)
 
     def _three_of_five(
-        self, construct_id: str, math: cloudwatch.MathExpression, *, threshold: float, description: str
+        self,
+        scope: Construct,
+        construct_id: str,
+        math: cloudwatch.MathExpression,
+        *,
+        threshold: float,
+        description: str,
     ) -> cloudwatch.Alarm:
         return math.create_alarm(
-            self,
+            scope,
             construct_id,
             alarm_description=description,
             threshold=threshold,
@@ -275,16 +309,19 @@ class EndpointMonitoring(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
-    def _max_capacity_alarm(self, settings: StageSettings) -> cloudwatch.Alarm:
+    def _max_capacity_alarm(
+        self, scope: Construct, endpoint: str, settings: StageSettings, named: str
+    ) -> cloudwatch.Alarm:
         scaling = settings.autoscaling
         ceiling = scaling.max_capacity if scaling.enabled else settings.initial_instance_count
         minutes = settings.max_capacity_alarm_minutes
-        return self._instances().create_alarm(
-            self,
+        more = " or add a shard" if named else ""
+        return self._instances(endpoint).create_alarm(
+            scope,
             "AtMaxCapacityAlarm",
             alarm_description=(
-                f"{ceiling} instances (the most autoscaling may run) for {minutes} minutes: raise "
-                "autoscaling.max_capacity or measure MAX_RPS again"
+                f"{named}{ceiling} instances (the most autoscaling may run) for {minutes} minutes: raise "
+                f"autoscaling.max_capacity{more} or measure MAX_RPS again"
             ),
             threshold=ceiling,
             evaluation_periods=minutes,
@@ -344,32 +381,49 @@ class EndpointMonitoring(Construct):
     def _dashboard(self, settings: StageSettings) -> cloudwatch.Dashboard:
         dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
         slo = cloudwatch.HorizontalAnnotation(value=settings.latency_slo_ms, label="SLO")
+        for index, endpoint in enumerate(self._endpoint_names):
+            self._shard_rows(dashboard, endpoint, settings, slo, client_path=index == 0 and bool(self._probe_azs))
+        return dashboard
+
+    def _shard_rows(
+        self,
+        dashboard: cloudwatch.Dashboard,
+        endpoint: str,
+        settings: StageSettings,
+        slo: cloudwatch.HorizontalAnnotation,
+        *,
+        client_path: bool,
+    ) -> None:
+        """One shard's rows: latency, traffic and capacity, resources; each title names the shard's endpoint when
+        there are several. The client path's row follows the latency row of the shard the probe calls."""
+        named = "" if len(self._endpoint_names) == 1 else f"{endpoint}: "
+        metric = self._shard_metric(endpoint)
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
-                title="ModelLatency (ms)",
-                left=[self._latency_ms("ModelLatency", p) for p in _PERCENTILES],
+                title=f"{named}ModelLatency (ms)",
+                left=[self._latency_ms("ModelLatency", p, endpoint) for p in _PERCENTILES],
                 left_annotations=[slo],
                 width=12,
             ),
             cloudwatch.GraphWidget(
-                title="OverheadLatency (ms)",
-                left=[self._latency_ms("OverheadLatency", p) for p in _PERCENTILES],
+                title=f"{named}OverheadLatency (ms)",
+                left=[self._latency_ms("OverheadLatency", p, endpoint) for p in _PERCENTILES],
                 left_annotations=[slo],
                 width=12,
             ),
         )
-        if self._probe_azs:
+        if client_path:
             dashboard.add_widgets(*self._client_path_row(slo))
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
-                title="Invocations and errors (per minute)",
-                left=[self._metric("Invocations", "Sum")],
-                right=[self._metric("Invocation4XXErrors", "Sum"), self._metric("Invocation5XXErrors", "Sum")],
+                title=f"{named}Invocations and errors (per minute)",
+                left=[metric("Invocations", "Sum")],
+                right=[metric("Invocation4XXErrors", "Sum"), metric("Invocation5XXErrors", "Sum")],
                 width=8,
             ),
             cloudwatch.GraphWidget(
-                title="Invocations per instance (per minute)",
-                left=[self._metric("InvocationsPerInstance", "Sum")],
+                title=f"{named}Invocations per instance (per minute)",
+                left=[metric("InvocationsPerInstance", "Sum")],
                 left_annotations=[
                     cloudwatch.HorizontalAnnotation(
                         value=settings.autoscaling.invocations_per_instance_target, label="scaling target"
@@ -378,25 +432,24 @@ class EndpointMonitoring(Construct):
                 width=8,
             ),
             cloudwatch.GraphWidget(
-                title="Instances in service (derived) and concurrency",
-                left=[self._instances()],
-                right=[self._metric("ConcurrentRequestsPerModel", "Maximum")],
+                title=f"{named}Instances in service (derived) and concurrency",
+                left=[self._instances(endpoint)],
+                right=[metric("ConcurrentRequestsPerModel", "Maximum")],
                 width=8,
             ),
         )
         instance = "/aws/sagemaker/Endpoints"
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
-                title="CPU, memory and GPU (%)",
+                title=f"{named}CPU, memory and GPU (%)",
                 left=[
-                    self._metric("CPUUtilization", "Average", instance),
-                    self._metric("MemoryUtilization", "Average", instance),
-                    self._metric("GPUUtilization", "Average", instance),
+                    self._metric("CPUUtilization", "Average", instance, endpoint),
+                    self._metric("MemoryUtilization", "Average", instance, endpoint),
+                    self._metric("GPUUtilization", "Average", instance, endpoint),
                 ],
                 width=12,
             ),
             cloudwatch.SingleValueWidget(
-                title="Instances in service now (derived)", metrics=[self._instances()], width=12
+                title=f"{named}Instances in service now (derived)", metrics=[self._instances(endpoint)], width=12
             ),
         )
-        return dashboard

@@ -1,4 +1,5 @@
-"""Deployment guardrails: endpoint updates roll out blue/green and roll back on the new fleet's alarms.
+"""Deployment guardrails: endpoint updates roll out blue/green (a new fleet beside the old one, then traffic shifted
+to it) or rolling (batches of new instances taking the old ones' place), and roll back on the new fleet's alarms.
 
 The alarms watch the new fleet only: SageMaker publishes its metrics with the new EndpointConfigName
 as a dimension once it takes traffic, so an old fleet that already errs does not block every rollout.
@@ -15,12 +16,13 @@ from constructs import Construct
 from stacks.monitoring import SLO_PERCENTILE, with_enough_samples
 from stacks.sample_counts import min_samples
 from stacks.settings import RolloutSettings, StageSettings
+from stacks.settings_checks import rollback_batch_percent
 
 _MINUTE = Duration.minutes(1)
 
 
 class GuardedRollout(Construct):
-    """The rollback alarms on the new fleet and the endpoint's blue/green deployment config."""
+    """The rollback alarms on the new fleet and the endpoint's deployment config (blue/green or rolling)."""
 
     def __init__(
         self,
@@ -32,7 +34,9 @@ class GuardedRollout(Construct):
         endpoint_config_name: str,
         settings: StageSettings,
         execution_role: iam.IRole,
+        first_shard: GuardedRollout | None = None,
     ) -> None:
+        """``first_shard``: the first shard's guard, whose policy then lets SageMaker read this one's alarms too."""
         super().__init__(scope, construct_id)
         self._rollout = settings.rollout
         self._new_fleet = {
@@ -40,8 +44,11 @@ class GuardedRollout(Construct):
             "VariantName": variant_name,
             "EndpointConfigName": endpoint_config_name,
         }
+        # With shards, each alarm's description names its shard's endpoint.
+        self._named = f"{endpoint_name}: " if settings.shards > 1 else ""
         self.alarms: list[cloudwatch.Alarm] = []
         self.policy: iam.ManagedPolicy | None = None
+        self.read_alarms: iam.PolicyStatement | None = None
         if not self._rollout.auto_rollback:
             return
         self.alarms = [
@@ -71,19 +78,18 @@ class GuardedRollout(Construct):
                 ),
             ),
         ]
+        arns = [self._alarm_arn(alarm) for alarm in self.alarms]
+        if first_shard is not None and first_shard.read_alarms is not None:
+            first_shard.read_alarms.add_resources(*arns)
+            self.policy, self.read_alarms = first_shard.policy, first_shard.read_alarms
+            return
         # SageMaker reads the alarms with the execution role. A policy of its own, not the model's:
         # the alarms name the endpoint config, which names the model, which waits for its policy.
+        self.read_alarms = iam.PolicyStatement(
+            sid="ReadRollbackAlarms", actions=["cloudwatch:DescribeAlarms"], resources=arns
+        )
         self.policy = iam.ManagedPolicy(
-            self,
-            "ReadRollbackAlarms",
-            roles=[execution_role],
-            statements=[
-                iam.PolicyStatement(
-                    sid="ReadRollbackAlarms",
-                    actions=["cloudwatch:DescribeAlarms"],
-                    resources=[self._alarm_arn(alarm) for alarm in self.alarms],
-                )
-            ],
+            self, "ReadRollbackAlarms", roles=[execution_role], statements=[self.read_alarms]
         )
 
     def _alarm_arn(self, alarm: cloudwatch.Alarm) -> str:
@@ -113,7 +119,7 @@ class GuardedRollout(Construct):
             self,
             construct_id,
             metric=metric,
-            alarm_description=description,
+            alarm_description=self._named + description,
             threshold=threshold,
             evaluation_periods=2,
             datapoints_to_alarm=2,
@@ -130,6 +136,10 @@ class GuardedRollout(Construct):
             if self.alarms
             else None
         )
+        if rollout.strategy == "rolling":
+            return sagemaker.CfnEndpoint.DeploymentConfigProperty(
+                auto_rollback_configuration=rollback, rolling_update_policy=_rolling_update(rollout)
+            )
         return sagemaker.CfnEndpoint.DeploymentConfigProperty(
             auto_rollback_configuration=rollback,
             blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
@@ -147,4 +157,23 @@ def _traffic_routing(rollout: RolloutSettings) -> sagemaker.CfnEndpoint.TrafficR
         wait_interval_in_seconds=rollout.wait_interval_seconds,
         canary_size=step if rollout.traffic_shifting == "CANARY" else None,
         linear_step_size=step if rollout.traffic_shifting == "LINEAR" else None,
+    )
+
+
+def _rolling_update(rollout: RolloutSettings) -> sagemaker.CfnEndpoint.RollingUpdatePolicyProperty:
+    """Batches of the variant's instances: each is started, takes traffic, bakes while the alarms watch, and then as
+    many old instances go; a rollback brings old ones back in batches too, so neither way needs a second fleet. What
+    SageMaker's guide recommends "if you have large models or a large endpoint with many instances"
+    (https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-rolling.html)."""
+
+    def share(percent: int) -> sagemaker.CfnEndpoint.CapacitySizeProperty:
+        # A share, not a count: autoscaling moves the count, and the batch follows it.
+        return sagemaker.CfnEndpoint.CapacitySizeProperty(type="CAPACITY_PERCENT", value=percent)
+
+    return sagemaker.CfnEndpoint.RollingUpdatePolicyProperty(
+        maximum_batch_size=share(rollout.rolling_batch_percent),
+        wait_interval_in_seconds=rollout.wait_interval_seconds,
+        maximum_execution_timeout_in_seconds=rollout.max_execution_timeout_seconds,
+        # Left out, SageMaker rolls back 100% at once: the whole old fleet again beside the new one.
+        rollback_maximum_batch_size=share(rollback_batch_percent(rollout)),
     )

@@ -15,7 +15,16 @@ from pathlib import Path
 from stacks import settings_checks
 from stacks.artifact import ModelArtifact
 from stacks.profiles import PROFILES, Profile
-from stacks.settings_checks import MIN_BAKE_WITH_ROLLBACK_SECONDS, TRAFFIC_SHIFTING, max_rps_is_measured, rollout_steps
+from stacks.settings_checks import (
+    MIN_BAKE_WITH_ROLLBACK_SECONDS,
+    ROLLBACK_BATCH_PERCENT,
+    ROLLING_BATCH_PERCENT,
+    ROLLOUT_STRATEGIES,
+    TRAFFIC_SHIFTING,
+    max_rps_is_measured,
+    rollout_steps,
+    update_surge_instances,
+)
 from stacks.settings_rules import (
     CONTEXT_FILE,
     DEFAULT_MAX_RPS_PER_INSTANCE,
@@ -25,6 +34,7 @@ from stacks.settings_rules import (
     MAX_COOLDOWN_SECONDS,
     MAX_INSTANCES,
     MAX_RPS_PER_INSTANCE,
+    MAX_SHARDS,
     PROBE_MAX_BURST,
     PROBE_MAX_SAMPLE_CHARS,
     PROBE_MAX_SCHEDULE_MINUTES,
@@ -49,11 +59,15 @@ __all__ = [
     "MAX_COOLDOWN_SECONDS",
     "MAX_INSTANCES",
     "MAX_RPS_PER_INSTANCE",
+    "MAX_SHARDS",
     "MIN_BAKE_WITH_ROLLBACK_SECONDS",
     "PROBE_MAX_BURST",
     "PROBE_MAX_SAMPLE_CHARS",
     "PROBE_MAX_SCHEDULE_MINUTES",
     "REPO_ROOT",
+    "ROLLBACK_BATCH_PERCENT",
+    "ROLLING_BATCH_PERCENT",
+    "ROLLOUT_STRATEGIES",
     "STAGE_NAME_MAX",
     "TIMEOUT_RANGE",
     "TRAFFIC_SHIFTING",
@@ -71,6 +85,7 @@ __all__ = [
     "inspect_profile_artifact",
     "max_rps_is_measured",
     "rollout_steps",
+    "update_surge_instances",
     "vpc_lookup_key",
 ]
 
@@ -132,10 +147,18 @@ class AutoscalingSettings:
 class RolloutSettings:
     """Deployment guardrails: how an endpoint update (model, container) shifts traffic and rolls back."""
 
+    # "blue_green": a whole new fleet beside the old one, then traffic shifted to it (traffic_shifting, step_percent,
+    # termination_wait_seconds); "rolling": batches of rolling_batch_percent replace the old fleet's instances.
+    strategy: str = "blue_green"
     # CANARY: one step of step_percent, then the rest; LINEAR: steps of step_percent; ALL_AT_ONCE: one step.
     traffic_shifting: str = "CANARY"
     # Share of the variant's capacity per step: canary 1-50, linear 10-50 (SageMaker's bounds).
     step_percent: int = 25
+    # A rolling batch: the share of the variant's instances started, given traffic and then taking the place of as
+    # many old ones, per step (SageMaker's bounds: 5 to 50).
+    rolling_batch_percent: int = 10
+    # A rolling rollback's batch; None: rolling_batch_percent. 100 brings the whole old fleet back at once.
+    rolling_rollback_batch_percent: int | None = None
     # Baking time after each step, while the rollback alarms watch the new fleet.
     wait_interval_seconds: int = 300
     # How long the old fleet stays after the last step, ready for a rollback.
@@ -214,6 +237,8 @@ class StageSettings:
     instance_type: str = "ml.c5.xlarge"
     initial_instance_count: int = 2
     high_availability: bool = True
+    # Identical endpoints serving the stage, each with the instance counts above and autoscaling below of its own.
+    shards: int = 1
     # None: the profile's pinned container version (stacks/profiles.py).
     image_tag: str | None = None
     # None: the profile's artifact (model_artifacts/, built by `make model`).
@@ -278,6 +303,15 @@ class StageSettings:
         it exists, and a new instance type must mean a new endpoint: SageMaker refuses to change the
         instance type of a variant registered with Application Auto Scaling (docs/safe-updates.md)."""
         return f"{self.stack_name}-{self.instance_type.removeprefix('ml.').replace('.', '-')}"
+
+    def shard_endpoint_name(self, index: int) -> str:
+        """Shard ``index``'s endpoint name: shard 0 keeps the one-endpoint stage's name."""
+        return self.endpoint_name if index == 0 else f"{self.endpoint_name}-shard{index}"
+
+    @property
+    def endpoint_names(self) -> tuple[str, ...]:
+        """Every shard's endpoint name, shard 0 first."""
+        return tuple(self.shard_endpoint_name(index) for index in range(self.shards))
 
     @property
     def environment_agnostic(self) -> bool:

@@ -18,6 +18,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
 from stacks.measurements import MEASUREMENTS_FILE, measured_max_rps
+from stacks.profiles import PROFILES
 from stacks.settings_rules import (
     DEFAULT_MAX_RPS_PER_INSTANCE,
     EXECUTION_TIMEOUT_RANGE,
@@ -25,6 +26,7 @@ from stacks.settings_rules import (
     MAX_COOLDOWN_SECONDS,
     MAX_INSTANCES,
     MAX_RPS_PER_INSTANCE,
+    MAX_SHARDS,
     TIMEOUT_RANGE,
     WAIT_RANGE,
     artifact_problems,
@@ -153,7 +155,7 @@ def rule_problems(s: StageSettings) -> Iterator[str]:
     if not TIMEOUT_RANGE[0] <= s.model_download_timeout_seconds <= TIMEOUT_RANGE[1]:
         yield invalid("model_download_timeout_seconds", s.model_download_timeout_seconds, "allowed: 60 to 3600")
     yield from _monitoring_problems(s)
-    yield from _rollout_problems(s.rollout)
+    yield from _rollout_problems(s)
     yield from _data_capture_problems(s.data_capture)
     yield from client_probe_problems(s)
     yield from shadow_problems(s)
@@ -163,6 +165,12 @@ def rule_problems(s: StageSettings) -> Iterator[str]:
 
 def _capacity_problems(s: StageSettings) -> Iterator[str]:
     scaling = s.autoscaling
+    if not 1 <= s.shards <= MAX_SHARDS:
+        yield invalid(
+            "shards",
+            s.shards,
+            f"allowed: 1 to {MAX_SHARDS} (the kit's bound; each shard runs up to {MAX_INSTANCES} instances)",
+        )
     too_many = count_problem("initial_instance_count", s.initial_instance_count, 1)
     if too_many is not None:
         yield too_many
@@ -388,16 +396,46 @@ TRAFFIC_SHIFTING = ("CANARY", "LINEAR", "ALL_AT_ONCE")
 _STEP_PERCENT = {"CANARY": (1, 50), "LINEAR": (10, 50), "ALL_AT_ONCE": (1, 100)}
 # The rollback alarms evaluate two one-minute datapoints; a shorter bake could shift before they can fire.
 MIN_BAKE_WITH_ROLLBACK_SECONDS = 120
+ROLLOUT_STRATEGIES = ("blue_green", "rolling")
+# A rolling batch "must be between 5% to 50% of the variant's total instance count" (RollingUpdatePolicy,
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_RollingUpdatePolicy.html). Its rollback batch has no
+# stated bound but CapacitySize's minimum of 1; absent, it is 100%: the whole old fleet at once.
+ROLLING_BATCH_PERCENT = (5, 50)
+ROLLBACK_BATCH_PERCENT = (5, 100)
 
 
 def rollout_steps(rollout: RolloutSettings) -> int:
-    """Traffic-shifting steps, each followed by a baking period of wait_interval_seconds."""
+    """Steps of an update, each followed by a baking period of wait_interval_seconds: traffic-shifting steps of a
+    blue/green update, batches of a rolling one."""
+    if rollout.strategy == "rolling":
+        return -(-100 // rollout.rolling_batch_percent)
     if rollout.traffic_shifting == "LINEAR":
         return -(-100 // rollout.step_percent)
     return 2 if rollout.traffic_shifting == "CANARY" else 1
 
 
-def _rollout_problems(rollout: RolloutSettings) -> Iterator[str]:
+def rollback_batch_percent(rollout: RolloutSettings) -> int:
+    """The share of the instances a rolling rollback brings back per step."""
+    chosen = rollout.rolling_rollback_batch_percent
+    return rollout.rolling_batch_percent if chosen is None else chosen
+
+
+def update_surge_instances(rollout: RolloutSettings, instances: int) -> int:
+    """The most instances an update of one endpoint of ``instances`` runs beside them: the whole fleet again for
+    blue/green (SageMaker starts the new fleet before shifting traffic), one batch for a rolling update (or one
+    rollback batch, if larger), rounded up to whole instances. Shards update one at a time (docs/safe-updates.md),
+    so this is also a stage's surge."""
+    if rollout.strategy != "rolling":
+        return instances
+    share = max(rollout.rolling_batch_percent, rollback_batch_percent(rollout))
+    return max(1, -(-instances * share // 100)) if instances > 0 else 0
+
+
+def _rollout_problems(s: StageSettings) -> Iterator[str]:
+    rollout = s.rollout
+    if rollout.strategy not in ROLLOUT_STRATEGIES:
+        yield invalid("rollout.strategy", rollout.strategy, f"allowed: one of {list(ROLLOUT_STRATEGIES)}")
+        return
     if rollout.traffic_shifting not in TRAFFIC_SHIFTING:
         yield invalid("rollout.traffic_shifting", rollout.traffic_shifting, f"allowed: one of {list(TRAFFIC_SHIFTING)}")
         return
@@ -409,6 +447,55 @@ def _rollout_problems(rollout: RolloutSettings) -> Iterator[str]:
             f"a {rollout.traffic_shifting} step is a share of the variant's capacity; allowed: {low} to {high}",
         )
         return
+    batches = list(_rolling_batch_problems(rollout))
+    yield from batches
+    if rollout.strategy == "rolling":
+        yield from _rolling_exclusions(s)
+    if batches:
+        return
+    yield from _rollout_wait_problems(rollout)
+
+
+def _rolling_batch_problems(rollout: RolloutSettings) -> Iterator[str]:
+    low, high = ROLLING_BATCH_PERCENT
+    if not low <= rollout.rolling_batch_percent <= high:
+        yield invalid(
+            "rollout.rolling_batch_percent",
+            rollout.rolling_batch_percent,
+            f"a rolling batch is a share of the variant's instances; allowed: {low} to {high} (SageMaker's bounds)",
+        )
+    low, high = ROLLBACK_BATCH_PERCENT
+    rollback = rollout.rolling_rollback_batch_percent
+    if rollback is not None and not low <= rollback <= high:
+        yield invalid(
+            "rollout.rolling_rollback_batch_percent",
+            rollback,
+            f"allowed: {low} to {high} ({high}: the whole old fleet at once), or None (rolling_batch_percent)",
+        )
+
+
+def _rolling_exclusions(s: StageSettings) -> Iterator[str]:
+    """What SageMaker's deployment guardrails exclude from rolling deployments
+    (https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-exclusions.html): Inf1 endpoints (no
+    guardrails at all: an update falls back to blue/green, all at once), serverless endpoints (the kit has none)
+    and multi-variant endpoints, which an endpoint config with a shadow variant is."""
+    if s.profile in PROFILES and not s.serving.guardrails:
+        yield invalid(
+            "rollout.strategy",
+            s.rollout.strategy,
+            f"the {s.profile} profile's {s.instance_type} endpoints cannot use SageMaker's deployment guardrails (an "
+            "update falls back to blue/green, all at once); allowed: 'blue_green'",
+        )
+    if s.shadow is not None:
+        yield invalid(
+            "rollout.strategy",
+            s.rollout.strategy,
+            "SageMaker's rolling deployments exclude multi-variant endpoints, and a shadow variant is a second "
+            "variant; allowed: 'blue_green' with a shadow, or shadow=None",
+        )
+
+
+def _rollout_wait_problems(rollout: RolloutSettings) -> Iterator[str]:
     low_wait = MIN_BAKE_WITH_ROLLBACK_SECONDS if rollout.auto_rollback else WAIT_RANGE[0]
     waits_ok = True
     if not low_wait <= rollout.wait_interval_seconds <= WAIT_RANGE[1]:
@@ -428,11 +515,16 @@ def _rollout_problems(rollout: RolloutSettings) -> Iterator[str]:
         waits_ok = False
     low, high = EXECUTION_TIMEOUT_RANGE
     timeout = rollout.max_execution_timeout_seconds
-    waiting = rollout_steps(rollout) * rollout.wait_interval_seconds + rollout.termination_wait_seconds
-    how = (
-        f"the rollout waits {waiting} s ({rollout_steps(rollout)} bakes of wait_interval_seconds plus "
-        "termination_wait_seconds)"
-    )
+    steps = rollout_steps(rollout)
+    if rollout.strategy == "rolling":
+        # A rolling update has no termination wait: each batch's old instances go once its bake passed.
+        waiting = steps * rollout.wait_interval_seconds
+        how = f"the rollout waits {waiting} s ({steps} bakes of wait_interval_seconds, one per rolling batch)"
+        shorter = "shorter bakes or larger batches"
+    else:
+        waiting = steps * rollout.wait_interval_seconds + rollout.termination_wait_seconds
+        how = f"the rollout waits {waiting} s ({steps} bakes of wait_interval_seconds plus termination_wait_seconds)"
+        shorter = "shorter bakes or termination wait"
     if not low <= timeout <= high:
         yield invalid("rollout.max_execution_timeout_seconds", timeout, f"allowed: {low} to {high}")
     elif not waits_ok:
@@ -441,8 +533,8 @@ def _rollout_problems(rollout: RolloutSettings) -> Iterator[str]:
         yield invalid(
             "rollout.wait_interval_seconds",
             rollout.wait_interval_seconds,
-            f"{how}, and SageMaker stops a rollout after at most {high} s; allowed: shorter bakes or termination "
-            f"wait, so that the waiting stays under {high}",
+            f"{how}, and SageMaker stops a rollout after at most {high} s; allowed: {shorter}, so that the waiting "
+            f"stays under {high}",
         )
     elif timeout <= waiting:
         yield invalid(

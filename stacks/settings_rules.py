@@ -41,6 +41,11 @@ EXECUTION_TIMEOUT_RANGE = (600, 28800)
 # quotas are per account and soft: these are the kit's bounds, there to catch a typo (4000 for 40).
 MAX_INSTANCES = 1000
 MAX_COOLDOWN_SECONDS = 86400
+# Endpoints (shards) a stage serves through, each with its own instance counts (up to MAX_INSTANCES). The kit's
+# bound: 10 shards of 1,000 instances are 10,000 instances, a million requests a second at 100 per instance; a
+# stage of 10 keeps its stack far inside CloudFormation's 500 resources and its rollback-alarm policy inside
+# IAM's 6,144 characters (tests/test_shards.py synthesizes one to check).
+MAX_SHARDS = 10
 MAX_RPS_PER_INSTANCE = 1_000_000.0
 # The documented MAX_RPS per instance for a stage that has no measurement on its instance type.
 DEFAULT_MAX_RPS_PER_INSTANCE = 1000.0
@@ -76,11 +81,11 @@ def identity_problems(s: StageSettings) -> Iterator[str]:
         yield invalid(
             "name", s.name, f"{len(s.name)} characters; allowed: at most {STAGE_NAME_MAX} (the stack is named after it)"
         )
-    elif len(s.endpoint_name) > ENDPOINT_NAME_MAX:
+    elif len(longest := s.shard_endpoint_name(s.shards - 1 if 1 <= s.shards <= MAX_SHARDS else 0)) > ENDPOINT_NAME_MAX:
         yield invalid(
             "name",
             s.name,
-            f"the endpoint name {s.endpoint_name!r} would have {len(s.endpoint_name)} characters; "
+            f"the endpoint name {longest!r} would have {len(longest)} characters; "
             f"allowed: a name that keeps it within SageMaker's {ENDPOINT_NAME_MAX}",
         )
     if s.account is not None and not _ACCOUNT.fullmatch(s.account):

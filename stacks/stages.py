@@ -17,6 +17,7 @@ from stacks.settings import (
     ClientProbeSettings,
     DataCaptureSettings,
     ExistingRuntimeEndpoint,
+    RolloutSettings,
     ScheduledCapacity,
     StageSettings,
 )
@@ -109,6 +110,27 @@ def inferentia() -> StageSettings:
     )
 
 
+def scale() -> StageSettings:
+    """Three identical endpoints (shards) behind the runtime endpoint, each autoscaled on its own (the counts are per
+    shard), updated in rolling batches and one shard after another: no update needs a second fleet
+    (docs/safe-updates.md)."""
+    return StageSettings(
+        name="scale",
+        region="us-east-1",
+        client_azs=("us-east-1a", "us-east-1b", "us-east-1c"),
+        vpc_cidr="10.46.0.0/16",
+        instance_type="ml.c5.xlarge",
+        shards=3,
+        initial_instance_count=4,
+        autoscaling=AutoscalingSettings(min_capacity=4, max_capacity=40),
+        # Batches of a fifth of a shard: at 40 instances, 8 start beside the 40 while one is updated. Five batches
+        # bake 5 minutes each; the timeout leaves each batch's new instances about 15 minutes more to start.
+        rollout=RolloutSettings(
+            strategy="rolling", rolling_batch_percent=20, wait_interval_seconds=300, max_execution_timeout_seconds=6000
+        ),
+    )
+
+
 def portable() -> StageSettings:
     """Environment-agnostic: one template for any region; the image resolves through a mapping."""
     return StageSettings(name="portable", region=None)
@@ -119,6 +141,7 @@ STAGES: dict[str, Callable[[], StageSettings]] = {
     "prod": prod,
     "shared-vpc": shared_vpc,
     "portable": portable,
+    "scale": scale,
     "gpu": gpu,
     "inferentia": inferentia,
 }

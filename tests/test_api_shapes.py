@@ -148,6 +148,48 @@ def test_an_unknown_deployment_config_field_is_named(dev: Synthesized) -> None:
     assert finding.rule.startswith("members: DeploymentConfig has no member 'RollbackOnFailure' (members: ")
 
 
+def _rolling_stage(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
+    (name, *_) = [name for name in STAGES if synth_stage(name).settings.rollout.strategy == "rolling"]
+    return synth_stage(name)
+
+
+def test_a_rolling_stage_writes_a_rolling_update_policy_botocore_accepts(
+    synth_stage: Callable[[str], Synthesized],
+) -> None:
+    """Every value of the RollingUpdatePolicy (batch and rollback batch as CapacitySize, the bake, the timeout) is
+    checked against botocore's DeploymentConfig shape, in CreateEndpoint and UpdateEndpoint, for every shard."""
+    stage = _rolling_stage(synth_stage)
+    report = _check(stage)
+    assert [str(finding) for finding in report.findings] == []
+    updates = [entry for entry in report.checked if entry.endswith(" UpdateEndpoint")]
+    assert len(updates) == stage.settings.shards
+    for endpoint in stage.of_type("AWS::SageMaker::Endpoint").values():
+        assert "RollingUpdatePolicy" in endpoint["Properties"]["DeploymentConfig"]
+
+
+@pytest.mark.parametrize(
+    ("member", "value", "rule"),
+    [
+        ("MaximumBatchSize", {"Type": "PERCENT", "Value": 20}, "enum: CapacitySizeType is one of INSTANCE_COUNT, "),
+        ("RollbackMaximumBatchSize", {"Type": "CAPACITY_PERCENT", "Value": 0}, "min: CapacitySizeValue is at least 1"),
+        ("WaitIntervalInSeconds", 3601, "max: WaitIntervalInSeconds is at most 3600"),
+        ("MaximumExecutionTimeoutInSeconds", 599, "min: MaximumExecutionTimeoutInSeconds is at least 600"),
+    ],
+)
+def test_a_rolling_policy_value_outside_botocores_shape_fails(
+    member: str, value: Any, rule: str, synth_stage: Callable[[str], Synthesized]
+) -> None:
+    stage = _rolling_stage(synth_stage)
+
+    def change(properties: dict[str, Any]) -> None:
+        properties["DeploymentConfig"]["RollingUpdatePolicy"][member] = value
+
+    findings = _planted(stage, "AWS::SageMaker::Endpoint", change)
+    assert {finding.operation for finding in findings} == {"CreateEndpoint", "UpdateEndpoint"}
+    assert all(finding.path.startswith(f"DeploymentConfig.RollingUpdatePolicy.{member}") for finding in findings)
+    assert findings[0].rule.startswith(rule), findings[0].rule
+
+
 def test_an_alarm_period_the_api_does_not_allow_fails(dev: Synthesized) -> None:
     template = copy.deepcopy(dev.template_json)
     _resource(template, "AWS::CloudWatch::Alarm", "RolloutNewFleetErrorRate")["Properties"]["Period"] = 45

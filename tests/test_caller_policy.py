@@ -50,8 +50,12 @@ def test_callers_may_invoke_only_this_stages_endpoint_and_only_through_privateli
     # The ARN with the template's placeholders filled as tests/iam_check.py does (the shared-vpc stage's
     # example account is the checker's placeholder account too).
     region, account = stage.settings.region or REGION, stage.settings.account or ACCOUNT
-    expected = f"arn:aws:sagemaker:{region}:{account}:endpoint/{stage.settings.endpoint_name.lower()}"
-    assert Resolver(stage.template_json)(statement["Resource"]) == expected
+    # Every shard's endpoint (shard 0's alone in a one-endpoint stage, as a single ARN), and nothing else.
+    expected = [
+        f"arn:aws:sagemaker:{region}:{account}:endpoint/{name.lower()}" for name in stage.settings.endpoint_names
+    ]
+    resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    assert [Resolver(stage.template_json)(resource) for resource in resources] == expected
 
 
 def test_caller_policy_is_for_the_callers_role_not_any_role_of_the_stack(stage: Synthesized) -> None:

@@ -92,8 +92,8 @@ def test_capture_is_off_by_default_with_no_bucket_and_no_config(dev: Synthesized
 
 def test_capture_resources_exist_exactly_when_capture_is_on(any_stage: Synthesized) -> None:
     enabled = any_stage.settings.data_capture.enabled
-    _, config = any_stage.one("AWS::SageMaker::EndpointConfig")
-    assert ("DataCaptureConfig" in config["Properties"]) is enabled
+    for config in any_stage.of_type("AWS::SageMaker::EndpointConfig").values():  # every shard's
+        assert ("DataCaptureConfig" in config["Properties"]) is enabled
     capture_buckets = [key for key in any_stage.of_type("AWS::S3::Bucket") if key.startswith("InferenceDataCapture")]
     assert len(capture_buckets) == (2 if enabled else 0)  # the capture bucket and its access-log bucket
 

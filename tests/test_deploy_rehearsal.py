@@ -55,7 +55,8 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from devtools.rehearsal.cdk_cli import DEFAULT_REGION
-from devtools.rehearsal.moto_server import KNOWN_SKIPPED_APP
+from devtools.rehearsal.moto_server import KNOWN_SKIPPED_APP, recording_endpoint_creations
+from devtools.rehearsal.verify import endpoint_chain
 from stacks.settings import StageSettings
 from stacks.stages import STAGES, load_stage
 
@@ -247,6 +248,9 @@ class Rehearsal:
     endpoint: dict[str, Any] = field(default_factory=dict)
     endpoint_config: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
+    # Every SageMaker endpoint of the stack (each shard's) by logical id, and the names moto created, in order.
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created_endpoints: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:  # pytest prints fixtures in tracebacks; the snapshot is too long to help
         return f"Rehearsal({self.stack_name!r}, status={self.status!r})"
@@ -466,17 +470,30 @@ def read_back(session: Any, stack_name: str) -> dict[str, Any]:
         state["endpoint"] = endpoint
         state["endpoint_config"] = config
         state["model"] = sagemaker.describe_model(ModelName=variants[0]["ModelName"])
+    state["endpoints"] = {
+        r["LogicalResourceId"]: sagemaker.describe_endpoint(EndpointName=r["PhysicalResourceId"].rsplit("/", 1)[-1])
+        for r in resources
+        if r.get("ResourceType") == "AWS::SageMaker::Endpoint"
+    }
     return state
 
 
-def rehearse(stage: Synthesized, *, prepare: Callable[[Any], SUBSTITUTED_ID] | None = None) -> Rehearsal:
-    """Deploy ``stage`` in a fresh ``mock_aws``; ``prepare`` creates pre-existing resources first."""
+def rehearse(
+    stage: Synthesized,
+    *,
+    prepare: Callable[[Any], SUBSTITUTED_ID] | None = None,
+    edit: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> Rehearsal:
+    """Deploy ``stage`` in a fresh ``mock_aws``; ``prepare`` creates pre-existing resources first, ``edit`` changes
+    the template moto gets."""
     settings = stage.settings
     account = settings.account or MOTO_DEFAULT_ACCOUNT
     region = settings.region or DEFAULT_REGION
     stand_ins = with_stand_ins_for_custom_attributes(with_the_traced_model_for_the_compiled_one(stage.template_json))
     template, _ = without_custom_resources(stand_ins)
     template, dropped = without_unresolvable_outputs(template)
+    if edit is not None:
+        template = edit(template)
     with fake_aws_environment(account, region), without_moto_skip_warnings(), mock_aws():
         session = boto3.session.Session(region_name=region)
         caller = session.client("sts").get_caller_identity()["Account"]
@@ -485,7 +502,8 @@ def rehearse(stage: Synthesized, *, prepare: Callable[[Any], SUBSTITUTED_ID] | N
         upload_file_assets(session, stage, account)
         substitutions = prepare(session) if prepare else {}
         template = substitute_ids(template, substitutions)
-        status, failure = create_stack(session, settings.stack_name, template)
+        with recording_endpoint_creations() as created:
+            status, failure = create_stack(session, settings.stack_name, template)
         common: dict[str, Any] = {
             "stack_name": settings.stack_name,
             "region": region,
@@ -494,6 +512,7 @@ def rehearse(stage: Synthesized, *, prepare: Callable[[Any], SUBSTITUTED_ID] | N
             "dropped_outputs": dropped,
             "substitutions": substitutions,
             "submitted_template": template,
+            "created_endpoints": list(created),
         }
         if failure:
             return Rehearsal(**common)
@@ -949,6 +968,63 @@ def test_gpu_stack_reaches_create_complete_with_triton_on_g4dn(gpu_rehearsal: Re
     container = gpu_rehearsal.model["PrimaryContainer"]
     assert "/sagemaker-tritonserver:" in container["Image"]
     assert container["Environment"] == {"SAGEMAKER_TRITON_DEFAULT_MODEL_NAME": "rtb-filter"}
+
+
+# --- scale: shards created one after another ---------------------------------------------------------
+
+
+def _sharded_stage(synth_stage: Callable[[str], Synthesized]) -> Synthesized:
+    """The first stage in STAGES with more than one shard (the shipped scale stage)."""
+    sharded = [name for name in STAGES if load_stage(name).shards > 1]
+    assert sharded, "a stage with shards rehearses the shard-by-shard order"
+    return synth_stage(sharded[0])
+
+
+def in_reverse(template: dict[str, Any]) -> dict[str, Any]:
+    """The template with its resources listed last to first: what comes first in it is not what moto creates first."""
+    return {**template, "Resources": dict(reversed(list(template["Resources"].items())))}
+
+
+def without_the_chain(template: dict[str, Any]) -> dict[str, Any]:
+    """The template without the endpoints' DependsOn on each other (their other dependencies kept)."""
+    resources = template["Resources"]
+    endpoints = {key for key, resource in resources.items() if resource["Type"] == "AWS::SageMaker::Endpoint"}
+    return {
+        **template,
+        "Resources": {
+            key: _without_depends_on(resource, endpoints) if key in endpoints else resource
+            for key, resource in resources.items()
+        },
+    }
+
+
+def _creation_order(rehearsal: Rehearsal) -> list[str]:
+    """The logical ids of the stack's endpoints in the order moto created them."""
+    by_name = {endpoint["EndpointName"]: key for key, endpoint in rehearsal.endpoints.items()}
+    return [by_name[name] for name in rehearsal.created_endpoints if name in by_name]
+
+
+def test_shards_are_created_one_after_another_in_their_dependency_order_not_the_templates(
+    synth_stage: Callable[[str], Synthesized], rehearsal_of: Callable[[Synthesized], Rehearsal]
+) -> None:
+    """Shard k+1's endpoint waits for shard k's (DependsOn), so CloudFormation creates, updates and deletes them one at
+    a time. moto's CloudFormation creates in dependency order: with the resources listed in reverse, the endpoints
+    still come shard 0 first; without the chain, the reversed listing would put shard 2 first."""
+    stage = _sharded_stage(synth_stage)
+    names = {
+        resource["Properties"]["EndpointName"]: key
+        for key, resource in stage.of_type("AWS::SageMaker::Endpoint").items()
+    }
+    chain = endpoint_chain(stage.template_json)
+    assert chain == [names[name] for name in stage.settings.endpoint_names]  # shard 0, 1, 2
+    assert _creation_order(rehearsal_of(stage).require_complete()) == chain
+    reversed_rehearsal = rehearse(stage, edit=in_reverse).require_complete()
+    submitted = [key for key in reversed_rehearsal.submitted_template["Resources"] if key in chain]
+    assert submitted == chain[::-1]
+    assert _creation_order(reversed_rehearsal) == chain
+    assert {endpoint["EndpointStatus"] for endpoint in reversed_rehearsal.endpoints.values()} == {"InService"}
+    unchained = rehearse(stage, edit=lambda template: in_reverse(without_the_chain(template))).require_complete()
+    assert _creation_order(unchained) == chain[::-1]
 
 
 def test_inferentia_stack_reaches_create_complete_on_inf1(inferentia_rehearsal: Rehearsal) -> None:

@@ -23,8 +23,11 @@ def _execution_statements(stage: Synthesized) -> dict[str, dict[str, Any]]:
 
 
 def _execution_role_id(stage: Synthesized) -> str:
-    _, model = stage.one("AWS::SageMaker::Model")
-    return str(model["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"][0])
+    (role_id,) = {
+        model["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"][0]
+        for model in stage.of_type("AWS::SageMaker::Model").values()
+    }  # every shard's model runs with the one execution role
+    return str(role_id)
 
 
 def test_model_uses_the_pinned_regional_xgboost_image(dev: Synthesized) -> None:
@@ -43,8 +46,10 @@ def test_model_data_is_the_committed_artifact_asset(dev: Synthesized) -> None:
 
 
 def test_model_runs_network_isolated_in_the_vpc(any_stage: Synthesized) -> None:
-    _, model = any_stage.one("AWS::SageMaker::Model")
-    properties = model["Properties"]
+    models = list(any_stage.of_type("AWS::SageMaker::Model").values())
+    assert len(models) == any_stage.settings.shards  # one per shard; each the same
+    assert all(model["Properties"] == models[0]["Properties"] for model in models)
+    properties = models[0]["Properties"]
     assert properties["EnableNetworkIsolation"] is True
     assert len(properties["VpcConfig"]["Subnets"]) == max(2, len(any_stage.settings.client_azs))
     (group,) = properties["VpcConfig"]["SecurityGroupIds"]
@@ -71,11 +76,11 @@ def test_endpoint_config_is_encrypted_with_the_rotating_customer_key(any_stage: 
     key_id, key = any_stage.one("AWS::KMS::Key")
     assert key["Properties"]["EnableKeyRotation"] is True
     assert key["DeletionPolicy"] == "Retain"
-    _, config = any_stage.one("AWS::SageMaker::EndpointConfig")
-    if any_stage.settings.kms_encryption:
-        assert config["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
-    else:  # local NVMe storage (gpu stage): see the next test
-        assert "KmsKeyId" not in config["Properties"]
+    for config in any_stage.of_type("AWS::SageMaker::EndpointConfig").values():
+        if any_stage.settings.kms_encryption:
+            assert config["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+        else:  # local NVMe storage (gpu stage): see the next test
+            assert "KmsKeyId" not in config["Properties"]
 
 
 def test_endpoint_config_has_no_kms_key_on_local_nvme_instances(synth_stage: Any) -> None:
@@ -88,19 +93,27 @@ def test_endpoint_config_has_no_kms_key_on_local_nvme_instances(synth_stage: Any
 
 
 def test_endpoint_retains_variant_properties_on_update(any_stage: Synthesized) -> None:
-    config_id, _ = any_stage.one("AWS::SageMaker::EndpointConfig")
-    _, endpoint = any_stage.one("AWS::SageMaker::Endpoint")
-    assert endpoint["Properties"]["EndpointConfigName"] == {"Fn::GetAtt": [config_id, "EndpointConfigName"]}
-    assert endpoint["Properties"]["RetainAllVariantProperties"] is True
+    configs = any_stage.of_type("AWS::SageMaker::EndpointConfig")
+    endpoints = any_stage.of_type("AWS::SageMaker::Endpoint")
+    assert len(configs) == len(endpoints) == any_stage.settings.shards
+    # Each shard's endpoint its own config (shard k's ids carry "Shard<k>").
+    named = {endpoint["Properties"]["EndpointConfigName"]["Fn::GetAtt"][0] for endpoint in endpoints.values()}
+    assert named == set(configs)
+    for endpoint in endpoints.values():
+        assert endpoint["Properties"]["RetainAllVariantProperties"] is True
 
 
 def test_endpoint_is_named_after_the_stack_and_its_instance_type(any_stage: Synthesized) -> None:
     """The one physical name: the rollback alarms name the endpoint before it exists, and a new instance
     type must replace the endpoint (tests/test_rollout.py)."""
-    _, endpoint = any_stage.one("AWS::SageMaker::Endpoint")
-    name = endpoint["Properties"]["EndpointName"]
-    assert name == f"{any_stage.settings.stack_name}-{any_stage.settings.instance_type[3:].replace('.', '-')}"
-    assert re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name)  # SageMaker's EndpointName pattern
+    names = [
+        endpoint["Properties"]["EndpointName"] for endpoint in any_stage.of_type("AWS::SageMaker::Endpoint").values()
+    ]
+    first = f"{any_stage.settings.stack_name}-{any_stage.settings.instance_type[3:].replace('.', '-')}"
+    # Shard 0 keeps the one-endpoint name; shard k adds "-shard<k>".
+    assert names == [first, *(f"{first}-shard{index}" for index in range(1, any_stage.settings.shards))]
+    for name in names:
+        assert re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name)  # SageMaker's EndpointName pattern
 
 
 @pytest.mark.parametrize(
@@ -126,8 +139,8 @@ def test_model_waits_for_its_execution_policy(any_stage: Synthesized) -> None:
         for key, policy in any_stage.of_type("AWS::IAM::ManagedPolicy").items()
         if "ReadModelArtifact" in json.dumps(policy)
     )
-    _, model = any_stage.one("AWS::SageMaker::Model")
-    assert policy_id in model["DependsOn"]
+    for model in any_stage.of_type("AWS::SageMaker::Model").values():
+        assert policy_id in model["DependsOn"]
 
 
 def test_execution_role_is_assumable_by_sagemaker_only(dev: Synthesized) -> None:

@@ -19,12 +19,14 @@ VARIANT_DIMENSIONS = [
 ]
 
 
-def _alarm(stage: Synthesized, name: str) -> dict[str, Any]:
+def _alarm(stage: Synthesized, name: str, shard: int = 0) -> dict[str, Any]:
+    """Alarm ``name`` of shard ``shard`` (shard 0's sit in Monitoring, shard k's in Monitoring/Shard<k>)."""
+    prefix = f"Monitoring{name}" if shard == 0 else f"MonitoringShard{shard}{name}"
     found: dict[str, Any]
     (found,) = [
         alarm["Properties"]
         for logical_id, alarm in stage.of_type("AWS::CloudWatch::Alarm").items()
-        if logical_id.startswith(f"Monitoring{name}")
+        if logical_id.startswith(prefix)
     ]
     return found
 
@@ -95,10 +97,10 @@ def test_capacity_alarm_fires_when_pinned_at_max_for_the_configured_minutes(any_
 
 def test_every_alarm_notifies_the_topic_on_alarm_and_recovery(any_stage: Synthesized) -> None:
     alarms = any_stage.of_type("AWS::CloudWatch::Alarm")
-    # Three here, two rollback alarms (tests/test_rollout.py), four per client AZ with the probe
+    # Three here and two rollback alarms (tests/test_rollout.py) per shard, four per client AZ with the probe
     # (tests/test_client_probe.py).
     probed = len(any_stage.settings.client_azs) if any_stage.settings.client_probe.enabled else 0
-    assert len(alarms) == 5 + 4 * probed
+    assert len(alarms) == 5 * any_stage.settings.shards + 4 * probed
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": _topic_id(any_stage)}]
         assert alarm["Properties"]["OKActions"] == [{"Ref": _topic_id(any_stage)}]
@@ -255,9 +257,17 @@ def test_every_monitoring_alarm_has_the_reviewed_operator_expression_and_units(
         for logical_id, alarm in stage.of_type("AWS::CloudWatch::Alarm").items()
         if logical_id.startswith("Monitoring") and not logical_id.startswith("MonitoringClient")
     }
-    assert len(found) == len(expected), f"an alarm without reviewed semantics: {sorted(found)}"
-    for alarm_name, semantics in expected.items():
-        assert _semantics(_alarm(stage, alarm_name)) == semantics, alarm_name
+    assert len(found) == len(expected) * stage.settings.shards, f"an alarm without reviewed semantics: {sorted(found)}"
+    for shard, endpoint in enumerate(stage.settings.endpoint_names):
+        for alarm_name, semantics in expected.items():
+            alarm = _alarm(stage, alarm_name, shard)
+            assert _semantics(alarm) == semantics, (shard, alarm_name)
+            # Each shard's alarms watch its own endpoint's variant.
+            dimensions = [m["MetricStat"]["Metric"]["Dimensions"] for m in alarm["Metrics"] if "MetricStat" in m]
+            assert dimensions and all(
+                found == [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "AllTraffic"}]
+                for found in dimensions
+            ), (shard, alarm_name)
 
 
 def test_latency_threshold_converts_the_slo_from_ms_to_microseconds(dev_odd_thresholds: Synthesized) -> None:

@@ -66,14 +66,15 @@ def test_runtime_endpoint_sits_in_the_client_az_subnets(dev: Synthesized) -> Non
 def test_runtime_endpoint_subnets_equal_model_subnets(any_stage: Synthesized) -> None:
     """Same-AZ routing is the point of the design: the endpoint ENIs and the model share subnets. An existing
     endpoint keeps its owner's subnets: the stack creates none (make preflight checks it serves every client AZ)."""
-    _, model = any_stage.one("AWS::SageMaker::Model")
+    models = any_stage.of_type("AWS::SageMaker::Model").values()  # every shard's, in the same subnets
     if any_stage.settings.runtime_endpoint is not None:
         assert not any(
             endpoint["Properties"].get("VpcEndpointType") == "Interface"
             for endpoint in any_stage.of_type("AWS::EC2::VPCEndpoint").values()
         )
         return
-    assert _runtime_endpoint(any_stage)["SubnetIds"] == model["Properties"]["VpcConfig"]["Subnets"]
+    for model in models:
+        assert _runtime_endpoint(any_stage)["SubnetIds"] == model["Properties"]["VpcConfig"]["Subnets"]
 
 
 def test_runtime_endpoint_admits_https_only_from_the_client_group(dev: Synthesized) -> None:

@@ -132,8 +132,8 @@ def _denied(stub: Stubber, method: str, action: str, fake: FakeAccount) -> bool:
     return True
 
 
-def _stub_sagemaker(stub: Stubber, fake: FakeAccount, own: str) -> None:
-    listed = [(own, ()), *fake.endpoints]
+def _stub_sagemaker(stub: Stubber, fake: FakeAccount, own: tuple[str, ...]) -> None:
+    listed = [*((name, ()) for name in own), *fake.endpoints]
     pages = [listed[:1], listed[1:]]
     for index, page in enumerate(pages):
         if _denied(stub, "list_endpoints", "sagemaker:ListEndpoints", fake):
@@ -154,7 +154,7 @@ def _stub_sagemaker(stub: Stubber, fake: FakeAccount, own: str) -> None:
             response["NextToken"] = f"endpoints-{index + 1}"
         stub.add_response("list_endpoints", response, {"NextToken": f"endpoints-{index}"} if index else {})
         for name, variants in page:
-            if name == own:
+            if name in own:  # the stage's own shards: never described
                 continue
             if _denied(stub, "describe_endpoint", "sagemaker:DescribeEndpoint", fake):
                 return
@@ -223,7 +223,7 @@ def stub_account(
         "get_caller_identity", {"Account": fake.caller_account, "Arn": fake.arn, "UserId": "AROAEXAMPLE:deployer"}, {}
     )
     if settings.account is None or settings.account == fake.caller_account:
-        _stub_sagemaker(stubs["sagemaker"], fake, settings.endpoint_name)
+        _stub_sagemaker(stubs["sagemaker"], fake, settings.endpoint_names)
         wanted = [f"{kind} for endpoint usage" for kind in stage_needs(settings)] + [ACCOUNT_WIDE_QUOTA]
         _stub_quotas(stubs["quotas"], fake, wanted)
         if not _denied(stubs["lambda_"], "get_account_settings", "lambda:GetAccountSettings", fake):
@@ -581,6 +581,25 @@ def test_a_shadow_on_its_own_type_is_checked_on_that_types_quota() -> None:
     assert lines["instances across endpoints"].startswith(
         "needed 10 (2 x (autoscaling.max_capacity 4 + shadow.instance_count 1): a blue/green update"
     )
+
+
+def test_a_sharded_stage_needs_every_shard_and_one_shards_update() -> None:
+    """3 shards of at most 4 instances: blue/green needs 3 x 4 and a second fleet of 4, rolling batches of 25% one
+    instance more; the stage's own shards count in the need, never as other endpoints' use."""
+    blue_green = dataclasses.replace(_dev(), shards=3)
+    lines = {result.check: result.text for result in run(healthy_account(blue_green), blue_green)}
+    assert lines["instance quota ml.c5.xlarge"].startswith(
+        "needed 16 (3 shards x autoscaling.max_capacity 4 + 4: a blue/green update's new fleet, one shard at a time), "
+        "in use elsewhere 2,"
+    )
+    rolling = dataclasses.replace(
+        blue_green, rollout=dataclasses.replace(blue_green.rollout, strategy="rolling", rolling_batch_percent=25)
+    )
+    lines = {result.check: result.text for result in run(healthy_account(rolling), rolling)}
+    assert lines["instance quota ml.c5.xlarge"].startswith(
+        "needed 13 (3 shards x autoscaling.max_capacity 4 + 1: a rolling update's batch, one shard at a time)"
+    )
+    assert stage_needs(rolling)["ml.c5.xlarge"].instances == 13
 
 
 def test_a_reservation_below_lambdas_minimum_unreserved_fails() -> None:

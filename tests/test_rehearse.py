@@ -560,3 +560,25 @@ def test_the_rehearsal_fails_when_the_zonal_output_does_not_name_each_azs_entry(
         check_zonal_names(stack(swapped), runtime, Ec2())
     with pytest.raises(RehearsalError):
         check_zonal_names({"Outputs": []}, runtime, Ec2())
+
+
+def test_the_rehearsal_fails_when_the_shards_were_not_created_in_their_chains_order() -> None:
+    from devtools.rehearsal.base import RehearsalError
+    from devtools.rehearsal.verify import check_endpoint_order, endpoint_chain
+
+    def endpoint(*waits_for: str) -> dict[str, Any]:
+        return {"Type": "AWS::SageMaker::Endpoint", "DependsOn": ["Policy", *waits_for]}
+
+    # Listed last to first: the chain, not the listing, gives the order.
+    template = {"Resources": {"Two": endpoint("One"), "One": endpoint("Zero"), "Zero": endpoint(), "Policy": {}}}
+    chain = endpoint_chain(template)
+    assert chain == ["Zero", "One", "Two"]
+    physical = {key: f"arn:aws:sagemaker:us-east-1:{rehearse.ACCOUNT}:endpoint/e-{key.lower()}" for key in chain}
+    created = ["other-stack-endpoint", "e-zero", "e-one", "e-two"]
+    assert check_endpoint_order(chain, physical, created) == ["e-zero", "e-one", "e-two"]
+    with pytest.raises(RehearsalError, match=r"created in the order \['Zero', 'Two', 'One'\], not the DependsOn"):
+        check_endpoint_order(chain, physical, ["e-zero", "e-two", "e-one"])
+    # Two shards that wait for the same one would update together: not a chain.
+    template["Resources"]["Two"] = endpoint("Zero")
+    with pytest.raises(RehearsalError, match="do not wait for each other in one DependsOn chain"):
+        endpoint_chain(template)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,8 +12,8 @@ from aws_cdk import App, Stack
 from aws_cdk import aws_iam as iam
 
 from stacks.rollout import GuardedRollout
-from stacks.settings import RolloutSettings, rollout_steps
-from stacks.stages import load_stage
+from stacks.settings import ROLLBACK_BATCH_PERCENT, ROLLING_BATCH_PERCENT, RolloutSettings, rollout_steps
+from stacks.stages import STAGES, load_stage
 
 from .conftest import ODD_THRESHOLDS, Synthesized
 
@@ -36,7 +37,23 @@ def _depends_on(stage: Synthesized, logical_id: str) -> set[str]:
 
 
 def _rollback_alarms(stage: Synthesized) -> dict[str, Any]:
+    """Every shard's rollback alarms."""
     return {key: alarm for key, alarm in stage.of_type("AWS::CloudWatch::Alarm").items() if "Rollout" in key}
+
+
+def _shard_resources(stage: Synthesized) -> list[tuple[str, str, dict[str, Any]]]:
+    """(endpoint id, endpoint config id, rollback alarms) per shard, shard 0 first, found through the template's
+    references: an endpoint names its config, and a rollback alarm watches one config's new fleet."""
+    endpoints = stage.of_type("AWS::SageMaker::Endpoint")
+    by_name = {endpoint["Properties"]["EndpointName"]: key for key, endpoint in endpoints.items()}
+    assert sorted(by_name) == sorted(stage.settings.endpoint_names)
+    found = []
+    for name in stage.settings.endpoint_names:
+        endpoint_id = by_name[name]
+        config_id = endpoints[endpoint_id]["Properties"]["EndpointConfigName"]["Fn::GetAtt"][0]
+        alarms = {key: alarm for key, alarm in _rollback_alarms(stage).items() if config_id in _refs(alarm)}
+        found.append((endpoint_id, config_id, alarms))
+    return found
 
 
 def _deployment_config(stage: Synthesized) -> dict[str, Any]:
@@ -93,9 +110,17 @@ def _watched(properties: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_rollback_alarms_are_the_new_fleets_5xx_rate_and_p99_model_latency(any_stage: Synthesized) -> None:
-    settings = any_stage.settings
-    config_id, _ = any_stage.one("AWS::SageMaker::EndpointConfig")
-    alarms = _rollback_alarms(any_stage)
+    shards = _shard_resources(any_stage)
+    assert sum(len(alarms) for _, _, alarms in shards) == len(_rollback_alarms(any_stage)) == 2 * len(shards)
+    for name, (endpoint_id, config_id, alarms) in zip(any_stage.settings.endpoint_names, shards, strict=True):
+        _check_rollback_alarms(any_stage, name, endpoint_id, config_id, alarms)
+
+
+def _check_rollback_alarms(
+    stage: Synthesized, endpoint_name: str, endpoint_id: str, config_id: str, alarms: dict[str, Any]
+) -> None:
+    """One shard's two alarms on its new fleet, and its endpoint rolling back on exactly them."""
+    settings = stage.settings
     by_metric = {_watched(alarm["Properties"])["name"]: alarm["Properties"] for alarm in alarms.values()}
     assert set(by_metric) == {"Invocation5XXErrors", "ModelLatency"}
     for properties in by_metric.values():
@@ -103,7 +128,7 @@ def test_rollback_alarms_are_the_new_fleets_5xx_rate_and_p99_model_latency(any_s
         assert watched["namespace"] == "AWS/SageMaker"
         assert watched["dimensions"] == [
             {"Name": "EndpointConfigName", "Value": {"Fn::GetAtt": [config_id, "EndpointConfigName"]}},
-            {"Name": "EndpointName", "Value": settings.endpoint_name},
+            {"Name": "EndpointName", "Value": endpoint_name},
             {"Name": "VariantName", "Value": "AllTraffic"},
         ]
         assert (watched["period"], properties["EvaluationPeriods"], properties["DatapointsToAlarm"]) == (60, 2, 2)
@@ -115,11 +140,11 @@ def test_rollback_alarms_are_the_new_fleets_5xx_rate_and_p99_model_latency(any_s
     assert by_metric["ModelLatency"]["Threshold"] == settings.latency_slo_ms * 1000  # microseconds
     assert (errors["stat"], errors["guard"]) == ("Average", None)
     assert by_metric["Invocation5XXErrors"]["Threshold"] == settings.error_rate_alarm
+    endpoint = stage.resources[endpoint_id]
     if not settings.serving.guardrails:  # Inf1: the alarms notify, SageMaker cannot roll back on them
-        _, endpoint = any_stage.one("AWS::SageMaker::Endpoint")
         assert "DeploymentConfig" not in endpoint["Properties"]
         return
-    rollback = _deployment_config(any_stage)["AutoRollbackConfiguration"]["Alarms"]
+    rollback = endpoint["Properties"]["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
     assert sorted(alarm["AlarmName"]["Ref"] for alarm in rollback) == sorted(alarms)
 
 
@@ -134,12 +159,15 @@ def test_sagemaker_may_read_exactly_the_rollback_alarms(any_stage: Synthesized) 
     (statement,) = policy["PolicyDocument"]["Statement"]
     assert statement["Action"] == "cloudwatch:DescribeAlarms"
     assert _refs(statement["Resource"]) - {"AWS::Partition", "AWS::Region", "AWS::AccountId"} == alarms
-    role_id = any_stage.one("AWS::SageMaker::Model")[1]["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"][0]
+    # One policy for every shard's alarms (a role holds only so many managed policies), on the execution role.
+    models = any_stage.of_type("AWS::SageMaker::Model")
+    (role_id,) = {model["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"][0] for model in models.values()}
     assert policy["Roles"] == [{"Ref": role_id}]
-    # The endpoint, which the rollout updates, waits for the permission; the model must not (a cycle).
-    endpoint_id, _ = any_stage.one("AWS::SageMaker::Endpoint")
-    assert policy_id in _depends_on(any_stage, endpoint_id)
-    assert policy_id not in _depends_on(any_stage, any_stage.one("AWS::SageMaker::Model")[0])
+    # Each endpoint, which the rollout updates, waits for the permission; no model may (a cycle).
+    for endpoint_id in any_stage.of_type("AWS::SageMaker::Endpoint"):
+        assert policy_id in _depends_on(any_stage, endpoint_id)
+    for model_id in models:
+        assert policy_id not in _depends_on(any_stage, model_id)
 
 
 def test_alarms_watch_the_new_config_before_the_endpoint_switches_to_it(dev: Synthesized) -> None:
@@ -210,11 +238,72 @@ def test_without_auto_rollback_there_are_no_rollback_alarms() -> None:
     assert rollout.deployment_config().auto_rollback_configuration is None
 
 
+# --- rolling updates ------------------------------------------------------------------------------------------
+
+ROLLING = [name for name in STAGES if load_stage(name).rollout.strategy == "rolling"]
+
+
+def test_a_rolling_stage_is_shipped() -> None:
+    assert ROLLING, "a stage updated in rolling batches (stacks/stages.py: scale) is synthesized and checked"
+
+
+@pytest.mark.parametrize("name", ROLLING)
+def test_rolling_stages_update_in_batches_with_the_same_rollback_alarms(
+    name: str, synth_stage: Callable[[str], Synthesized]
+) -> None:
+    stage = synth_stage(name)
+    rollout = stage.settings.rollout
+    for endpoint_name, (endpoint_id, config_id, alarms) in zip(
+        stage.settings.endpoint_names, _shard_resources(stage), strict=True
+    ):
+        config = stage.resources[endpoint_id]["Properties"]["DeploymentConfig"]
+        assert "BlueGreenUpdatePolicy" not in config
+        assert config["RollingUpdatePolicy"] == {
+            "MaximumBatchSize": {"Type": "CAPACITY_PERCENT", "Value": rollout.rolling_batch_percent},
+            "WaitIntervalInSeconds": rollout.wait_interval_seconds,
+            "MaximumExecutionTimeoutInSeconds": rollout.max_execution_timeout_seconds,
+            # Left out, SageMaker would roll back 100% at once: the whole old fleet beside the new one.
+            "RollbackMaximumBatchSize": {"Type": "CAPACITY_PERCENT", "Value": rollout.rolling_batch_percent},
+        }
+        _check_rollback_alarms(stage, endpoint_name, endpoint_id, config_id, alarms)
+
+
+@pytest.mark.parametrize("name", ROLLING)
+def test_rolling_stages_keep_the_guardrails_rules(name: str, synth_stage: Callable[[str], Synthesized]) -> None:
+    """What SageMaker's guardrails ask of a rolling deployment (Exclusions page; RollingUpdatePolicy): a batch of 5 to
+    50% of the variant, one production variant and no shadow (multi-variant endpoints are excluded), an instance type
+    with guardrails (not Inf1), a baking period long enough for the alarms' two datapoints, and a timeout over the
+    bakes. botocore's shapes are checked for every stage in tests/test_api_shapes.py."""
+    stage = synth_stage(name)
+    low, high = ROLLING_BATCH_PERCENT
+    for endpoint_id, config_id, _ in _shard_resources(stage):
+        policy = stage.resources[endpoint_id]["Properties"]["DeploymentConfig"]["RollingUpdatePolicy"]
+        assert policy["MaximumBatchSize"]["Type"] == "CAPACITY_PERCENT"
+        assert low <= policy["MaximumBatchSize"]["Value"] <= high
+        assert ROLLBACK_BATCH_PERCENT[0] <= policy["RollbackMaximumBatchSize"]["Value"] <= ROLLBACK_BATCH_PERCENT[1]
+        assert policy["WaitIntervalInSeconds"] >= 120
+        batches = -(-100 // policy["MaximumBatchSize"]["Value"])
+        assert policy["MaximumExecutionTimeoutInSeconds"] > batches * policy["WaitIntervalInSeconds"]
+        config = stage.resources[config_id]["Properties"]
+        (variant,) = config["ProductionVariants"]
+        assert "ShadowProductionVariants" not in config
+        assert not variant["InstanceType"].startswith("ml.inf1.")
+
+
+def test_a_blue_green_stage_has_no_rolling_policy(dev: Synthesized) -> None:
+    assert set(_deployment_config(dev)) == {"AutoRollbackConfiguration", "BlueGreenUpdatePolicy"}
+
+
 @pytest.mark.parametrize(
     ("shifting", "percent", "steps"), [("CANARY", 10, 2), ("LINEAR", 10, 10), ("LINEAR", 30, 4), ("ALL_AT_ONCE", 1, 1)]
 )
 def test_rollout_steps_count_every_bake(shifting: str, percent: int, steps: int) -> None:
     assert rollout_steps(RolloutSettings(traffic_shifting=shifting, step_percent=percent)) == steps
+
+
+@pytest.mark.parametrize(("percent", "batches"), [(5, 20), (10, 10), (20, 5), (30, 4), (50, 2)])
+def test_rolling_steps_are_the_batches(percent: int, batches: int) -> None:
+    assert rollout_steps(RolloutSettings(strategy="rolling", rolling_batch_percent=percent)) == batches
 
 
 def test_shadow_variant_gets_a_copy_of_the_configured_share(dev_options: Synthesized) -> None:
@@ -235,9 +324,9 @@ def test_shadow_variant_gets_a_copy_of_the_configured_share(dev_options: Synthes
 
 
 def test_no_shadow_by_default(any_stage: Synthesized) -> None:
-    _, config = any_stage.one("AWS::SageMaker::EndpointConfig")
-    assert "ShadowProductionVariants" not in config["Properties"]
-    assert len(any_stage.of_type("AWS::SageMaker::Model")) == 1
+    for config in any_stage.of_type("AWS::SageMaker::EndpointConfig").values():
+        assert "ShadowProductionVariants" not in config["Properties"]
+    assert len(any_stage.of_type("AWS::SageMaker::Model")) == any_stage.settings.shards  # one model per shard
 
 
 def test_rollback_thresholds_follow_the_settings_in_their_units(dev_odd_thresholds: Synthesized) -> None:

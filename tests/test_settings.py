@@ -24,6 +24,8 @@ from stacks.settings import (
     SettingsError,
     ShadowSettings,
     StageSettings,
+    rollout_steps,
+    update_surge_instances,
 )
 
 from .conftest import REPO_ROOT
@@ -544,6 +546,86 @@ def test_execution_timeout_within_the_rollouts_waiting_is_rejected(
 
 def test_execution_timeout_just_over_the_waiting_is_accepted() -> None:
     assert dev_with(rollout=rollout(max_execution_timeout_seconds=901)).rollout.max_execution_timeout_seconds == 901
+
+
+# --- rolling updates ---------------------------------------------------------------------------------------
+
+
+def rolling(**changes: Any) -> RolloutSettings:
+    return rollout(strategy="rolling", **changes)
+
+
+def test_unknown_rollout_strategy_is_rejected() -> None:
+    assert problems_of(rollout=rollout(strategy="canary")) == [
+        "rollout.strategy='canary' is invalid: allowed: one of ['blue_green', 'rolling']"
+    ]
+
+
+@pytest.mark.parametrize("percent", [4, 51])
+def test_rolling_batch_outside_sagemakers_5_to_50_percent_is_rejected(percent: int) -> None:
+    assert problems_of(rollout=rolling(rolling_batch_percent=percent)) == [
+        f"rollout.rolling_batch_percent={percent} is invalid: a rolling batch is a share of the variant's instances; "
+        "allowed: 5 to 50 (SageMaker's bounds)"
+    ]
+
+
+@pytest.mark.parametrize("percent", [4, 101])
+def test_rolling_rollback_batch_outside_5_to_100_percent_is_rejected(percent: int) -> None:
+    assert problems_of(rollout=rolling(rolling_rollback_batch_percent=percent)) == [
+        f"rollout.rolling_rollback_batch_percent={percent} is invalid: allowed: 5 to 100 (100: the whole old fleet "
+        "at once), or None (rolling_batch_percent)"
+    ]
+
+
+def test_rolling_updates_are_refused_where_sagemaker_has_no_guardrails() -> None:
+    with pytest.raises(SettingsError) as caught:
+        dataclasses.replace(stages.inferentia(), rollout=rolling())
+    assert caught.value.problems == [
+        "rollout.strategy='rolling' is invalid: the inferentia profile's ml.inf1.xlarge endpoints cannot use "
+        "SageMaker's deployment guardrails (an update falls back to blue/green, all at once); allowed: 'blue_green'"
+    ]
+
+
+def test_rolling_updates_are_refused_with_a_shadow_variant() -> None:
+    assert problems_of(rollout=rolling(), shadow=shadow()) == [
+        "rollout.strategy='rolling' is invalid: SageMaker's rolling deployments exclude multi-variant endpoints, and "
+        "a shadow variant is a second variant; allowed: 'blue_green' with a shadow, or shadow=None"
+    ]
+
+
+def test_a_rolling_update_waits_one_bake_per_batch_and_no_termination_wait() -> None:
+    # 10 batches of 10% x 300 s = 3000 s, under the default 3600 s timeout; termination_wait_seconds does not count.
+    settings = dev_with(rollout=rolling(rolling_batch_percent=10, termination_wait_seconds=3600))
+    assert rollout_steps(settings.rollout) == 10
+    assert problems_of(rollout=rolling(rolling_batch_percent=5)) == [
+        "rollout.max_execution_timeout_seconds=3600 is invalid: the rollout waits 6000 s (20 bakes of "
+        "wait_interval_seconds, one per rolling batch); allowed: more than 6000, at most 28800"
+    ]
+
+
+def test_a_rolling_update_longer_than_sagemaker_allows_is_rejected() -> None:
+    assert problems_of(rollout=rolling(rolling_batch_percent=5, wait_interval_seconds=1800)) == [
+        "rollout.wait_interval_seconds=1800 is invalid: the rollout waits 36000 s (20 bakes of wait_interval_seconds, "
+        "one per rolling batch), and SageMaker stops a rollout after at most 28800 s; allowed: shorter bakes or larger "
+        "batches, so that the waiting stays under 28800"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "instances", "surge"),
+    [
+        ({}, 40, 40),  # blue/green: a second fleet
+        ({"strategy": "rolling", "rolling_batch_percent": 20}, 40, 8),  # one batch
+        ({"strategy": "rolling", "rolling_batch_percent": 10}, 3, 1),  # a share of 3 is still a whole instance
+        ({"strategy": "rolling", "rolling_batch_percent": 10, "rolling_rollback_batch_percent": 100}, 40, 40),
+        ({"strategy": "rolling", "rolling_batch_percent": 20, "rolling_rollback_batch_percent": 25}, 10, 3),
+        ({"strategy": "rolling"}, 0, 0),
+    ],
+)
+def test_update_surge_is_a_fleet_for_blue_green_and_the_larger_batch_for_rolling(
+    changes: dict[str, Any], instances: int, surge: int
+) -> None:
+    assert update_surge_instances(rollout(**changes), instances) == surge
 
 
 @pytest.mark.parametrize("percent", [0, 101])

@@ -477,6 +477,12 @@ def test_sagemaker_bounds_are_botocores() -> None:
     )
     assert bounds("BlueGreenUpdatePolicy", "TerminationWaitInSeconds") == settings_module.WAIT_RANGE
     assert bounds("TrafficRoutingConfig", "WaitIntervalInSeconds") == settings_module.WAIT_RANGE
+    assert bounds("RollingUpdatePolicy", "WaitIntervalInSeconds") == settings_module.WAIT_RANGE
+    assert bounds("RollingUpdatePolicy", "MaximumExecutionTimeoutInSeconds") == settings_module.EXECUTION_TIMEOUT_RANGE
+    # A rolling batch is a CapacitySize like the canary's: a share (5-50% per the API reference's text, which the
+    # model does not encode) or a count of at least 1.
+    assert model.shape_for("CapacitySizeValue").metadata["min"] == 1 <= settings_module.ROLLING_BATCH_PERCENT[0]
+    assert "CAPACITY_PERCENT" in model.shape_for("CapacitySizeType").enum
     assert bounds("ProductionVariant", "ContainerStartupHealthCheckTimeoutInSeconds") == settings_module.TIMEOUT_RANGE
     assert bounds("ProductionVariant", "ModelDataDownloadTimeoutInSeconds") == settings_module.TIMEOUT_RANGE
     assert model.shape_for("EndpointName").metadata["max"] == settings_module.ENDPOINT_NAME_MAX

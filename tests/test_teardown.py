@@ -34,9 +34,10 @@ def _policies_of(stage: Synthesized, role_id: str) -> dict[str, dict[str, Any]]:
 
 
 def _execution_ids(stage: Synthesized) -> tuple[str, str]:
-    """(execution role, execution policy) of the model."""
-    _, model = stage.one("AWS::SageMaker::Model")
-    role_id = str(model["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"][0])
+    """(execution role, execution policy) of the model (every shard's: one role)."""
+    (role_id,) = {
+        m["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"][0] for m in stage.of_type("AWS::SageMaker::Model").values()
+    }
     (policy_id,) = [
         key for key, policy in _policies_of(stage, role_id).items() if "ReadModelArtifact" in json.dumps(policy)
     ]
@@ -97,9 +98,9 @@ def _this_vpc(stage: Synthesized) -> str:
 
 def test_cleanup_targets_the_models_security_group_in_this_vpc(any_stage: Synthesized) -> None:
     _, cleanup = _cleanup(any_stage)
-    _, model = any_stage.one("AWS::SageMaker::Model")
     properties = cleanup["Properties"]
-    assert properties["SecurityGroupIds"] == model["Properties"]["VpcConfig"]["SecurityGroupIds"]
+    for model in any_stage.of_type("AWS::SageMaker::Model").values():  # every shard's model, in one group
+        assert properties["SecurityGroupIds"] == model["Properties"]["VpcConfig"]["SecurityGroupIds"]
     (group,) = properties["SecurityGroupIds"]
     assert any_stage.resources[group["Fn::GetAtt"][0]]["Type"] == "AWS::EC2::SecurityGroup"
     if any_stage.settings.vpc_id is None:
@@ -125,8 +126,11 @@ def test_cleanup_waits_for_role_policies_and_the_model_subnets(any_stage: Synthe
     depends_on = set(cleanup["DependsOn"])
     assert {role_id, execution_policy_id, function_policy_id} <= depends_on
     subnets = set(any_stage.of_type("AWS::EC2::Subnet"))
-    _, model = any_stage.one("AWS::SageMaker::Model")
-    model_subnets = model["Properties"]["VpcConfig"]["Subnets"]
+    (model_subnets,) = {
+        json.dumps(model["Properties"]["VpcConfig"]["Subnets"])
+        for model in any_stage.of_type("AWS::SageMaker::Model").values()
+    }  # every shard's model in the same subnets
+    model_subnets = json.loads(model_subnets)
     if any_stage.settings.vpc_id is None:
         assert sorted(subnet["Ref"] for subnet in model_subnets) == sorted(subnets)
         assert subnets <= depends_on
@@ -151,8 +155,10 @@ def test_cleanup_waits_for_role_policies_and_the_model_subnets(any_stage: Synthe
 
 def test_every_model_waits_for_the_cleanup(any_stage: Synthesized) -> None:
     cleanup_id, _ = _cleanup(any_stage)
-    (model,) = any_stage.of_type("AWS::SageMaker::Model").values()
-    assert cleanup_id in model["DependsOn"]
+    models = any_stage.of_type("AWS::SageMaker::Model").values()
+    assert len(models) == any_stage.settings.shards
+    for model in models:
+        assert cleanup_id in model["DependsOn"]
 
 
 def test_the_shadow_model_waits_for_the_cleanup_too(dev_options: Synthesized) -> None:
@@ -167,13 +173,15 @@ def test_teardown_order_is_endpoint_models_cleanup_then_network_and_role(any_sta
     """CloudFormation deletes in reverse creation order: endpoint and models first, then the cleanup, then
     the security group, subnets, VPC and role the interfaces need until they are gone."""
     cleanup_id, _ = _cleanup(any_stage)
-    endpoint_id, _ = any_stage.one("AWS::SageMaker::Endpoint")
-    config_id, _ = any_stage.one("AWS::SageMaker::EndpointConfig")
-    model_id, _ = any_stage.one("AWS::SageMaker::Model")
-    for later in (endpoint_id, config_id, model_id):
+    shards = {
+        key
+        for kind in ("AWS::SageMaker::Endpoint", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Model")
+        for key in any_stage.of_type(kind)
+    }  # every shard's
+    for later in shards:
         assert cleanup_id in _created_before(any_stage, later), later
     before = _created_before(any_stage, cleanup_id)
-    assert not before & {endpoint_id, config_id, model_id}
+    assert not before & shards
     role_id, policy_id = _execution_ids(any_stage)
     network = set(any_stage.of_type("AWS::EC2::Subnet")) | set(any_stage.of_type("AWS::EC2::VPC"))
     group = any_stage.resources[cleanup_id]["Properties"]["SecurityGroupIds"][0]["Fn::GetAtt"][0]

@@ -147,6 +147,25 @@ def lambda_routed_to(stand_in: LambdaStandIn, port: int) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def recording_endpoint_creations() -> Iterator[list[str]]:
+    """Yields the names of the SageMaker endpoints moto creates, appended in the order it creates them. moto's
+    CloudFormation creates a stack's resources in their DependsOn order (``ResourceMap.create``), so for a stage with
+    shards this is the order the template's chain of endpoints decides."""
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    created: list[str] = []
+    create_endpoint = SageMakerModelBackend.create_endpoint
+
+    def create_and_record(backend: Any, endpoint_name: str, *args: Any, **kwargs: Any) -> Any:
+        endpoint = create_endpoint(backend, endpoint_name, *args, **kwargs)
+        created.append(endpoint_name)
+        return endpoint
+
+    with mock.patch.object(SageMakerModelBackend, "create_endpoint", create_and_record):
+        yield created
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,5 +1,6 @@
 """What the rehearsal reads back through moto's APIs: the bootstrap's version parameter after ``cdk bootstrap``,
-and after ``cdk deploy`` what the stack built (the Summary the command prints)."""
+and after ``cdk deploy`` what the stack built (the Summary the command prints), with the order in which moto's
+CloudFormation created the endpoints of a stage with shards."""
 
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ class Summary:
     stack_status: str
     endpoint_name: str
     endpoint_status: str
+    # Every shard's endpoint, in the order moto created them (shard 0 first when the DependsOn chain held).
+    endpoint_order: list[str]
     model_image: str
     runtime_vpc_endpoint: str
     s3_vpc_endpoint: str
@@ -65,27 +68,81 @@ def one(items: list[Any], what: str) -> Any:
     return items[0]
 
 
-def verify(clients: Mapping[str, Any], target: Target) -> Summary:
-    """Read back through the APIs what moto built; RehearsalError on the first difference."""
+def endpoint_chain(template: Mapping[str, Any]) -> list[str]:
+    """The logical ids of the template's SageMaker endpoints in the order their DependsOn chain sets: the one that
+    waits for no other endpoint first, then the one that waits for it, and so on. RehearsalError if they do not
+    form one chain (a stage's shards are updated one after another: docs/safe-updates.md)."""
+    resources = template.get("Resources", {})
+    endpoints = [key for key, resource in resources.items() if resource.get("Type") == "AWS::SageMaker::Endpoint"]
+
+    def waits_for(key: str) -> set[str]:
+        depends_on = resources[key].get("DependsOn", [])
+        return ({depends_on} if isinstance(depends_on, str) else set(depends_on)) & set(endpoints)
+
+    broken = RehearsalError(f"the endpoints {endpoints} do not wait for each other in one DependsOn chain")
+    chain = [key for key in endpoints if not waits_for(key)]
+    if len(chain) != 1:
+        raise broken
+    while len(chain) < len(endpoints):
+        following = [key for key in endpoints if waits_for(key) == {chain[-1]}]
+        if len(following) != 1:
+            raise broken
+        chain.append(following[0])
+    return chain
+
+
+def check_endpoint_order(chain: list[str], physical_ids: Mapping[str, str], created: list[str]) -> list[str]:
+    """The names of the chain's endpoints in the order moto created them; RehearsalError unless it is the chain's."""
+    names = {logical_id: physical_ids[logical_id].rsplit("/", 1)[-1] for logical_id in chain}
+    order = [name for name in created if name in names.values()]
+    if order != [names[logical_id] for logical_id in chain]:
+        by_name = {name: logical_id for logical_id, name in names.items()}
+        raise RehearsalError(
+            f"the endpoints were created in the order {[by_name.get(name, name) for name in order]}, not the "
+            f"DependsOn chain's {chain}"
+        )
+    return order
+
+
+def verify(
+    clients: Mapping[str, Any],
+    target: Target,
+    template: Mapping[str, Any] | None = None,
+    created: list[str] | None = None,
+) -> Summary:
+    """Read back through the APIs what moto built; RehearsalError on the first difference. With ``template`` and
+    ``created`` (recording_endpoint_creations), the endpoints must have been created in their DependsOn chain's
+    order."""
     name, runtime_service, s3_service = target.stack, target.runtime_service, target.s3_service
     cfn, sagemaker, ec2 = clients["cloudformation"], clients["sagemaker"], clients["ec2"]
     status = cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
     if status != "CREATE_COMPLETE":
         raise RehearsalError(f"stack {name} is {status}, not CREATE_COMPLETE")
     physical: dict[str, list[str]] = {}
+    logical: dict[str, str] = {}
     for resource in cfn.describe_stack_resources(StackName=name)["StackResources"]:
         if "ResourceType" in resource:  # moto lists each resource it skipped as an entry without type or id
             physical.setdefault(resource["ResourceType"], []).append(resource.get("PhysicalResourceId", ""))
+            logical[resource["LogicalResourceId"]] = resource.get("PhysicalResourceId", "")
 
-    endpoint_id = one(physical.get("AWS::SageMaker::Endpoint", []), "AWS::SageMaker::Endpoint in the stack")
-    endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_id.rsplit("/", 1)[-1])
-    if endpoint["EndpointStatus"] != "InService":
-        raise RehearsalError(f"SageMaker endpoint {endpoint['EndpointName']} is {endpoint['EndpointStatus']}")
-    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
-    variant = one(config["ProductionVariants"], f"production variant of {config['EndpointConfigName']}")
-    image = sagemaker.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]["Image"]
+    endpoint_ids = physical.get("AWS::SageMaker::Endpoint", [])
+    if not endpoint_ids:
+        raise RehearsalError("expected an AWS::SageMaker::Endpoint in the stack, found none")
+    images = set()
+    for endpoint_id in endpoint_ids:  # every shard's
+        endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_id.rsplit("/", 1)[-1])
+        if endpoint["EndpointStatus"] != "InService":
+            raise RehearsalError(f"SageMaker endpoint {endpoint['EndpointName']} is {endpoint['EndpointStatus']}")
+        config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+        variant = one(config["ProductionVariants"], f"production variant of {config['EndpointConfigName']}")
+        images.add(sagemaker.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]["Image"])
+    image = one(sorted(images), "container image across the shards")
     if image != target.image:
         raise RehearsalError(f"the model runs {image}, not {target.image}, the image published in {target.region}")
+    order = [endpoint_id.rsplit("/", 1)[-1] for endpoint_id in endpoint_ids]
+    if template is not None and created is not None:
+        order = check_endpoint_order(endpoint_chain(template), logical, created)
+    first = sagemaker.describe_endpoint(EndpointName=order[0])
 
     vpc_id = one(physical.get("AWS::EC2::VPC", []), "AWS::EC2::VPC in the stack")
     in_vpc = [{"Name": "vpc-id", "Values": [vpc_id]}]
@@ -111,8 +168,9 @@ def verify(clients: Mapping[str, Any], target: Target) -> Summary:
         raise RehearsalError(f"default security group {group['GroupId']} still has rules: the stand-in did not run")
     return Summary(
         stack_status=status,
-        endpoint_name=endpoint["EndpointName"],
-        endpoint_status=endpoint["EndpointStatus"],
+        endpoint_name=first["EndpointName"],
+        endpoint_status=first["EndpointStatus"],
+        endpoint_order=order,
         model_image=image,
         runtime_vpc_endpoint=f"{runtime['VpcEndpointId']} (Interface, {runtime_service}, private DNS on)",
         s3_vpc_endpoint=f"{gateway['VpcEndpointId']} (Gateway, {s3_service})",
